@@ -1,0 +1,50 @@
+"""`bench`: the command-line entry point.
+
+Each subcommand lives in `bench/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`; it is
+imported only when used, so `bench --help` and `bench ls` stay fast. A `BenchError` (bad input the user can fix)
+prints one line and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.errors import BenchError
+
+# name → (module, one-line help). Add a subcommand with one line here and one file in bench/commands/.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ls": ("bench.commands.ls", "list registered methods, metrics, backbones or shipped suites"),
+    "validate": ("bench.commands.validate", "check a suite file: schema, includes and every registered name"),
+    "generate": ("bench.commands.generate", "render images from a StyleGAN2 checkpoint and a latents file"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Benchmark harness for text-guided image editing with CLIP and StyleGAN.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if only == name:  # import just the module that will run (none for `bench --help`)
+            importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=next((a for a in argv if a in COMMANDS), None))
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except BenchError as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The contract every editing method follows.
+
+A method has two phases, timed separately like the StyleCLIP paper's table:
+
+* ``prepare(backbones, edit)`` — training or preprocessing that depends on the edit but not on the sources
+  (mapper training, global-direction relevance, NADA fine-tuning). The harness caches its result on disk.
+* ``apply(backbones, sources, edit) -> EditResult`` — edits a batch of sources.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class SourceBatch:
+    """A batch of sources: images in [-1, 1] and, when they come from a generator or an inversion, W+ latents."""
+
+    images: torch.Tensor  # [N, 3, H, W]
+    latents: torch.Tensor | None = None  # [N, n_latent, style_dim]
+
+
+@dataclass
+class EditResult:
+    edited_images: torch.Tensor  # [N, 3, H, W] in [-1, 1]
+    edited_latents: torch.Tensor | None = None
+
+
+class EditMethod(ABC):
+    """Base class: parameters come from the suite (`params:`); unknown parameters are rejected."""
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.defaults())
+        if unknown:
+            from bench.errors import BenchError
+            raise BenchError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}; "
+                             f"valid: {sorted(self.defaults())}")
+        self.params = {**self.defaults(), **params}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The method's default parameters (the official implementation's, unless said otherwise)."""
+        return {}
+
+    def prepare(self, backbones: Any, edit: Any) -> None:
+        """Edit-specific training or preprocessing; nothing by default."""
+
+    @abstractmethod
+    def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
+        """Edit `sources` towards `edit`."""

@@ -1,0 +1,1 @@
+"""Reports: results store → tables (Markdown/LaTeX), plots, image grids, HTML."""
