@@ -1,0 +1,164 @@
+"""The results store of one run directory: SQLite (WAL) + a manifest + PNGs.
+
+* One transaction per cell: a cell's rows land all together or not at all, so a run killed at any point loses at
+  most the cell in flight, and `--resume` reruns exactly the cells that are not in the store.
+* A failed cell is stored too (status "error" with its message), so the run goes on and the report shows it.
+* The manifest (suite hash, git commit, package versions, device, backbone content hashes) is written atomically
+  (temp file + os.replace); resuming is allowed only into a directory whose manifest matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id TEXT PRIMARY KEY,
+    method TEXT NOT NULL, variant TEXT NOT NULL, edit TEXT NOT NULL,
+    batch INTEGER NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error TEXT,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    cell_id TEXT NOT NULL REFERENCES cells(cell_id),
+    sample INTEGER NOT NULL,           -- index of the source within the run; -1 for set-level metrics
+    metric TEXT NOT NULL,
+    value REAL,                        -- NULL (never the string 'nan') when a value is undefined
+    PRIMARY KEY (cell_id, sample, metric)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """One unit of work: a method variant applied to one edit, one batch of sources, one seed."""
+
+    method: str
+    variant: str
+    edit: str
+    batch: int
+    seed: int
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.variant}|{self.edit}|b{self.batch}|s{self.seed}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+class RunStore:
+    """The store of one run directory."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.run_dir / "results.sqlite"
+        self.manifest_path = self.run_dir / "manifest.json"
+        self._db = sqlite3.connect(self.db_path, isolation_level=None)  # explicit transactions below
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    # -- manifest -----------------------------------------------------------------------------------------
+    def read_manifest(self) -> dict | None:
+        if not self.manifest_path.exists():
+            return None
+        return json.loads(self.manifest_path.read_text())
+
+    def open_run(self, manifest: dict, resume: bool, match_keys: Iterable[str]) -> None:
+        """Start or resume a run. Resuming (or reusing a non-empty directory) needs a matching manifest."""
+        previous = self.read_manifest()
+        if previous is not None:
+            differing = [k for k in match_keys if previous.get(k) != manifest.get(k)]
+            if differing:
+                raise BenchError(
+                    f"{self.run_dir} holds a run whose manifest differs in {', '.join(differing)} "
+                    f"(suite {previous.get('suite')!r}); use another --out directory or delete this one")
+            if not resume and self.completed_cells():
+                raise BenchError(f"{self.run_dir} already holds results of this suite; pass --resume to continue "
+                                 "it, or choose another --out directory")
+        write_json_atomic(self.manifest_path, manifest)
+
+    # -- cells --------------------------------------------------------------------------------------------
+    def completed_cells(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT cell_id FROM cells")}
+
+    def record_cell(self, key: CellKey, rows: Iterable[tuple[int, str, float | None]],
+                    error: str | None = None) -> None:
+        """Write a cell and all its (sample, metric, value) rows in one transaction."""
+        rows = [(key.cell_id, int(sample), metric, _finite_or_none(value)) for sample, metric, value in rows]
+        with self._transaction():
+            self._db.execute("DELETE FROM records WHERE cell_id = ?", (key.cell_id,))
+            self._db.execute("DELETE FROM cells WHERE cell_id = ?", (key.cell_id,))
+            self._db.execute(
+                "INSERT INTO cells (cell_id, method, variant, edit, batch, seed, status, error, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.cell_id, key.method, key.variant, key.edit, key.batch, key.seed,
+                 "error" if error else "ok", error, time.time()))
+            self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type, exc, tb):
+                db.execute("ROLLBACK" if exc_type else "COMMIT")
+                return False
+
+        return _Tx()
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def records(self) -> pd.DataFrame:
+        """One row per (cell, sample, metric), joined with the cell's method/variant/edit/seed."""
+        return pd.read_sql_query(
+            "SELECT c.method, c.variant, c.edit, c.batch, c.seed, r.sample, r.metric, r.value "
+            "FROM records r JOIN cells c USING (cell_id) ORDER BY c.variant, c.edit, c.seed, r.sample, r.metric",
+            self._db)
+
+    def cells(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM cells ORDER BY cell_id", self._db)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the records as Parquet (`.parquet`) or CSV (`.csv`) for pandas."""
+        path = Path(path)
+        frame = self.records()
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        elif path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            raise BenchError(f"cannot export to {path.name!r}: valid suffixes are .parquet, .csv")
+        return path
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
