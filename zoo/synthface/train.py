@@ -1,0 +1,73 @@
+"""`python -m zoo.synthface.train NETWORK`: train one synthetic-world network (resumable), export its weights,
+evaluate its gates and write its model card.
+
+Each trainer module (`zoo/synthface/train_<network>.py`) defines:
+    DEFAULTS: dict                         the documented config (seed, steps, widths, lr, ...)
+    SUMMARY: str                           one paragraph for the model card (data, objective)
+    build(config) -> training.Trainable
+    export(trainable) -> Path              writes zoo/synthface/weights/<name>.safetensors (+ .json)
+    gates(device="cpu") -> list[dict]      evaluates the exported weights: [{name, value, threshold, passed}]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from zoo.synthface import training
+
+TRAINERS = {  # network → trainer module; add a network with one line here and one train_<network>.py file
+    "clip": "zoo.synthface.train_clip",
+    "judge_clip": "zoo.synthface.train_judge_clip",
+    "identity": "zoo.synthface.train_identity",
+    "attributes": "zoo.synthface.train_attributes",
+    "generator": "zoo.synthface.train_generator",
+    "encoder": "zoo.synthface.train_encoder",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoo.synthface.train", description=__doc__.split("\n")[0])
+    parser.add_argument("network", choices=sorted(TRAINERS))
+    parser.add_argument("--steps", type=int, help="total steps (default: the trainer's documented value)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override config entries")
+    parser.add_argument("--run-dir", type=Path, default=training.DEFAULT_RUN_DIR)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--no-export", action="store_true", help="train only (e.g. a CI smoke run)")
+    args = parser.parse_args(argv)
+
+    trainer = importlib.import_module(TRAINERS[args.network])
+    config = dict(trainer.DEFAULTS)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in config:
+            parser.error(f"unknown config key {key!r} for {args.network}; valid: {', '.join(sorted(config))}")
+        config[key] = json.loads(value)
+    if args.steps is not None:
+        config["steps"] = args.steps
+    training.seed_everything(config["seed"])
+    trainable = trainer.build(config)
+    result = training.run_training(trainable, config["steps"], args.run_dir, args.checkpoint_every,
+                                   threads=args.threads)
+    print(json.dumps({"network": args.network, **{k: v for k, v in result.items() if k != "last"},
+                      "last": result["last"]}))
+    if args.no_export or not result["finished"]:
+        return 0
+    trainer.export(trainable)
+    gate_results = trainer.gates()
+    training.write_model_card(
+        trainable.name, trainer.SUMMARY,
+        {"command": f"python -m zoo.synthface.train {args.network}" + (f" --steps {args.steps}" if args.steps else ""),
+         "config": json.dumps(config, sort_keys=True), "steps": result["steps"],
+         "wall time (s)": f"{result['elapsed_s']:.0f}", "hardware": training.hardware()},
+        gate_results)
+    print(json.dumps({"gates": gate_results}, indent=2))
+    return 0 if all(g["passed"] for g in gate_results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

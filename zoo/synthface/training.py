@@ -1,0 +1,170 @@
+"""Shared machinery for the synthetic world's trainers: resumable checkpoints, the step loop, weight export.
+
+Every trainer (`zoo/synthface/train_*.py`) exposes `build(config) -> Trainable` and the loop here does the rest:
+
+* the whole training state (model, optimizer, step, RNG states) is saved atomically every `checkpoint_every` steps
+  and on SIGINT/SIGTERM to `runs/train/<name>/last.pt` (not committed), and a rerun resumes from it;
+* `torch.set_num_threads(1)` by default: trainings run in the background beside everything else on 2 cores;
+* finished weights are exported to `zoo/synthface/weights/<name>.safetensors` (committed) with a JSON sidecar of
+  the config, and the trainer's gates go into the model card `zoo/synthface/cards/<name>.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+SYNTHFACE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = SYNTHFACE_DIR / "weights"
+CARDS_DIR = SYNTHFACE_DIR / "cards"
+DEFAULT_RUN_DIR = Path("runs") / "train"
+
+
+@dataclass
+class Trainable:
+    """What a trainer hands to the loop."""
+
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Callable[[int], dict[str, float]]  # one optimisation step at the given step index → logged scalars
+    config: dict[str, Any]
+    extra_state: dict[str, Any] = field(default_factory=dict)  # e.g. an EMA copy, saved with the checkpoint
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def save_checkpoint(path: Path, trainable: Trainable, step: int, elapsed_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": trainable.model.state_dict(), "optimizer": trainable.optimizer.state_dict(),
+                "extra": {k: v.state_dict() if hasattr(v, "state_dict") else v
+                          for k, v in trainable.extra_state.items()},
+                "step": step, "elapsed_s": elapsed_s, "rng": _rng_state(), "config": trainable.config}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, trainable: Trainable) -> tuple[int, float]:
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, holds RNG/numpy state
+    trainable.model.load_state_dict(state["model"])
+    trainable.optimizer.load_state_dict(state["optimizer"])
+    for key, value in state["extra"].items():
+        target = trainable.extra_state.get(key)
+        if hasattr(target, "load_state_dict"):
+            target.load_state_dict(value)
+        else:
+            trainable.extra_state[key] = value
+    _set_rng_state(state["rng"])
+    return state["step"], state["elapsed_s"]
+
+
+def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_DIR, checkpoint_every: int = 200,
+                 log_every: int = 50, threads: int = 1) -> dict[str, Any]:
+    """Run (or resume) `steps` optimisation steps; returns {"steps", "elapsed_s", "last"} with the last scalars."""
+    torch.set_num_threads(threads)
+    ckpt = run_dir / trainable.name / "last.pt"
+    log_path = run_dir / trainable.name / "log.jsonl"
+    start, elapsed = (load_checkpoint(ckpt, trainable) if ckpt.exists() else (0, 0.0))
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):  # finish the current step, checkpoint, exit
+        stop["requested"] = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    step = start
+    try:
+        trainable.model.train()
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc=trainable.name, mininterval=5)
+        for step in bar:
+            last = trainable.step(step)
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps({"step": step + 1, **last}) + "\n")
+            if (step + 1) % checkpoint_every == 0 or stop["requested"]:
+                save_checkpoint(ckpt, trainable, step + 1, elapsed + time.perf_counter() - t0)
+            if stop["requested"]:
+                break
+        else:
+            step = steps - 1
+        done = step + 1
+        save_checkpoint(ckpt, trainable, done, elapsed + time.perf_counter() - t0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    trainable.model.eval()
+    return {"steps": done, "elapsed_s": elapsed + time.perf_counter() - t0, "last": last,
+            "finished": done >= steps}
+
+
+def export_weights(name: str, model: nn.Module, config: dict[str, Any], weights_dir: Path = WEIGHTS_DIR,
+                   dtype: torch.dtype | None = None) -> Path:
+    """Write `<name>.safetensors` (optionally cast, e.g. to float16 to keep the repo small) and `<name>.json`."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+             for k, v in model.state_dict().items()}
+    path = weights_dir / f"{name}.safetensors"
+    save_file(state, str(path))
+    (weights_dir / f"{name}.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_weights(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The exported state dict (cast back to float32) and its config."""
+    state = load_file(str(weights_dir / f"{name}.safetensors"))
+    config = json.loads((weights_dir / f"{name}.json").read_text())
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
+
+
+def hardware() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} thread(s)"
+
+
+def write_model_card(name: str, summary: str, facts: dict[str, Any], gates: list[dict[str, Any]] | None = None,
+                     cards_dir: Path = CARDS_DIR) -> Path:
+    """A short Markdown model card: what was trained on what, how long, on which machine, and its gates."""
+    cards_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {name}", "", summary.strip(), "", "| fact | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in facts.items()]
+    if gates:
+        lines += ["", "## Gates", "", "| gate | value | threshold | passed |", "|---|---|---|---|"]
+        lines += [f"| {g['name']} | {g['value']:.4f} | {g['threshold']} | {g['passed']} |" for g in gates]
+    path = cards_dir / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The RNG for one step's data, derived from (seed, step): the data stream does not depend on resume points."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
