@@ -254,7 +254,6 @@ def vit_b32_file(tmp_path_factory):
     return net, path
 
 
-@pytest.mark.slow
 def test_vit_b32_state_dict_loads_strictly(vit_b32_file):
     net, path = vit_b32_file
     clip = load_clip("ViT-B/32", pretrained=path)
