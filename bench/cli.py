@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("bench.commands.ls", "list registered methods, metrics, backbones or shipped suites"),
     "validate": ("bench.commands.validate", "check a suite file: schema, includes and every registered name"),
     "generate": ("bench.commands.generate", "render images from a StyleGAN2 checkpoint and a latents file"),
+    "run": ("bench.commands.run", "run a suite: every method variant × edit × source batch × seed, then report"),
+    "report": ("bench.commands.report", "rebuild a run's tables, plots, grids and HTML page; print one format"),
+    "compare": ("bench.commands.compare", "CI gate: compare a run against a baseline (exit 1 on regression)"),
 }
 
 

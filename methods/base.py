@@ -49,6 +49,13 @@ class EditMethod(ABC):
     def prepare(self, backbones: Any, edit: Any) -> None:
         """Edit-specific training or preprocessing; nothing by default."""
 
+    def prepared_state(self) -> dict[str, Any] | None:
+        """What `prepare` produced, for the harness's on-disk cache (tensors/plain values); None = nothing."""
+        return None
+
+    def load_prepared_state(self, state: dict[str, Any]) -> None:
+        """Restore what `prepared_state` returned, instead of running `prepare` again."""
+
     @abstractmethod
     def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
         """Edit `sources` towards `edit`."""

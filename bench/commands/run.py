@@ -1,0 +1,57 @@
+"""`bench run SUITE`: expand the suite into cells, run them, store the results, print a summary table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", help="suite YAML file")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<suite name>)")
+    parser.add_argument("--methods", nargs="+", metavar="VARIANT", help="run only these method variants (or names)")
+    parser.add_argument("--limit", type=int, help="use only the first N sources")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
+    parser.add_argument("--executor", choices=["local"], default="local", help="where cells run (default local)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.errors import BenchError
+    from bench.runner import RunOptions, Runner
+    from bench.suite import load_suite
+    from reports.build import write_reports
+
+    suite = load_suite(args.suite)
+    if args.limit is not None and args.limit < 1:
+        raise BenchError(f"--limit must be >= 1, got {args.limit}")
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    out = args.out or Path("runs") / suite.name
+    console = Console(stderr=True)
+    console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
+    runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume))
+    pending = runner.pending()
+    total = len(runner.cells())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("cells", total=total, completed=total - len(pending))
+
+        def advance(cell):
+            progress.update(task, advance=1, description=f"{cell.variant} · {cell.edit}")
+
+        store = runner.run(on_cell=advance)
+    failed = store.cells().query("status == 'error'")
+    if len(failed):
+        console.print(f"[yellow]{len(failed)} cell(s) failed[/yellow]; first: {failed.iloc[0]['cell_id']}: "
+                      f"{failed.iloc[0]['error']}")
+    paths = write_reports(out)
+    print(paths["markdown_text"])
+    console.print(f"report: {paths['html']}")
+    return 0

@@ -1,0 +1,246 @@
+"""`bench run`: a suite → cells → results in the store.
+
+A cell is (method variant, edit, source batch, seed). For each (variant, edit, seed) the method's `prepare` runs
+once (or is restored from the on-disk cache keyed by method config + backbone hashes + edit + seed), then `apply`
+runs per source batch; per-sample metrics score each batch and every row of the cell is written in one
+transaction. After a group's batches, a *set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the
+preparation cost. Cells already in the store are skipped, so a killed run resumes where it stopped; a failing
+cell is stored with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.backbone_set import BackboneSet, load_backbones
+from bench.errors import BenchError
+from bench.images import read_png_folder, save_pngs, slug
+from bench.sources import render_batches, source_latents
+from bench.store import CellKey, RunStore
+from bench.suite import Edit, MethodSpec, Suite
+from methods import METHODS
+from methods.base import EditMethod, SourceBatch
+from metrics import METRICS
+from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
+from metrics.cost import Stopwatch, device_name
+
+SET_BATCH = -1  # the batch index of a (variant, edit, seed) group's set cell
+MATCH_KEYS = ("suite", "suite_hash", "backbone_hashes", "limit")
+PACKAGES = ("torch", "open_clip_torch", "torchmetrics", "clean-fid", "lpips", "insightface", "numpy", "clipedit-bench")
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path
+    methods: list[str] | None = None  # variant labels or method names to run (default: all)
+    limit: int | None = None  # first N sources only
+    device: str = "cpu"
+    resume: bool = False
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: BackboneSet,
+                   options: RunOptions) -> dict[str, Any]:
+    return {"suite": suite.name, "suite_version": suite.version, "suite_path": str(suite_path),
+            "suite_hash": suite.content_hash(), "backbone_hashes": {**losses.hashes, **judges.hashes},
+            "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
+            "python": platform.python_version(), "device": device_name(options.device)}
+
+
+def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:
+    if not wanted:
+        return methods
+    known = {m.label for m in methods} | {m.name for m in methods}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise BenchError(f"--methods {', '.join(unknown)}: not in the suite; valid: {', '.join(sorted(known))}")
+    return [m for m in methods if m.label in wanted or m.name in wanted]
+
+
+def build_metrics(suite: Suite, context: ScoringContext) -> list[Metric]:
+    """One instance per producing metric: a listed output (`clip_gain`) brings in its producer (`clip_score`);
+    costs are measured by the runner itself."""
+    params: dict[str, dict] = {}
+    for spec in suite.metrics:
+        target = METRICS.get(spec.name)
+        producer = target.produced_by if isinstance(target, MetricOutput) else METRICS.canonical(spec.name)
+        if producer != "runner":
+            params.setdefault(producer, {}).update(spec.params)
+    return [METRICS.get(name)(context, **kwargs) for name, kwargs in params.items()]
+
+
+def _outputs(metric: Metric) -> dict[str, list[float]]:
+    values = metric.compute()
+    if not isinstance(values, dict):
+        values = {metric.name: values}
+    return {name: v.detach().cpu().reshape(-1).tolist() for name, v in values.items()}
+
+
+def _group_seed(seed: int, *parts: str) -> int:
+    digest = hashlib.sha256("|".join((str(seed), *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class Runner:
+    def __init__(self, suite: Suite, suite_path: Path, options: RunOptions,
+                 progress: Callable[[int], Any] | None = None):
+        self.suite, self.options = suite, options
+        self.variants = _selected(suite.methods, options.methods)
+        for spec in self.variants:  # fail on a bad name or parameter before anything runs
+            METHODS.get(spec.name)(**spec.params)
+        self.losses, self.judges = load_backbones(suite, options.device)
+        context = ScoringContext(judges=self.judges.roles, losses=self.losses.roles, device=options.device)
+        self.metrics = build_metrics(suite, context)
+        self.store = RunStore(options.out_dir)
+        self.manifest = build_manifest(suite, suite_path, self.losses, self.judges, options)
+        self.manifest["variants"] = [[m.name, m.label] for m in suite.methods]
+        self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
+                                         for m in self.metrics if m.judge_is_loss_network()}
+        self.store.open_run(self.manifest, options.resume, MATCH_KEYS)
+        self.images_dir = Path(options.out_dir) / "images"
+        self.cache_dir = Path(options.out_dir) / "cache" / "prepare"
+        self.sources = render_batches(source_latents(suite.sources, self.losses, options.device, options.limit),
+                                      self.losses, suite.sources.batch_size)
+        save_pngs(torch.cat([b.images for b in self.sources]), self.images_dir / "_source")
+
+    # -- cells ----------------------------------------------------------------------------------------------
+    def cells(self) -> list[CellKey]:
+        return [CellKey(spec.name, spec.label, edit.name, batch, seed)
+                for spec in self.variants for edit in self.suite.edits for seed in self.suite.seeds
+                for batch in [*range(len(self.sources)), SET_BATCH]]
+
+    def pending(self) -> list[CellKey]:
+        done = self.store.completed_cells()
+        return [cell for cell in self.cells() if cell.cell_id not in done]
+
+    def run(self, on_cell: Callable[[CellKey], Any] | None = None) -> RunStore:
+        by_group: dict[tuple[str, str, int], list[CellKey]] = {}
+        for cell in self.pending():
+            by_group.setdefault((cell.variant, cell.edit, cell.seed), []).append(cell)
+        specs = {spec.label: spec for spec in self.variants}
+        edits = {edit.name: edit for edit in self.suite.edits}
+        for (variant, edit_name, seed), cells in by_group.items():
+            self._run_group(specs[variant], edits[edit_name], seed, cells, on_cell)
+        return self.store
+
+    def _group_dir(self, variant: str, edit: str, seed: int) -> Path:
+        return self.images_dir / slug(variant) / slug(edit) / f"seed{seed}"
+
+    def _run_group(self, spec: MethodSpec, edit: Edit, seed: int, cells: list[CellKey], on_cell) -> None:
+        method: EditMethod = METHODS.get(spec.name)(**spec.params)
+        try:
+            prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
+            prepare_error = None
+        except Exception as exc:  # recorded, the run goes on
+            prepare_s, prepare_mem, prepare_error = float("nan"), float("nan"), f"prepare: {_describe(exc)}"
+        for cell in cells:
+            if cell.batch == SET_BATCH:
+                continue
+            if prepare_error:
+                self.store.record_cell(cell, [], error=prepare_error)
+            else:
+                self._apply_cell(method, edit, cell)
+            if on_cell:
+                on_cell(cell)
+        set_cell = next((c for c in cells if c.batch == SET_BATCH), None)
+        if set_cell is not None:
+            self._set_cell(set_cell, edit, prepare_s, prepare_mem, prepare_error)
+            if on_cell:
+                on_cell(set_cell)
+
+    def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
+        key = hashlib.sha256(json.dumps({
+            "method": spec.name, "params": method.params, "edit": edit.model_dump(mode="json"), "seed": seed,
+            "backbones": self.losses.hashes}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        cached = self.cache_dir / f"{key}.pt"
+        if cached.exists():
+            blob = torch.load(cached, map_location=self.options.device, weights_only=True)
+            method.load_prepared_state(blob["state"])
+            return blob["seconds"], blob["peak_mem_mb"]
+        torch.manual_seed(_group_seed(seed, spec.label, edit.name, "prepare"))
+        with Stopwatch(self.options.device) as cost:
+            method.prepare(self.losses, edit)
+        state = method.prepared_state()
+        if state is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".tmp")
+            torch.save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, tmp)
+            tmp.replace(cached)
+        return cost.seconds, cost.peak_mem_mb
+
+    def _apply_cell(self, method: EditMethod, edit: Edit, cell: CellKey) -> None:
+        sources: SourceBatch = self.sources[cell.batch]
+        first = cell.batch * self.suite.sources.batch_size
+        try:
+            torch.manual_seed(_group_seed(cell.seed, cell.variant, edit.name, str(cell.batch)))
+            with Stopwatch(self.options.device) as cost:
+                result = method.apply(self.losses, sources, edit)
+            edited = result.edited_images.detach()
+            if not torch.isfinite(edited).all():
+                raise FloatingPointError("the method produced non-finite pixels (NaN/inf)")
+            edited = edited.clamp(-1, 1)
+            rows = [(first + i, "latency_apply_ms", 1000.0 * cost.seconds / len(edited)) for i in range(len(edited))]
+            rows.append((SET_BATCH, "peak_mem_mb", cost.peak_mem_mb))
+            batch = EditBatch(sources.images, edited, edit.target, edit.neutral, dict(edit.expect))
+            for metric in self.metrics:
+                if metric.per_sample:
+                    metric.reset()
+                    metric.update(batch)
+                    for name, values in _outputs(metric).items():
+                        rows += [(first + i, name, v) for i, v in enumerate(values)]
+            save_pngs(edited, self._group_dir(cell.variant, cell.edit, cell.seed), start=first)
+            self.store.record_cell(cell, rows)
+        except Exception as exc:  # NaN, out of memory, a broken network: recorded, the run goes on
+            self.store.record_cell(cell, [], error=_describe(exc))
+
+    def _set_cell(self, cell: CellKey, edit: Edit, prepare_s: float, prepare_mem: float,
+                  prepare_error: str | None) -> None:
+        if prepare_error:
+            self.store.record_cell(cell, [], error=prepare_error)
+            return
+        rows = [(SET_BATCH, "latency_prepare_s", prepare_s), (SET_BATCH, "prepare_peak_mem_mb", prepare_mem)]
+        set_metrics = [m for m in self.metrics if not m.per_sample]
+        try:
+            if set_metrics:
+                indices, edited = read_png_folder(self._group_dir(cell.variant, cell.edit, cell.seed))
+                _, sources = read_png_folder(self.images_dir / "_source", indices)
+                batch = EditBatch(sources, edited, edit.target, edit.neutral, dict(edit.expect))
+                for metric in set_metrics:
+                    metric.reset()
+                    metric.update(batch)
+                    rows += [(SET_BATCH, name, values[0]) for name, values in _outputs(metric).items()]
+            self.store.record_cell(cell, rows)
+        except Exception as exc:
+            self.store.record_cell(cell, [], error=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}"[:500]

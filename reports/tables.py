@@ -1,0 +1,105 @@
+"""Summary rows → tables: Markdown and LaTeX (booktabs), one row per method variant, one column per metric,
+"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from reports.aggregate import metric_info
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    magnitude = abs(value)
+    if 0 < magnitude < 0.001:
+        return f"{value:.2g}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def pivot(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str]) -> dict:
+    """{(method, variant): {metric: row}}."""
+    table: dict[tuple[str, str], dict[str, dict]] = {v: {} for v in variants}
+    for row in rows:
+        key = (row["method"], row["variant"])
+        if key in table and row["metric"] in metrics:
+            table[key][row["metric"]] = row
+    return table
+
+
+def _best(table: dict, metric: str) -> tuple[str, str] | None:
+    info = metric_info(metric)
+    candidates = [(key, cells[metric]["mean"]) for key, cells in table.items()
+                  if metric in cells and not math.isnan(cells[metric]["mean"])]
+    if info.higher_is_better is None or len(candidates) < 2:
+        return None
+    chooser = max if info.higher_is_better else min
+    return chooser(candidates, key=lambda kv: kv[1])[0]
+
+
+def _arrow(metric: str) -> str:
+    higher = metric_info(metric).higher_is_better
+    return "" if higher is None else (" ↑" if higher else " ↓")
+
+
+def _cells(table: dict, metric: str) -> dict[tuple[str, str], tuple[str, bool]]:
+    best = _best(table, metric)
+    out = {}
+    for key, cells in table.items():
+        row = cells.get(metric)
+        if row is None:
+            out[key] = ("–", False)
+            continue
+        low, high = row["ci95"]
+        half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else float("nan")
+        text = _fmt(row["mean"]) + ("" if math.isnan(half) or half == 0 else f" ± {_fmt(half)}")
+        out[key] = (text, key == best)
+    return out
+
+
+def markdown_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
+                   notes: dict[str, str] | None = None) -> str:
+    table = pivot(rows, variants, metrics)
+    columns = {m: _cells(table, m) for m in metrics}
+    header = "| method | variant | " + " | ".join(f"{m}{_arrow(m)}" for m in metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 2)]
+    for key in variants:
+        cells = [f"**{t}**" if bold else t for t, bold in (columns[m][key] for m in metrics)]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    for metric, note in (notes or {}).items():
+        lines.append(f"\n_{metric}: {note}_")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
+                caption: str = "") -> str:
+    table = pivot(rows, variants, metrics)
+    columns = {m: _cells(table, m) for m in metrics}
+    arrows = {m: _arrow(m).strip().replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$") for m in metrics}
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "c" * len(metrics) + "}", r"\toprule",
+             "Method & Variant & " + " & ".join(f"{_latex_escape(m)} {arrows[m]}".strip() for m in metrics)
+             + r" \\", r"\midrule"]
+    for key in variants:
+        cells = []
+        for metric in metrics:
+            text, bold = columns[metric][key]
+            text = text.replace("±", r"$\pm$").replace("–", "--")
+            cells.append(rf"\textbf{{{text}}}" if bold else text)
+        lines.append(f"{_latex_escape(key[0])} & {_latex_escape(key[1])} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,204 @@
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.runner import RunOptions, Runner
+from bench.suite import load_suite
+from methods import METHODS
+from methods.base import EditMethod, EditResult
+from reports.build import report_json, write_reports
+
+SUITE = """name: {name}
+backbones:
+  generator: {{stylegan2: {generator}}}
+judges:
+  clip: {{clip: "{clip}"}}
+sources: {{kind: generator, count: 6, seed: 1, batch_size: 4}}
+edits:
+  - {{name: smile, target: a smiling face}}
+  - {{name: old, target: an old person, neutral: a person}}
+methods:
+{methods}
+metrics: [clip_score, clip_direction, latency_apply_ms]
+seeds: [0]
+"""
+
+
+def write_suite(tmp_path, world, methods="  - {name: source}", name="t"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SUITE.format(name=name, methods=methods, **world))
+    return path
+
+
+class Brighten(EditMethod):
+    """Test method: adds a constant to the pixels."""
+
+    @classmethod
+    def defaults(cls):
+        return {"amount": 0.5, "fail_on": ""}
+
+    def apply(self, backbones, sources, edit):
+        if edit.name == self.params["fail_on"]:
+            return EditResult(edited_images=sources.images * float("nan"))
+        return EditResult(edited_images=(sources.images + self.params["amount"]).clamp(-1, 1))
+
+
+@pytest.fixture
+def brighten():
+    METHODS.register("test_brighten", Brighten, replace=True)
+    yield "test_brighten"
+    METHODS._entries.pop("test_brighten", None)
+
+
+def run(path, out, **options):
+    return Runner(load_suite(path), path, RunOptions(out, **options)).run()
+
+
+def test_runs_every_cell_and_scores_every_sample(tmp_path, tiny_world, brighten):
+    path = write_suite(tmp_path, tiny_world, "  - {name: source}\n  - {name: test_brighten, variant: bright}")
+    store = run(path, tmp_path / "run")
+    cells = store.cells()
+    assert len(cells) == 2 * 2 * (2 + 1)  # variants × edits × (2 source batches + the set cell)
+    assert (cells["status"] == "ok").all()
+    records = store.records()
+    per_sample = records[records["sample"] >= 0]
+    counts = per_sample.groupby(["variant", "edit", "metric"]).size()
+    assert (counts == 6).all()
+    wide = per_sample.pivot_table(index=["variant", "edit", "sample"], columns="metric", values="value")
+    source = wide.loc["source"]
+    assert (source["clip_gain"].abs() < 1e-6).all()  # an unedited source gains nothing
+    assert "clip_direction" not in source or source["clip_direction"].isna().all()  # and has no direction
+    bright = wide.loc["bright"]
+    assert torch.allclose(torch.tensor(bright["clip_score_x100"].values),
+                          100 * torch.tensor(bright["clip_score"].values).clamp(min=0), atol=1e-4)
+    assert bright["clip_direction"].notna().all()
+    assert len(list((tmp_path / "run" / "images" / "bright" / "smile" / "seed0").glob("*.png"))) == 6
+
+
+def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, tiny_world, brighten):
+    path = write_suite(tmp_path, tiny_world, "  - {name: test_brighten, params: {fail_on: old}}")
+    store = run(path, tmp_path / "run")
+    cells = store.cells().set_index("cell_id")
+    failed = cells[cells["status"] == "error"]
+    assert set(failed["edit"]) == {"old"} and len(failed) == 2  # both source batches of the failing edit
+    assert failed["error"].str.contains("non-finite").all()
+    assert (cells[cells["edit"] == "smile"]["status"] == "ok").all()
+    report = report_json(tmp_path / "run")
+    assert len(report["failed_cells"]) == 2
+
+
+def test_output_directory_rules(tmp_path, tiny_world):
+    path = write_suite(tmp_path, tiny_world)
+    run(path, tmp_path / "run")
+    with pytest.raises(BenchError, match="pass --resume"):
+        run(path, tmp_path / "run")
+    other = write_suite(tmp_path, tiny_world, name="other")
+    with pytest.raises(BenchError, match="differs in suite, suite_hash"):
+        run(other, tmp_path / "run", resume=True)
+    with pytest.raises(BenchError, match="--methods nope: not in the suite; valid: source"):
+        run(path, tmp_path / "run2", methods=["nope"])
+
+
+def test_reports(tmp_path, tiny_world, brighten):
+    path = write_suite(tmp_path, tiny_world, "  - {name: source}\n  - {name: test_brighten, variant: bright}\n"
+                                             "  - {name: test_brighten, variant: brighter, params: {amount: 0.9}}")
+    run(path, tmp_path / "run")
+    paths = write_reports(tmp_path / "run")
+    report = json.loads(paths["json"].read_text())
+    assert report["suite"] == "t"
+    row = next(r for r in report["rows"] if r["variant"] == "bright" and r["metric"] == "clip_score")
+    assert set(row) == {"method", "variant", "metric", "mean", "ci95", "n"} and row["n"] == 12
+    assert row["ci95"][0] <= row["mean"] <= row["ci95"][1]
+    markdown = paths["md"].read_text()
+    assert "clip_score ↑" in markdown and "latency_apply_ms ↓" in markdown
+    assert "## Ablation: test_brighten" in markdown  # two variants of one family get their own table
+    latex = paths["latex"].read_text()
+    assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
+    html = paths["html"].read_text()
+    assert html.count("<table>") >= 2 and "data:image/png;base64," in html
+    assert (tmp_path / "run" / "report" / "grid_smile.png").exists()
+
+
+def _compare(*args):
+    return subprocess.run([sys.executable, "-m", "bench.cli", "compare", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_compare_passes_on_itself_and_catches_a_regression(tmp_path, tiny_world, brighten):
+    path = write_suite(tmp_path, tiny_world, "  - {name: test_brighten, variant: bright}")
+    run(path, tmp_path / "run")
+    baseline = tmp_path / "baseline.json"
+    assert _compare(tmp_path / "run", "--write-baseline", baseline).returncode == 0
+    same = _compare(tmp_path / "run", "--baseline", baseline)
+    assert same.returncode == 0, same.stderr
+    data = json.loads(baseline.read_text())
+    for row in data["rows"]:
+        if row["metric"] == "clip_score":
+            row["mean"] += 0.05  # the baseline was better than this run by more than the 0.02 tolerance
+    baseline.write_text(json.dumps(data))
+    worse = _compare(tmp_path / "run", "--baseline", baseline)
+    assert worse.returncode == 1
+    assert "bright · clip_score" in worse.stderr and "worse by 0.05" in worse.stderr
+
+
+def _quality_rows(run_dir):
+    from reports.aggregate import metric_info
+    return sorted((r["variant"], r["metric"], round(r["mean"], 10) if not math.isnan(r["mean"]) else None, r["n"])
+                  for r in report_json(run_dir)["rows"] if metric_info(r["metric"]).kind == "quality")
+
+
+def test_sigkill_and_resume_gives_the_uninterrupted_report(tmp_path, tiny_world):
+    import random
+    import time
+
+    from bench.store import RunStore
+
+    path = write_suite(tmp_path, tiny_world)
+    reference = tmp_path / "reference"
+    run(path, reference)
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(interrupted)]
+    rng = random.Random(7)
+    for attempt in range(2):  # kill it twice at random points, resume each time
+        process = subprocess.Popen(command + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        start = len(RunStore(interrupted).completed_cells()) if (interrupted / "results.sqlite").exists() else 0
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline:
+            if (interrupted / "results.sqlite").exists() and len(RunStore(interrupted).completed_cells()) > start:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.3))
+        process.kill()
+        process.wait()
+    finished = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    cells = RunStore(interrupted).cells()
+    assert len(cells) == len(RunStore(reference).cells()) and cells["cell_id"].is_unique
+    assert _quality_rows(interrupted) == _quality_rows(reference)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("unknown_method", "unknown method 'styleclip_nope'"),
+    ("missing_checkpoint", "StyleGAN2 generator checkpoint not found"),
+    ("malformed", "malformed YAML"),
+])
+def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_world, case, expected):
+    if case == "unknown_method":
+        path = write_suite(tmp_path, tiny_world, "  - {name: styleclip_nope}")
+    elif case == "missing_checkpoint":
+        path = write_suite(tmp_path, {**tiny_world, "generator": str(tmp_path / "missing.pt")})
+    else:
+        path = tmp_path / "bad.yaml"
+        path.write_text("name: [unclosed\n")
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("bench run: error")]) == 1
