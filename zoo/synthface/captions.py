@@ -120,7 +120,7 @@ EDIT_PROMPTS: list[EditPrompt] = (
        EditPrompt("hat", "cap", "a person wearing a cap", "a person"),
        EditPrompt("age", "old", "an old person", "a person"),
        EditPrompt("age", "young", "a young person", "a person")]
-    + [EditPrompt("background", b, f"a face on a {b} background", "a face")
+    + [EditPrompt("background", b, f"a face on {'an' if b[0] in 'aeiou' else 'a'} {b} background", "a face")
        for b in ATTRIBUTE_SPECS["background"].values]
 )
 # (domain, target text, source text): the NADA prompts; the source is always the photo domain's prompt.
