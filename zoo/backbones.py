@@ -12,6 +12,9 @@ BACKBONES.register(
     "stylegan2", "zoo.stylegan2:load_generator",
     "StyleGAN2 generator from a rosinality stylegan2-pytorch checkpoint (.pt) or a safetensors g_ema state dict")
 BACKBONES.register(
+    "stylegan2_random", "zoo.stylegan2.checkpoint:random_generator",
+    "StyleGAN2 of the given size with random weights in the rosinality layout (speed and memory only)")
+BACKBONES.register(
     "clip", "zoo.clip:load_clip",
     "CLIP through open_clip: architecture name + pretrained tag, file path or local-dir:")
 BACKBONES.register(

@@ -258,3 +258,11 @@ def describe(generator: Generator) -> str:
 __all__ = ["FORMAT", "SOURCE", "WHAT", "describe", "generator_from_state_dict", "infer_config", "load_generator",
            "random_rosinality_state_dict", "read_checkpoint", "rosinality_shapes", "save_generator",
            "state_dict_sha256"]
+
+
+def random_generator(size: int = 1024, device: str | torch.device = "cpu", style_dim: int = 512, n_mlp: int = 8,
+                     channel_multiplier: int = 2, seed: int = 0) -> Generator:
+    """A full-size generator with random weights in the rosinality layout: for speed and memory measurements only
+    (a random network is never a quality result)."""
+    state = random_rosinality_state_dict(size, style_dim, n_mlp, channel_multiplier, seed=seed)
+    return generator_from_state_dict(state, torch.zeros(style_dim), device=device)
