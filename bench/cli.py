@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.commands.run", "run a suite: every method variant × edit × source batch × seed, then report"),
     "report": ("bench.commands.report", "rebuild a run's tables, plots, grids and HTML page; print one format"),
     "compare": ("bench.commands.compare", "CI gate: compare a run against a baseline (exit 1 on regression)"),
+    "zoo": ("bench.commands.zoo", "evaluate a trained world's gates: bench zoo eval synthface --json"),
 }
 
 
