@@ -1,0 +1,230 @@
+"""StyleCLIP latent mapper (Patashnik et al. 2021), written from the facts in reference-defaults.md.
+
+* `LevelsMapper`: three sub-mappers over the W+ groups of `zoo.stylegan2.generator.latent_split` (coarse 0–3,
+  medium 4–7, fine 8+, i.e. up to the generator's n_latent); each = PixelNorm + 4 × EqualLinear(D→D, lr_mul 0.01,
+  fused leaky ReLU), applied to every W+ vector of its group. A disabled group outputs zeros.
+* Edit: ŵ = w + 0.1 · M(w).
+* Training loss (per batch): 1.0 · D_CLIP(G(ŵ), target) + 0.1 · ID(G(ŵ), G(w)) + 0.8 · MSE(ŵ, w), D_CLIP being
+  StyleCLIP's 1 − cos with raw pixels and the area resize (`methods.losses`), the target text without templates.
+* Ranger (RAdam + Lookahead, `methods.ranger`), lr 0.5, batch 2, `steps` (50,000), validation loss on
+  `val_count` held-out latents every `val_interval` (2,000) steps and at the end; the weights with the lowest
+  validation loss are kept (the paper keeps the best checkpoint the same way).
+* Training latents: random z mapped to W with truncation 0.7 (fresh each step; the paper's alternative is e4e
+  inversions of CelebA-HQ) or, with `latents: path.pt`, a file of W / W+ latents (sampled with replacement).
+
+`prepare` trains (its `prepared_state` is the mapper's weights plus the training record, so the harness caches
+it); `apply` is one mapper forward + one generator forward.
+Differences from the official code: no gradient centralisation in Ranger (see `methods.ranger`); the validation
+set is freshly sampled latents (or the file's last `val_count` rows), not the CelebA-HQ test inversions.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from methods.base import EditMethod, EditResult, SourceBatch
+from methods.losses import (clip_networks, generator_of, prompt_features, require_identity,
+                            source_latents_or_invert, weighted_clip_loss)
+from methods.ranger import Ranger
+from zoo.stylegan2.generator import latent_split
+from zoo.stylegan2.layers import EqualLinear, PixelNorm
+
+GROUPS = ("coarse", "medium", "fine")
+
+
+class SubMapper(nn.Module):
+    """PixelNorm + `layers` × EqualLinear(D, D, lr_mul 0.01, fused leaky ReLU)."""
+
+    def __init__(self, dim: int, layers: int = 4, lr_mul: float = 0.01):
+        super().__init__()
+        self.net = nn.Sequential(PixelNorm(), *[EqualLinear(dim, dim, lr_mul=lr_mul, activation=True)
+                                                for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``[..., D]``: every vector mapped independently (PixelNorm over its D values)."""
+        return self.net(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+class LevelsMapper(nn.Module):
+    """M(w) for W+ ``[N, n_latent, D]``: each enabled group's sub-mapper on its indices, zeros elsewhere."""
+
+    def __init__(self, n_latent: int, style_dim: int, enabled: tuple[str, ...] = GROUPS, layers: int = 4):
+        super().__init__()
+        bad = [g for g in enabled if g not in GROUPS]
+        if bad:
+            raise BenchError(f"unknown mapper group(s) {bad}; valid: {list(GROUPS)}")
+        self.n_latent, self.style_dim = n_latent, style_dim
+        self.split = {g: idx for g, idx in latent_split(n_latent).items() if idx}
+        self.enabled = tuple(g for g in GROUPS if g in enabled)
+        self.mappers = nn.ModuleDict({g: SubMapper(style_dim, layers) for g in self.split})
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for g in GROUPS:
+            if g not in self.split:
+                continue
+            chunk = w[:, self.split[g]]
+            parts.append(self.mappers[g](chunk) if g in self.enabled else torch.zeros_like(chunk))
+        return torch.cat(parts, dim=1)
+
+
+def edit_latents(mapper: LevelsMapper, w: torch.Tensor, strength: float = 0.1) -> torch.Tensor:
+    """ŵ = w + strength · M(w) (strength 0.1 in StyleCLIP)."""
+    return w + strength * mapper(w)
+
+
+class LatentSampler:
+    """Training / validation W+ latents: generator samples (truncation ψ) or rows of a latents file."""
+
+    def __init__(self, generator, truncation: float = 0.7, path: str | None = None, val_count: int = 8,
+                 seed: int | None = None):
+        self.generator, self.truncation = generator, truncation
+        self.rng = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 31 - 1, ()).item()) if seed is None
+                                                 else seed)
+        self.pool = None
+        if path:
+            from bench.commands.generate import read_latents
+            latents, space = read_latents(path, generator.n_latent, generator.style_dim)
+            with torch.no_grad():
+                w = generator.mapping(latents.to(generator.device)) if space == "z" else latents.to(generator.device)
+            if w.ndim == 2:
+                w = w.unsqueeze(1).repeat(1, generator.n_latent, 1)
+            if len(w) <= val_count:
+                raise BenchError(f"latents file {path} holds {len(w)} latents; need more than val_count={val_count}")
+            self.pool, self.val = w[:-val_count], w[-val_count:]
+        else:
+            self.val = self._sample(val_count)
+
+    @torch.no_grad()
+    def _sample(self, n: int) -> torch.Tensor:
+        g = self.generator
+        z = torch.randn(n, g.style_dim, generator=self.rng).to(g.device)
+        return g.truncate(g.mapping(z), self.truncation).unsqueeze(1).repeat(1, g.n_latent, 1)
+
+    def batch(self, n: int) -> torch.Tensor:
+        if self.pool is None:
+            return self._sample(n)
+        idx = torch.randint(0, len(self.pool), (n,), generator=self.rng)
+        return self.pool[idx.to(self.pool.device)]
+
+
+def mapper_loss(generator, mapper, networks, texts, w, id_loss=None, clip_lambda: float = 1.0,
+                id_lambda: float = 0.1, latent_l2_lambda: float = 0.8) -> tuple[torch.Tensor, dict[str, float]]:
+    with torch.no_grad():
+        x = generator(w) if id_loss is not None else None
+    w_hat = edit_latents(mapper, w)
+    x_hat = generator(w_hat)
+    clip = weighted_clip_loss(networks, x_hat, texts).mean()
+    latent = (w_hat - w).pow(2).mean()
+    loss = clip_lambda * clip + latent_l2_lambda * latent
+    parts = {"clip": float(clip.detach()), "latent_l2": float(latent.detach())}
+    if id_loss is not None and id_lambda > 0:
+        ident = id_loss(x_hat, x)
+        loss = loss + id_lambda * ident
+        parts["id"] = float(ident.detach())
+    parts["total"] = float(loss.detach())
+    return loss, parts
+
+
+def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: LatentSampler, steps: int,
+                 lr: float = 0.5, batch_size: int = 2, val_interval: int = 2000, id_loss=None,
+                 clip_lambda: float = 1.0, id_lambda: float = 0.1, latent_l2_lambda: float = 0.8
+                 ) -> tuple[LevelsMapper, dict[str, Any]]:
+    """Train `mapper` in place; returns the best (lowest validation loss) copy and a training record."""
+    kwargs = dict(id_loss=id_loss, clip_lambda=clip_lambda, id_lambda=id_lambda, latent_l2_lambda=latent_l2_lambda)
+    requires = [p.requires_grad for p in generator.parameters()]
+    generator.requires_grad_(False)
+    opt = Ranger([p for p in mapper.parameters() if p.requires_grad], lr=lr)
+    record: dict[str, Any] = {"val": [], "train": []}
+    best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), float("inf"), 0
+
+    def validate(step: int) -> None:
+        nonlocal best, best_loss, best_step
+        mapper.eval()
+        with torch.no_grad():
+            _, parts = mapper_loss(generator, mapper, networks, texts, sampler.val, **kwargs)
+        mapper.train()
+        record["val"].append((step, parts["total"]))
+        if parts["total"] < best_loss:
+            best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), parts["total"], step
+
+    try:
+        mapper.train()
+        validate(0)
+        for step in range(1, steps + 1):
+            loss, parts = mapper_loss(generator, mapper, networks, texts, sampler.batch(batch_size), **kwargs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            record["train"].append(parts["total"])
+            if step % val_interval == 0 or step == steps:
+                validate(step)
+    finally:
+        for p, r in zip(generator.parameters(), requires):
+            p.requires_grad_(r)
+    mapper.load_state_dict(best)
+    mapper.eval()
+    record.update(best_val_loss=best_loss, best_step=best_step)
+    return mapper, record
+
+
+class StyleClipMapper(EditMethod):
+    """StyleCLIP latent mapper: trained per edit in `prepare`, one forward pass in `apply`."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"steps": 50000, "val_interval": 2000, "val_count": 8, "batch_size": 2, "lr": 0.5,
+                "clip_lambda": 1.0, "id_lambda": 0.1, "latent_l2_lambda": 0.8,
+                "groups": ["coarse", "medium", "fine"], "truncation": 0.7, "latents": None, "strength": 0.1}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.mapper: LevelsMapper | None = None
+        self.record: dict[str, Any] = {}
+
+    def _build(self, generator) -> LevelsMapper:
+        return LevelsMapper(generator.n_latent, generator.style_dim, tuple(self.params["groups"])).to(generator.device)
+
+    def prepare(self, backbones: Any, edit: Any) -> None:
+        p = self.params
+        generator = generator_of(backbones)
+        networks = clip_networks(backbones)
+        texts = [prompt_features(clip, edit.target)[0] for clip, _ in networks]
+        id_loss = require_identity(backbones, generator.size, p["id_lambda"], "styleclip_mapper") \
+            if backbones.get("identity") is not None else None  # ID term only where the set has a network
+        sampler = LatentSampler(generator, p["truncation"], p["latents"], int(p["val_count"]))
+        self.mapper, self.record = train_mapper(
+            generator, networks, texts, self._build(generator), sampler, int(p["steps"]), lr=float(p["lr"]),
+            batch_size=int(p["batch_size"]), val_interval=int(p["val_interval"]), id_loss=id_loss,
+            clip_lambda=float(p["clip_lambda"]), id_lambda=float(p["id_lambda"]),
+            latent_l2_lambda=float(p["latent_l2_lambda"]))
+
+    def prepared_state(self) -> dict[str, Any] | None:
+        if self.mapper is None:
+            return None
+        return {"mapper": self.mapper.state_dict(), "n_latent": self.mapper.n_latent,
+                "style_dim": self.mapper.style_dim, "groups": list(self.mapper.enabled),
+                "best_val_loss": float(self.record.get("best_val_loss", float("nan"))),
+                "best_step": int(self.record.get("best_step", -1))}
+
+    def load_prepared_state(self, state: dict[str, Any]) -> None:
+        mapper = LevelsMapper(int(state["n_latent"]), int(state["style_dim"]), tuple(state["groups"]))
+        mapper.load_state_dict(state["mapper"])
+        self.mapper = mapper.eval()
+        self.record = {"best_val_loss": state.get("best_val_loss"), "best_step": state.get("best_step")}
+
+    def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
+        if self.mapper is None:
+            raise BenchError("styleclip_mapper: apply before prepare (no trained mapper)")
+        generator = generator_of(backbones)
+        w = source_latents_or_invert(backbones, sources).to(generator.device)
+        self.mapper.to(generator.device)
+        with torch.no_grad():
+            w_hat = edit_latents(self.mapper, w, float(self.params["strength"]))
+            images = generator(w_hat)
+        return EditResult(edited_images=images.clamp(-1, 1), edited_latents=w_hat)

@@ -1,0 +1,62 @@
+"""Inversion shared by the methods: encoder when the backbone set has one, else optimisation-based projection."""
+
+import torch
+from torch import nn
+
+from bench.backbone_set import BackboneSet
+from methods.inversion import invert, project, pyramid_distance
+from zoo.stylegan2.generator import Generator
+
+
+def tiny_generator(size=16, seed=3):
+    torch.manual_seed(seed)
+    g = Generator(size, style_dim=16, n_mlp=2, channels=8).eval().requires_grad_(False)
+    g.set_latent_avg(g.mean_latent(256, torch.Generator().manual_seed(0)))
+    return g
+
+
+def test_projection_reduces_reconstruction_error_and_leaves_generator_frozen():
+    g = tiny_generator()
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        target = g(g.truncate(g.mapping(z), 0.7))
+        start = g(g.get_latent_avg().view(1, 1, -1).expand(2, g.n_latent, -1))
+    w = project(g, target, steps=15, lr=0.1)
+    assert w.shape == (2, g.n_latent, 16)
+    with torch.no_grad():
+        after = (g(w) - target).pow(2).flatten(1).mean(1)
+    before = (start - target).pow(2).flatten(1).mean(1)
+    assert (after < 0.5 * before).all()
+    assert not any(p.requires_grad for p in g.parameters())
+
+
+def test_projection_is_per_sample_independent():
+    g = tiny_generator().double()
+    target = torch.rand(3, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    batched = project(g, target, steps=4)
+    single = project(g, target[1:2], steps=4)
+    assert torch.allclose(batched[1:2], single, atol=1e-9)
+
+
+def test_pyramid_distance_is_zero_only_for_equal_images():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(pyramid_distance(x, x), torch.zeros(2))
+    assert (pyramid_distance(x, x + 0.1) > 0).all()
+
+
+class FakeEncoder(nn.Module):
+    def __init__(self, n_latent, dim):
+        super().__init__()
+        self.n_latent, self.dim = n_latent, dim
+
+    def forward(self, images):
+        return images.mean((1, 2, 3)).view(-1, 1, 1).expand(-1, self.n_latent, self.dim).clone()
+
+
+def test_invert_prefers_the_encoder():
+    g = tiny_generator()
+    images = torch.rand(2, 3, 16, 16)
+    enc = FakeEncoder(g.n_latent, 16)
+    assert torch.equal(invert(BackboneSet({"generator": g, "encoder": enc}), images), enc(images))
+    w = invert(BackboneSet({"generator": g}), images, steps=2)
+    assert w.shape == (2, g.n_latent, 16)

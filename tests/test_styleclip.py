@@ -1,0 +1,322 @@
+"""Faithfulness tests of the StyleCLIP methods (optimisation, mapper, global directions) on tiny random networks."""
+
+import functools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.backbone_set import BackboneSet
+from bench.suite import Edit
+from methods import METHODS
+from methods.base import SourceBatch
+from methods.losses import lr_schedule, prompt_features, styleclip_clip_loss
+from methods.ranger import Lookahead, Ranger
+from zoo.clip import ClipBackbone, area_resize
+from zoo.stylegan2.generator import Generator
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    import open_clip
+    return open_clip.get_tokenizer("ViT-B-32")
+
+
+def tiny_clip(seed=5):
+    import open_clip
+    torch.manual_seed(seed)
+    return ClipBackbone(open_clip.model.CLIP(**TINY_CLIP), _tokenizer(), name="tiny")
+
+
+def tiny_generator(size=32, seed=3):
+    torch.manual_seed(seed)
+    g = Generator(size, style_dim=16, n_mlp=2, channels=8).eval()
+    g.set_latent_avg(g.mean_latent(256, torch.Generator().manual_seed(0)))
+    return g.requires_grad_(False)
+
+
+class TinyIdentity(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.fixture(scope="module")
+def world():
+    g = tiny_generator()
+    return BackboneSet({"generator": g, "clip": tiny_clip(), "identity": TinyIdentity().requires_grad_(False)})
+
+
+def sources(g, n=3, seed=1):
+    z = torch.randn(n, g.style_dim, generator=torch.Generator().manual_seed(seed)).to(g.input.input.dtype)
+    with torch.no_grad():
+        w = g.truncate(g.mapping(z), 0.7).unsqueeze(1).repeat(1, g.n_latent, 1)
+        return SourceBatch(images=g(w).clamp(-1, 1), latents=w)
+
+
+EDIT = Edit(name="smile", target="a smiling face", neutral="a face")
+
+
+# ------------------------------------------------------------------------------------------------ shared pieces
+def test_lr_schedule_matches_official_formula():
+    assert lr_schedule(0.0, 0.1) == 0.0  # warm-up starts at zero
+    assert lr_schedule(0.025, 0.1) == pytest.approx(0.05)  # half-way through the 5 % warm-up
+    assert lr_schedule(0.05, 0.1) == pytest.approx(0.1)
+    assert lr_schedule(0.5, 0.1) == pytest.approx(0.1)  # plateau
+    assert lr_schedule(0.75, 0.1) == pytest.approx(0.1)  # ramp-down starts at t = 0.75
+    assert lr_schedule(0.875, 0.1) == pytest.approx(0.05)  # (1 - t)/0.25 = 0.5 -> 0.5 - 0.5 cos(pi/2)
+    assert lr_schedule(0.9, 0.1) == pytest.approx(0.1 * (0.5 - 0.5 * math.cos(math.pi * 0.4)))
+    assert lr_schedule(1.0, 0.1) == pytest.approx(0.0)
+
+
+def test_area_resize_equals_official_upsample_avgpool_1024():
+    x = torch.rand(1, 3, 1024, 1024) * 2 - 1
+    with torch.no_grad():
+        literal = nn.AvgPool2d(32)(nn.Upsample(scale_factor=7)(x))
+    ours = area_resize(x, 224)
+    assert ours.shape == literal.shape == (1, 3, 224, 224)
+    assert torch.allclose(ours, literal, atol=1e-5)
+
+
+def test_clip_loss_is_one_minus_cosine_on_raw_area_resized_pixels():
+    clip = tiny_clip()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    text = prompt_features(clip, "a smiling face")[0]
+    literal = nn.AvgPool2d(14)(nn.Upsample(scale_factor=7)(x))  # 64 * 7 / 14 = 32: no mean/std normalisation
+    feats = torch.nn.functional.normalize(clip.model.encode_image(literal), dim=-1)
+    expected = 1 - 100 * (feats @ text) / 100
+    assert torch.allclose(styleclip_clip_loss(clip, x, text), expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- optimisation
+def test_l2_term_is_a_sum_over_all_values(world):
+    from methods.styleclip_optimization import objective
+    g, clip = world["generator"], world["clip"]
+    w_s = sources(g, 2).latents
+    w = w_s + 0.5
+    text = [prompt_features(clip, "a face")[0]]
+    img = g(w)
+    with_l2 = objective([(clip, 1.0)], text, img, [w], [w_s], l2_lambda=0.008)
+    without = objective([(clip, 1.0)], text, img, [w], [w_s], l2_lambda=0.0)
+    assert torch.allclose(with_l2 - without, torch.full((2,), 0.008 * 0.25 * g.n_latent * g.style_dim), rtol=1e-5)
+
+
+def test_batched_optimisation_equals_separate_runs():
+    """Per-sample losses summed + element-wise Adam: one batch of (source, prompt) pairs gives exactly the latents of
+    separate runs (float64, so that only the batching could make a difference)."""
+    from methods.losses import identity_loss
+    from methods.styleclip_optimization import optimize
+    g, clip = tiny_generator().double(), tiny_clip().double()
+    world = BackboneSet({"generator": g, "clip": clip, "identity": TinyIdentity().double().requires_grad_(False)})
+    w_s = sources(g, 3).latents.double()
+    texts = prompt_features(clip, ["a smiling face", "a face with blue hair", "a smiling face"]).double()
+    kw = dict(steps=3, lr=0.1, l2_lambda=0.008, id_lambda=0.005, id_loss=identity_loss(world, g.size))
+    batched, _ = optimize(g, [(clip, 1.0)], w_s, [texts], **kw)
+    for i in range(3):
+        single, _ = optimize(g, [(clip, 1.0)], w_s[i:i + 1], [texts[i:i + 1]], **kw)
+        assert torch.allclose(batched[i:i + 1], single, atol=1e-9, rtol=0), (batched[i:i + 1] - single).abs().max()
+    assert (batched - w_s).abs().max() > 1e-3  # it did move
+
+
+def test_s_space_variant_freezes_torgb_styles(world):
+    from methods.styleclip_optimization import optimize
+    g, clip = world["generator"], world["clip"]
+    w_s = sources(g, 2).latents
+    _, styles = optimize(g, [(clip, 1.0)], w_s, [prompt_features(clip, "a smiling face")[0]], steps=4, space="s")
+    styles0 = g.styles(w_s)
+    for layer, s, s0 in zip(g.style_layers, styles, styles0):
+        if layer.kind == "torgb":
+            assert torch.equal(s, s0)
+    assert any((s - s0).abs().max() > 1e-4 for layer, s, s0 in zip(g.style_layers, styles, styles0)
+               if layer.kind == "conv")
+
+
+def test_optimisation_method_lowers_clip_loss(world):
+    g, clip = world["generator"], world["clip"]
+    src = sources(g, 2)
+    method = METHODS.get("styleclip_optimization")(steps=8, id_lambda=0.005)
+    out = method.apply(world, src, EDIT)
+    text = prompt_features(clip, EDIT.target)[0]
+    before = styleclip_clip_loss(clip, g(src.latents), text)
+    after = styleclip_clip_loss(clip, g(out.edited_latents), text)
+    assert out.edited_images.shape == src.images.shape
+    assert (after < before).all()
+
+
+# ----------------------------------------------------------------------------------------------------------- mapper
+def test_ranger_lookahead_syncs_every_k_steps():
+    p = nn.Parameter(torch.zeros(3))
+    q = nn.Parameter(torch.zeros(3))
+    opt = Ranger([p], lr=0.1, k=3, alpha=0.5)
+    plain = torch.optim.RAdam([q], lr=0.1, betas=(0.95, 0.999), eps=1e-5)
+    assert isinstance(opt, Lookahead) and isinstance(opt.inner, torch.optim.RAdam)
+    for step in range(3):
+        for param, o in ((p, opt), (q, plain)):
+            o.zero_grad()
+            (param - torch.tensor([1.0, 2.0, 3.0])).pow(2).sum().backward()
+            o.step()
+        if step < 2:
+            assert torch.equal(p, q)  # between syncs Ranger is plain RAdam
+    # at step k: slow (the start, 0) moves half-way to the fast weights and the fast weights jump there
+    assert torch.allclose(p, 0.5 * q)
+    assert torch.allclose(opt.slow[0][0], 0.5 * q)
+
+
+def test_mapper_residual_and_groups():
+    from methods.styleclip_mapper import LevelsMapper, edit_latents
+    g = tiny_generator(64)
+    w = sources(g, 2).latents
+    mapper = LevelsMapper(g.n_latent, g.style_dim, ("coarse", "medium"))
+    assert mapper.split == {"coarse": [0, 1, 2, 3], "medium": [4, 5, 6, 7], "fine": [8, 9]}  # n_latent 10
+    m = mapper(w)
+    assert torch.equal(m[:, 8:], torch.zeros_like(m[:, 8:]))  # the disabled fine group outputs zeros
+    assert m[:, :8].abs().max() > 0
+    assert torch.allclose(edit_latents(mapper, w), w + 0.1 * m)
+    one = mapper.mappers["coarse"](w[:1, 2])  # each W+ vector is mapped on its own
+    assert torch.allclose(m[:1, 2], one, atol=1e-6)
+    sub = mapper.mappers["coarse"].net
+    assert len(sub) == 5 and all(layer.lr_mul == 0.01 and layer.activation for layer in list(sub)[1:])
+
+
+def test_mapper_training_lowers_loss_keeps_disabled_group_and_round_trips(world, tmp_path):
+    from methods.styleclip_mapper import LatentSampler, LevelsMapper, mapper_loss, train_mapper
+    g, clip = world["generator"], world["clip"]
+    torch.manual_seed(0)
+    mapper = LevelsMapper(g.n_latent, g.style_dim, ("coarse",))
+    medium0 = {k: v.clone() for k, v in mapper.mappers["medium"].state_dict().items()}
+    text = [prompt_features(clip, "a smiling face")[0]]
+    sampler = LatentSampler(g, 0.7, val_count=4, seed=1)
+    fixed = sampler._sample(8)
+    before, _ = mapper_loss(g, mapper, [(clip, 1.0)], text, fixed)
+    mapper, record = train_mapper(g, [(clip, 1.0)], text, mapper, sampler, steps=10, lr=0.5, val_interval=5)
+    after, _ = mapper_loss(g, mapper, [(clip, 1.0)], text, fixed)
+    assert float(after) < float(before)
+    assert record["best_val_loss"] <= record["val"][0][1]
+    for k, v in mapper.mappers["medium"].state_dict().items():
+        assert torch.equal(v, medium0[k])  # a disabled group's layers are never updated
+
+    method = METHODS.get("styleclip_mapper")(steps=2, val_interval=2, val_count=2, groups=["coarse"])
+    method.prepare(world, EDIT)
+    path = tmp_path / "mapper.pt"
+    torch.save(method.prepared_state(), path)
+    restored = METHODS.get("styleclip_mapper")(steps=3, groups=["coarse"])
+    restored.load_prepared_state(torch.load(path, weights_only=True))
+    src = sources(g, 2)
+    a, b = method.apply(world, src, EDIT), restored.apply(world, src, EDIT)
+    assert torch.equal(a.edited_latents, b.edited_latents)
+    assert torch.equal(a.edited_images, b.edited_images)
+
+
+# ----------------------------------------------------------------------------------------------- global directions
+def test_threshold_normalisation_on_hand_made_relevance():
+    from methods.styleclip_global import auto_beta, style_delta, threshold_direction
+    r = torch.tensor([0.05, -0.30, 0.20, 0.10, -0.14, 0.15])
+    assert torch.allclose(threshold_direction(r, 0.15), torch.tensor([0, -1, 2 / 3, 0, 0, 0.5]))
+    std = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert torch.allclose(style_delta(r, std, 0.15), torch.tensor([0, -2, 2.0, 0, 0, 3.0]))
+    assert torch.equal(threshold_direction(r, 0.5), torch.zeros(6))  # nothing survives: no division by zero
+    many = torch.cat([torch.full((21,), 0.2), torch.full((30,), 0.12), torch.full((5,), 0.28)])
+    assert auto_beta(many) == 0.2  # 26 channels at >= 0.20, only 5 at 0.21
+    assert auto_beta(torch.full((10,), 0.5)) == 0.10  # never more than 20 channels: the smallest beta
+
+
+def test_relevance_is_vectorised_exactly_and_cached(world, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
+    import methods.styleclip_global as sg
+    g, clip = world["generator"], world["clip"]
+    mean, std = sg.style_statistics(g, samples=500, batch=128)
+    mask = sg.channel_mask(g, max_resolution=8)
+    blocks = torch.split(mask, [layer.channels for layer in g.style_layers])
+    for layer, block in zip(g.style_layers, blocks):  # conv layers up to 8 px; never a ToRGB
+        assert bool(block.all()) == (layer.kind == "conv" and layer.resolution <= 8) and (block.all() or ~block.any())
+    assert [l.name for l, b in zip(g.style_layers, blocks) if b.all()] == ["conv1", "convs.0", "convs.1"]
+    mask = sg.channel_mask(g, max_resolution=4)  # conv1 only: 8 channels keep the test fast
+    fs3 = sg.channel_relevance(g, clip, mean, std, mask, images=3, batch_size=64)
+    fs3_small = sg.channel_relevance(g, clip, mean, std, mask, images=3, batch_size=5)
+    assert torch.allclose(fs3, fs3_small, atol=1e-5)
+    assert torch.allclose(fs3[mask].norm(dim=1), torch.ones(int(mask.sum())), atol=1e-5)
+    assert torch.equal(fs3[~mask], torch.zeros_like(fs3[~mask]))
+    # naive reference for one channel: a loop over images, one pair at a time
+    c = int(mask.nonzero()[3])
+    base = sg.flat_styles(g, sg._sample_w_plus(g, 3, 0.7, torch.Generator().manual_seed(1)))
+    acc = 0
+    for i in range(3):
+        lo, hi = base[i:i + 1].clone(), base[i:i + 1].clone()
+        lo[0, c], hi[0, c] = mean[c] - 5 * std[c], mean[c] + 5 * std[c]
+        e = [F.normalize(clip.encode_images(g.synthesis(sg.split_styles(g, s)).clamp(-1, 1)), dim=-1)
+             for s in (lo, hi)]
+        acc = acc + F.normalize(e[1] - e[0], dim=-1)
+    assert torch.allclose(fs3[c], F.normalize(acc, dim=-1)[0], atol=1e-5)
+
+    method = METHODS.get("styleclip_global")(stat_samples=300, relevance_images=2, max_resolution=4,
+                                             cache_dir=str(tmp_path / "cache"))
+    method.prepare(world, EDIT)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    monkeypatch.setattr(sg, "channel_relevance", lambda *a, **k: pytest.fail("cache not used"))
+    again = METHODS.get("styleclip_global")(stat_samples=300, relevance_images=2, max_resolution=4,
+                                            cache_dir=str(tmp_path / "cache"))
+    again.prepare(world, EDIT)
+    assert torch.equal(again.state["r"], method.state["r"])
+    src = sources(g, 2)
+    out = again.apply(world, src, EDIT)
+    assert out.edited_images.shape == src.images.shape
+    zero = METHODS.get("styleclip_global")(alpha=0.0, stat_samples=300, relevance_images=2, max_resolution=4,
+                                           cache_dir=str(tmp_path / "cache"))
+    zero.load_prepared_state(method.prepared_state())
+    assert torch.allclose(zero.apply(world, src, EDIT).edited_images, src.images, atol=1e-5)
+
+
+def test_registered_with_paper_defaults():
+    assert METHODS.get("styleclip_optimization").defaults() == {
+        "steps": 300, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.0, "space": "w+"}
+    d = METHODS.get("styleclip_mapper").defaults()
+    assert (d["steps"], d["val_interval"], d["batch_size"], d["lr"], d["clip_lambda"], d["id_lambda"],
+            d["latent_l2_lambda"], d["truncation"], d["strength"]) == (50000, 2000, 2, 0.5, 1.0, 0.1, 0.8, 0.7, 0.1)
+    d = METHODS.get("styleclip_global").defaults()
+    assert (d["alpha"], d["beta"], d["relevance_images"], d["sigma"], d["max_resolution"]) == (4.1, 0.15, 100, 5.0,
+                                                                                                128)
+
+
+# ------------------------------------------------------------------------------------------------- harness wiring
+def test_every_method_runs_through_the_harness(tmp_path, tiny_world):
+    from bench.runner import RunOptions, Runner
+    from bench.suite import load_suite
+    cache = tmp_path / "cache"
+    suite = f"""name: styleclip-wiring
+backbones:
+  generator: {{stylegan2: {tiny_world['generator']}}}
+  clip: {{clip: "{tiny_world['clip']}"}}
+judges:
+  clip: {{clip: "{tiny_world['clip']}"}}
+sources: {{kind: generator, count: 2, seed: 1, batch_size: 2}}
+edits:
+  - {{name: smile, target: a smiling face}}
+methods:
+  - {{name: styleclip_optimization, params: {{steps: 2}}}}
+  - {{name: styleclip_optimization, variant: opt_s, params: {{steps: 2, space: s}}}}
+  - {{name: styleclip_mapper, params: {{steps: 2, val_interval: 1, val_count: 2}}}}
+  - {{name: styleclip_global, params: {{stat_samples: 64, relevance_images: 1, max_resolution: 4,
+      cache_dir: "{cache}"}}}}
+  - {{name: tedigan_optimization, params: {{steps: 2, projection_steps: 2}}}}
+  - {{name: tedigan_text2latent, params: {{pairs: 8, steps: 2, hidden: 16, cache_dir: "{cache}"}}}}
+metrics: [clip_score]
+seeds: [0]
+"""
+    path = tmp_path / "suite.yaml"
+    path.write_text(suite)
+    store = Runner(load_suite(path), path, RunOptions(tmp_path / "run")).run()
+    cells = store.cells()
+    assert len(cells) == 6 * 2
+    bad = cells[cells["status"] != "ok"]
+    assert bad.empty, bad.to_dict("records")

@@ -1,0 +1,113 @@
+"""TediGAN-style baselines on tiny random networks."""
+
+import pytest
+import torch
+from torch import nn
+
+from bench.backbone_set import BackboneSet
+from bench.suite import Edit
+from methods import METHODS
+from methods.base import SourceBatch
+from test_styleclip import sources, tiny_clip, tiny_generator
+
+EDIT = Edit(name="smile", target="a smiling face", neutral="a face")
+
+
+class TinyEncoder(nn.Module):
+    """images → W+ through a linear map of 8×8 pooled pixels around the average latent."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.n_latent, self.dim = g.n_latent, g.style_dim
+        self.lin = nn.Linear(3 * 64, g.n_latent * g.style_dim)
+        self.register_buffer("avg", g.get_latent_avg().clone())
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+        return self.avg + 0.1 * self.lin(x).view(-1, self.n_latent, self.dim)
+
+
+@pytest.fixture(scope="module")
+def world():
+    g = tiny_generator()
+    return BackboneSet({"generator": g, "clip": tiny_clip(), "encoder": TinyEncoder(g)})
+
+
+def test_tedigan_objective_terms_and_weights(world):
+    from methods.losses import prompt_features, weighted_clip_loss
+    from methods.tedigan import tedigan_optimize
+    g, clip, enc = world["generator"], world["clip"], world["encoder"]
+    src = sources(g, 2)
+    text = [prompt_features(clip, EDIT.target)[0]]
+    w0 = enc(src.images).detach()
+    # zero steps: the inversion itself; more steps lower the weighted objective
+    assert torch.equal(tedigan_optimize(g, [(clip, 1.0)], text, w0, src.images, encoder=enc, steps=0), w0)
+
+    @torch.no_grad()
+    def total(w):
+        x = g(w)
+        return float(((x - src.images).pow(2).flatten(1).mean(1) + 2 * (enc(x) - w).pow(2).flatten(1).mean(1)
+                      + 2 * weighted_clip_loss([(clip, 1.0)], x, text)).sum())
+    w = tedigan_optimize(g, [(clip, 1.0)], text, w0, src.images, encoder=enc, steps=8, lr=0.01)
+    assert total(w) < total(w0)
+    assert not any(p.requires_grad for p in g.parameters())
+
+
+def test_tedigan_optimization_method_with_and_without_encoder(world):
+    g = world["generator"]
+    src = sources(g, 2)
+    method = METHODS.get("tedigan_optimization")(steps=3)
+    out = method.apply(world, src, EDIT)
+    assert out.edited_images.shape == src.images.shape and out.edited_latents.shape == src.latents.shape
+    assert all(p.requires_grad for p in world["encoder"].parameters())  # restored after the run
+    no_encoder = BackboneSet({"generator": g, "clip": world["clip"]})
+    out = METHODS.get("tedigan_optimization")(steps=2, projection_steps=2, perceptual="pyramid").apply(
+        no_encoder, SourceBatch(images=src.images), EDIT)
+    assert out.edited_latents.shape == src.latents.shape
+
+
+def test_lpips_rand_stand_in_runs(world):
+    g = world["generator"]
+    src = sources(g, 1)
+    out = METHODS.get("tedigan_optimization")(steps=1, perceptual="lpips_rand").apply(world, src, EDIT)
+    assert torch.isfinite(out.edited_images).all()
+
+
+def test_text2latent_trains_caches_and_edits(world, tmp_path):
+    from methods.tedigan import TextToLatent, train_text2latent, training_pairs
+    g, clip = world["generator"], world["clip"]
+    embs, offsets, used = training_pairs(g, clip, 64, source="auto")
+    assert used == "image"  # style_dim 16 cannot carry the synthetic world's parameters
+    assert embs.shape == (64, 32) and offsets.shape == (64, g.n_latent, g.style_dim)
+    model = TextToLatent(32, g.n_latent, g.style_dim, hidden=32)
+    losses = train_text2latent(model, embs, offsets, steps=60, lr=1e-3, batch_size=32)
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+    params = dict(pairs=32, steps=5, hidden=32, cache_dir=str(tmp_path))
+    method = METHODS.get("tedigan_text2latent")(**params)
+    method.prepare(world, EDIT)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    src = sources(g, 2)
+    out = method.apply(world, src, EDIT)
+    restored = METHODS.get("tedigan_text2latent")(**params)
+    restored.load_prepared_state(method.prepared_state())
+    assert torch.equal(restored.apply(world, src, EDIT).edited_latents, out.edited_latents)
+    zero = METHODS.get("tedigan_text2latent")(**params, strength=0.0)
+    zero.load_prepared_state(method.prepared_state())
+    assert torch.equal(zero.apply(world, src, EDIT).edited_latents, src.latents)
+    mix = METHODS.get("tedigan_text2latent")(**params, mode="mix", mix_from=4)
+    mix.load_prepared_state(method.prepared_state())
+    mixed = mix.apply(world, src, EDIT).edited_latents
+    assert torch.equal(mixed[:, :4], src.latents[:, :4]) and torch.equal(mixed[0, 4:], mixed[1, 4:])
+
+
+def test_synthface_captions_used_when_available():
+    pytest.importorskip("zoo.synthface.latent_params")
+    from methods.tedigan import _synthface_captioner
+    captioner = _synthface_captioner(128)
+    if captioner is None:
+        pytest.skip("zoo.synthface captions not available")
+    z = torch.randn(3, 128, generator=torch.Generator().manual_seed(0))
+    texts = captioner(z, 0)
+    assert len(texts) == 3 and all(isinstance(t, str) and t for t in texts)
+    assert _synthface_captioner(16) is None
