@@ -12,3 +12,16 @@ METRICS.register("clip_score_x100", "metrics.clip_score:CLIP_SCORE_X100", "torch
 METRICS.register("clip_gain", "metrics.clip_score:CLIP_GAIN", "CLIP score gain of the edit over its source")
 METRICS.register("clip_direction", "metrics.clip_direction:ClipDirection",
                  "directional CLIP similarity of image change and text change (judge CLIP)")
+METRICS.register("identity", "metrics.identity:Identity", "cosine of source and edited face embeddings (identity judge)")
+METRICS.register("lpips", "metrics.lpips:Lpips", "LPIPS (lpips package, alex/vgg) between source and edit")
+METRICS.register("lpips_synthface", "metrics.lpips:LpipsSynthface",
+                 "LPIPS-style unweighted distance on the synthetic attribute judge's features (not LPIPS-alex)")
+METRICS.register("fid", "metrics.fid:Fid", "FID of the edited set vs a reference (judge CLIP or clean-fid Inception)")
+METRICS.register("fid_n", "metrics.fid:FID_N", "number of edited images in the FID set")
+METRICS.register("kid", "metrics.fid:Kid", "KID of the edited set vs a reference (judge CLIP or clean-fid Inception)")
+METRICS.register("kid_n", "metrics.fid:KID_N", "number of edited images in the KID set")
+METRICS.register("diversity", "metrics.diversity:Diversity", "mean pairwise distance within the edited set")
+METRICS.register("diversity_ratio", "metrics.diversity:DIVERSITY_RATIO", "diversity(edited) / diversity(sources)")
+METRICS.register("attr_target", "metrics.attributes:AttrTarget", "share of the edit's expected attributes the judge reads")
+METRICS.register("attr_preserved", "metrics.attributes:ATTR_PRESERVED",
+                 "share of non-target attributes the judge reads unchanged")

@@ -49,7 +49,7 @@ class MetricOutput:
     produced_by: str  # the registered metric that computes it, or "runner"
     per_sample: bool = True
     unit: str = ""
-    kind: str = "quality"  # "quality" or "cost"
+    kind: str = "quality"  # "quality", "cost", or "info" (a count shown beside a metric: no direction, no best)
 
 
 class Metric(ABC):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.base import EditBatch, Metric, ScoringContext
-from metrics.clip_score import is_loss_network, judge_network
+from metrics.judges import is_loss_network, judge_network
 
 
 class ClipDirection(Metric):

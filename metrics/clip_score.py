@@ -17,25 +17,7 @@ from __future__ import annotations
 import torch
 
 from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
-
-
-def judge_network(context: ScoringContext, role: str, metric: str):
-    """The judge in `role`, or a BenchError naming the roles the suite provides."""
-    from bench.errors import BenchError
-
-    network = context.judges.get(role)
-    if network is None:
-        raise BenchError(f"metric {metric!r} needs a judge {role!r}; the suite's judges are "
-                         f"{sorted(context.judges) or '(none)'}")
-    return getattr(network, "network", network)  # a Weighted entry → its network
-
-
-def is_loss_network(context: ScoringContext, network) -> bool:
-    for value in context.losses.values():
-        members = value if isinstance(value, list) else [value]
-        if any(getattr(m, "network", m) is network for m in members):
-            return True
-    return False
+from metrics.judges import is_loss_network, judge_network  # noqa: F401 (re-exported)
 
 
 class ClipScore(Metric):

