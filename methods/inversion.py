@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
-from methods.losses import lr_schedule
+from methods.losses import frozen, lr_schedule
 
 
 def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch.Tensor:
@@ -84,9 +84,7 @@ def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, 
     w = init.detach().clone().to(device).requires_grad_(True)
     dist = perceptual_fn(perceptual, device) if perceptual_weight > 0 else None
     opt = torch.optim.Adam([w], lr=lr)
-    requires = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
-    try:
+    with frozen(generator):
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(step / steps, lr)
@@ -97,9 +95,6 @@ def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, 
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    finally:
-        for p, r in zip(generator.parameters(), requires):
-            p.requires_grad_(r)
     return w.detach()
 
 

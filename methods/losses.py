@@ -16,6 +16,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -115,3 +118,17 @@ def source_latents_or_invert(backbones: Any, sources) -> torch.Tensor:
 
 def unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return F.normalize(x, dim=dim)
+
+
+@contextmanager
+def frozen(*modules: Any) -> Iterator[None]:
+    """Turn off the gradients of the modules' parameters for the block (the latents are optimised, not the
+    networks) and restore each parameter's own flag afterwards. `None` entries are skipped."""
+    saved = [(p, p.requires_grad) for m in modules if m is not None for p in m.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)

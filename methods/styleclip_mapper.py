@@ -28,7 +28,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.losses import (clip_networks, generator_of, prompt_features, require_identity,
+from methods.losses import (clip_networks, frozen, generator_of, prompt_features, require_identity,
                             source_latents_or_invert, weighted_clip_loss)
 from methods.ranger import Ranger
 from zoo.stylegan2.generator import latent_split
@@ -137,8 +137,6 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
                  ) -> tuple[LevelsMapper, dict[str, Any]]:
     """Train `mapper` in place; returns the best (lowest validation loss) copy and a training record."""
     kwargs = dict(id_loss=id_loss, clip_lambda=clip_lambda, id_lambda=id_lambda, latent_l2_lambda=latent_l2_lambda)
-    requires = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
     opt = Ranger([p for p in mapper.parameters() if p.requires_grad], lr=lr)
     record: dict[str, Any] = {"val": [], "train": []}
     best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), float("inf"), 0
@@ -153,7 +151,7 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
         if parts["total"] < best_loss:
             best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), parts["total"], step
 
-    try:
+    with frozen(generator):
         mapper.train()
         validate(0)
         for step in range(1, steps + 1):
@@ -164,9 +162,6 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
             record["train"].append(parts["total"])
             if step % val_interval == 0 or step == steps:
                 validate(step)
-    finally:
-        for p, r in zip(generator.parameters(), requires):
-            p.requires_grad_(r)
     mapper.load_state_dict(best)
     mapper.eval()
     record.update(best_val_loss=best_loss, best_step=best_step)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.losses import (clip_networks, generator_of, lr_schedule, prompt_features, require_identity,
+from methods.losses import (clip_networks, frozen, generator_of, lr_schedule, prompt_features, require_identity,
                             source_latents_or_invert, weighted_clip_loss)
 
 
@@ -49,9 +49,7 @@ def optimize(generator, networks: list[tuple[Any, float]], w_source: torch.Tenso
     if space not in ("w+", "s"):
         raise ValueError(f"space must be 'w+' or 's', got {space!r}")
     w_source = w_source.detach()
-    requires = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
-    try:
+    with frozen(generator):
         with torch.no_grad():
             styles0 = generator.styles(w_source)
             source_img = generator.synthesis(styles0) if id_lambda > 0 else None
@@ -77,9 +75,6 @@ def optimize(generator, networks: list[tuple[Any, float]], w_source: torch.Tenso
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    finally:
-        for p, r in zip(generator.parameters(), requires):
-            p.requires_grad_(r)
     if space == "w+":
         return variables[0].detach(), None
     it = iter(variables)

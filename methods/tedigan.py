@@ -45,7 +45,7 @@ from torch import nn
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.inversion import invert, perceptual_fn
-from methods.losses import clip_networks, generator_of, prompt_features, weighted_clip_loss
+from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
 from methods.styleclip_global import _atomic_save, state_hash
 
 
@@ -79,12 +79,10 @@ def tedigan_optimize(generator, networks, texts, w_init: torch.Tensor, target_im
                      perceptual_lambda: float = 5e-5, encoder_lambda: float = 2.0,
                      clip_lambda: float = 2.0) -> torch.Tensor:
     """Optimise W+ from `w_init`; per-sample losses summed (samples independent, as in StyleCLIP's optimiser)."""
-    requires = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
     w = w_init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     x_src = target_images.to(w.device)
-    try:
+    with frozen(generator):
         for _ in range(steps):
             x = generator(w)
             loss = pixel_lambda * (x - x_src).pow(2).flatten(1).mean(1)
@@ -96,9 +94,6 @@ def tedigan_optimize(generator, networks, texts, w_init: torch.Tensor, target_im
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    finally:
-        for p, r in zip(generator.parameters(), requires):
-            p.requires_grad_(r)
     return w.detach()
 
 
@@ -121,21 +116,14 @@ class TediganOptimization(EditMethod):
         if encoder is not None:
             with torch.no_grad():
                 w0 = encoder(images)
-            frozen = [q.requires_grad for q in encoder.parameters()]
-            encoder.requires_grad_(False)
         else:
             w0 = invert(backbones, images, steps=int(p["projection_steps"]))
-            frozen = []
         perceptual = resolve_perceptual(p["perceptual"], backbones, networks[0][0], generator.device)
-        try:
+        with frozen(encoder):
             w = tedigan_optimize(generator, networks, texts, w0, images, encoder=encoder, perceptual=perceptual,
                                  steps=int(p["steps"]), lr=float(p["lr"]), pixel_lambda=float(p["pixel_lambda"]),
                                  perceptual_lambda=float(p["perceptual_lambda"]),
                                  encoder_lambda=float(p["encoder_lambda"]), clip_lambda=float(p["clip_lambda"]))
-        finally:
-            if encoder is not None:
-                for q, r in zip(encoder.parameters(), frozen):
-                    q.requires_grad_(r)
         with torch.no_grad():
             out = generator(w)
         return EditResult(edited_images=out.clamp(-1, 1), edited_latents=w)

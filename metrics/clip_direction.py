@@ -10,38 +10,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metrics.base import EditBatch, Metric, ScoringContext
-from metrics.judges import is_loss_network, judge_network
+from metrics.base import EditBatch
+from metrics.judges import ClipJudgeMetric
 
 
-class ClipDirection(Metric):
+class ClipDirection(ClipJudgeMetric):
     """Directional CLIP similarity between the image change and the text change (judge CLIP)."""
 
     name = "clip_direction"
     higher_is_better = True
 
-    def __init__(self, context: ScoringContext, role: str = "clip", batch_size: int = 64):
-        self.clip = judge_network(context, role, self.name)
-        self.batch_size = batch_size
-        super().__init__(context, role=role, batch_size=batch_size)
-
     def reset(self) -> None:
         self._values: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.clip.encode_images(chunk) for chunk in images.split(self.batch_size)])
-
-    @torch.no_grad()
     def update(self, batch: EditBatch) -> None:
         text_direction = self.clip.text_direction(batch.neutral_text, batch.target_text)
-        image_change = self._embed(batch.edited_images) - self._embed(batch.source_images)
+        image_change = self.embed(batch.edited_images) - self.embed(batch.source_images)
         values = F.cosine_similarity(image_change, text_direction.expand_as(image_change), dim=-1)
         unchanged = image_change.norm(dim=-1) < 1e-6
         self._values.append(values.masked_fill(unchanged, float("nan")))
 
     def compute(self) -> torch.Tensor:
         return torch.cat(self._values)
-
-    def judge_is_loss_network(self) -> bool:
-        return is_loss_network(self.context, self.clip)

@@ -16,41 +16,29 @@ from __future__ import annotations
 
 import torch
 
-from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
-from metrics.judges import is_loss_network, judge_network  # noqa: F401 (re-exported)
+from metrics.base import EditBatch, MetricOutput
+from metrics.judges import ClipJudgeMetric
 
 
-class ClipScore(Metric):
+class ClipScore(ClipJudgeMetric):
     """Cosine between edited-image and target-text CLIP embeddings (judge CLIP)."""
 
     name = "clip_score"
     higher_is_better = True
-
-    def __init__(self, context: ScoringContext, role: str = "clip", batch_size: int = 64):
-        self.clip = judge_network(context, role, self.name)
-        self.batch_size = batch_size
-        super().__init__(context, role=role, batch_size=batch_size)
 
     def reset(self) -> None:
         self._edited: list[torch.Tensor] = []
         self._source: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.clip.encode_images(chunk) for chunk in images.split(self.batch_size)])
-
-    @torch.no_grad()
     def update(self, batch: EditBatch) -> None:
         text = self.clip.encode_text([batch.target_text])[0]
-        self._edited.append(self._embed(batch.edited_images) @ text)
-        self._source.append(self._embed(batch.source_images) @ text)
+        self._edited.append(self.embed(batch.edited_images) @ text)
+        self._source.append(self.embed(batch.source_images) @ text)
 
     def compute(self) -> dict[str, torch.Tensor]:
         edited, source = torch.cat(self._edited), torch.cat(self._source)
         return {"clip_score": edited, "clip_score_x100": 100 * edited.clamp(min=0), "clip_gain": edited - source}
-
-    def judge_is_loss_network(self) -> bool:
-        return is_loss_network(self.context, self.clip)
 
 
 CLIP_SCORE_X100 = MetricOutput("clip_score_x100", True, "torchmetrics CLIPScore: 100·max(cos, 0)", "clip_score")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from metrics.base import ScoringContext
+from metrics.base import Metric, ScoringContext
 
 
 def judge_network(context: ScoringContext, role: str, metric: str):
@@ -44,3 +44,20 @@ def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, 
     if len(images) == 0:
         raise ValueError("no images to score")
     return torch.cat([fn(chunk) for chunk in images.split(batch_size)])
+
+
+class ClipJudgeMetric(Metric):
+    """Base of the metrics that score with the judge CLIP (`role`, default "clip"): holds the network, embeds
+    images in chunks with its standard preprocessing, and flags a judge that is also a loss network."""
+
+    def __init__(self, context: ScoringContext, role: str = "clip", batch_size: int = 64):
+        self.clip = judge_network(context, role, self.name)
+        self.batch_size = batch_size
+        super().__init__(context, role=role, batch_size=batch_size)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return in_chunks(self.clip.encode_images, images, self.batch_size)
+
+    def judge_is_loss_network(self) -> bool:
+        return is_loss_network(self.context, self.clip)
