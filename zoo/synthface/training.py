@@ -92,6 +92,7 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
     torch.set_num_threads(threads)
     ckpt = run_dir / trainable.name / "last.pt"
     log_path = run_dir / trainable.name / "log.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     start, elapsed = (load_checkpoint(ckpt, trainable) if ckpt.exists() else (0, 0.0))
     stop = {"requested": False}
 
@@ -127,12 +128,14 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
             "finished": done >= steps}
 
 
-def export_weights(name: str, model: nn.Module, config: dict[str, Any], weights_dir: Path = WEIGHTS_DIR,
-                   dtype: torch.dtype | None = None) -> Path:
-    """Write `<name>.safetensors` (optionally cast, e.g. to float16 to keep the repo small) and `<name>.json`."""
+def export_weights(name: str, model: nn.Module | dict[str, torch.Tensor], config: dict[str, Any],
+                   weights_dir: Path = WEIGHTS_DIR, dtype: torch.dtype | None = None) -> Path:
+    """Write `<name>.safetensors` (optionally cast, e.g. to float16 to keep the repo small) and `<name>.json`.
+    `model` is a module or an already prepared state dict (e.g. with a pruned embedding)."""
     weights_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-             for k, v in model.state_dict().items()}
+    source = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous()
+             for k, v in source.items()}
     path = weights_dir / f"{name}.safetensors"
     save_file(state, str(path))
     (weights_dir / f"{name}.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,216 @@
+"""The synthetic world's two CLIPs: open_clip configs, trainers, pruned float16 export, loading, zero-shot gates."""
+
+import math
+import random
+
+import open_clip
+import pytest
+import torch
+
+from zoo.clip import ClipBackbone, load_clip, load_templates, register_model_config
+from zoo.synthface import (ATTRIBUTE_SPECS, DOMAIN_NAMES, EDIT_PROMPTS, captions, sample_params, train_clip,
+                           train_judge_clip, training, wrap_in_template, zero_shot)
+from zoo.synthface.params import attribute_class
+
+TINY = "synthface-clip-test-tiny"
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
+    "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+ARCHS = {"clip": "synthface-clip", "judge_clip": "synthface-judge-clip"}
+
+
+def tiny_config(trainer, **overrides):
+    cfg = dict(trainer.DEFAULTS)
+    cfg.update({"model": TINY, "batch_size": 10, "steps": 20, "warmup": 1, "lr": 3e-3, **overrides})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_arch():
+    return register_model_config(TINY, TINY_CFG, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def test_configs_register_and_build_through_open_clip():
+    names = train_clip.register_configs()
+    assert set(ARCHS.values()) <= set(names)
+    widths = {}
+    for network, arch in ARCHS.items():
+        assert arch in open_clip.list_models()
+        cfg, pre = train_clip.read_config(arch)
+        assert open_clip.get_model_config(arch) == cfg  # registered without the preprocess section
+        assert cfg["vision_cfg"]["image_size"] == 64 and cfg["text_cfg"]["vocab_size"] == 49408
+        assert pre["mean"] == [0.5] * 3 and pre["std"] == [0.5] * 3
+        widths[network] = (cfg["vision_cfg"]["width"], cfg["text_cfg"]["width"])
+        backbone = load_clip(arch, pretrained=None)
+        assert isinstance(backbone, ClipBackbone)
+        assert backbone.image_size == 64 and backbone.mean == (0.5,) * 3 and backbone.std == (0.5,) * 3
+        assert backbone.embed_dim == cfg["embed_dim"]
+        direct = open_clip.create_model(arch)  # the same open_clip path
+        assert direct.state_dict().keys() == backbone.model.state_dict().keys()
+        x = torch.rand(2, 3, 64, 64) * 2 - 1
+        assert torch.equal(backbone.preprocess(x), (((x + 1) / 2) - 0.5) / 0.5)  # renders reach the ViT as-is
+    assert widths["clip"] != widths["judge_clip"]
+    assert train_judge_clip.DEFAULTS["seed"] != train_clip.DEFAULTS["seed"]
+
+
+def test_world_texts_fit_context_and_use_only_kept_tokens():
+    train_clip.register_configs()
+    arch = ARCHS["clip"]
+    tok = open_clip.get_tokenizer(arch)
+    context = train_clip.read_config(arch)[0]["text_cfg"]["context_length"]
+    ids = set(train_clip.used_token_ids(arch))
+    assert len(ids) < 400  # a few hundred rows instead of 49408
+    longest = max(load_templates(), key=len)
+    p = sample_params(400, seed=5, domain=list(DOMAIN_NAMES))
+    rng = random.Random(0)
+    texts = [wrap_in_template(c, rng) for c in captions(p, seed=3)]
+    texts += [wrap_in_template(c, template=longest) for c in captions(p, seed=4)]
+    texts += [e.target for e in EDIT_PROMPTS] + [t.format(v) for t in load_templates()
+                                                 for table in zero_shot.VALUE_PROMPTS.values() for v in table.values()]
+    texts += list(zero_shot.DOMAIN_CLASS_PROMPTS.values())
+    for text in texts:
+        enc = tok.encode(text)
+        assert len(enc) + 2 <= context, text
+        assert set(enc) <= ids, (text, set(enc) - ids)
+
+
+# ------------------------------------------------------------------------------------------------ trainers
+@pytest.mark.parametrize("trainer", [train_clip, train_judge_clip], ids=["clip", "judge_clip"])
+def test_trainer_steps_are_finite_and_fit_a_batch(trainer, tiny_arch):
+    training.seed_everything(0)
+    trainable = trainer.build(tiny_config(trainer))
+    assert trainable.name == trainer.NAME
+    assert trainable.config["model"] == TINY and trainable.config["seed"] == trainer.DEFAULTS["seed"]
+    out = trainable.step(1)
+    assert all(math.isfinite(v) for v in out.values())
+    if trainer is train_clip:  # the judge runs the same step function
+        losses = [trainable.step(0)["loss"] for _ in range(3)]  # step 0's batch again and again: it is learnt
+        assert all(math.isfinite(v) for v in losses)
+        assert losses[-1] < losses[0]
+
+
+def test_batches_are_deterministic_and_positives_match_labels():
+    cfg = tiny_config(train_clip, batch_size=24)
+    a_img, a_txt, a_pos = train_clip.make_batch(cfg, 7)
+    b_img, b_txt, b_pos = train_clip.make_batch(cfg, 7)
+    assert torch.equal(a_img, b_img) and a_txt == b_txt and torch.equal(a_pos, b_pos)
+    assert a_img.shape == (24, 3, 64, 64) and a_pos.diagonal().all()
+    assert train_clip.make_batch(cfg, 8)[1] != a_txt
+    g = training.step_generator(cfg["seed"], 7)
+    domains = ["photo"] * cfg["photo_weight"] + [d for d in DOMAIN_NAMES if d != "photo"]
+    params = sample_params(24, generator=g, domain=domains)  # the same draw as make_batch's
+    labels = params.labels()
+    multi = [j for j in range(24) if a_pos[:, j].sum() > 1]
+    assert multi  # prompt captions shared by several faces
+    for j in multi:  # the positives of a prompt caption: every face with that (visible) value
+        sets = [(labels[a] == labels[a][j]) & train_clip._visible(params, labels, a) for a in ATTRIBUTE_SPECS]
+        sets.append(params.domain == params.domain[j])
+        assert any(torch.equal(a_pos[:, j], s) for s in sets), a_txt[j]
+    assert train_clip.lr_at({"lr": 1.0, "warmup": 10, "steps": 100, "min_lr_ratio": 0.0}, 99) < 1e-3
+
+
+def test_contrastive_loss_multi_positive():
+    img = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    eye = torch.eye(4, dtype=torch.bool)
+    loss, acc = train_clip.contrastive_loss(img, img, torch.tensor(100.0), eye)
+    assert loss < 0.05 and acc == 1
+    ref = torch.nn.functional.cross_entropy(10 * img @ img.t(), torch.arange(4))
+    loss10, _ = train_clip.contrastive_loss(img, img, torch.tensor(10.0), eye)
+    assert torch.allclose(loss10, ref, atol=1e-6)  # one positive each: plain symmetric InfoNCE
+
+
+# ------------------------------------------------------------------------------------------------ export / load
+def test_export_load_round_trip_with_pruned_embedding(tiny_arch, tmp_path):
+    training.seed_everything(0)
+    trainable = train_clip.build(tiny_config(train_clip))
+    trainable.step(0)
+    path = train_clip.export(trainable, weights_dir=tmp_path)
+    assert path == tmp_path / "clip.safetensors" and (tmp_path / "clip.json").is_file()
+    stored, config = training.load_weights("clip", tmp_path)
+    assert train_clip.EMBEDDING_KEY not in stored and config["model"] == TINY
+    loaded = train_clip.load("clip", weights_dir=tmp_path)
+    assert isinstance(loaded, ClipBackbone) and not any(p.requires_grad for p in loaded.parameters())
+    trained = {k: v.detach().half().float() for k, v in trainable.model.state_dict().items()}
+    got = loaded.model.state_dict()
+    assert got.keys() == trained.keys()
+    ids = torch.tensor(train_clip.used_token_ids(TINY))
+    for key, value in trained.items():
+        if key == train_clip.EMBEDDING_KEY:
+            unused = torch.ones(value.shape[0], dtype=torch.bool)
+            unused[ids] = False
+            assert torch.equal(got[key][ids], value[ids])
+            assert not got[key][unused].any()
+        else:
+            assert torch.equal(got[key], value), key
+    # texts of the world's words embed exactly as in the trained model (fp16-rounded), whatever the unused rows hold
+    ref = train_clip.build_backbone(TINY)
+    ref.model.load_state_dict(trained)
+    texts = ["a bad photo of a face with purple hair.", "a zombie face", "a person with no hat"]
+    assert torch.equal(loaded.encode_text(texts), ref.encode_text(texts))
+
+
+def test_load_without_weights_says_how_to_train(tmp_path):
+    from bench.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="zoo.synthface.train judge_clip"):
+        train_judge_clip.load(weights_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ zero-shot
+def test_value_prompts_cover_every_value_and_use_edit_prompts():
+    for attr, spec in ATTRIBUTE_SPECS.items():
+        assert list(zero_shot.VALUE_PROMPTS[attr]) == list(spec.values)
+    for e in EDIT_PROMPTS:
+        assert zero_shot.VALUE_PROMPTS[e.attribute][e.value] == e.target
+    assert list(zero_shot.DOMAIN_CLASS_PROMPTS) == list(DOMAIN_NAMES)
+
+
+def test_heldout_sets_are_balanced_and_visible():
+    for attr, spec in ATTRIBUTE_SPECS.items():
+        p = zero_shot.heldout_attribute_params(attr, 60)
+        counts = torch.bincount(attribute_class(p, attr), minlength=len(spec.values))
+        assert counts.max() - counts.min() <= 1, attr
+    assert not (zero_shot.heldout_attribute_params("hair_color", 60).attrs["hair_style"] == 0).any()
+    assert not (zero_shot.heldout_attribute_params("hair_style", 60).attrs["hat"] != 0).any()
+    assert not (zero_shot.heldout_attribute_params("eyes_closed", 60).attrs["eyewear"] == 2).any()
+    a = zero_shot.heldout_attribute_params("smile", 30)
+    assert torch.equal(a.attrs["smile"], zero_shot.heldout_attribute_params("smile", 30).attrs["smile"])
+    d = zero_shot.heldout_domain_params(16)
+    assert torch.bincount(d.domain, minlength=8).tolist() == [2] * 8
+
+
+def test_zero_shot_gates_structure(tiny_arch, tmp_path):
+    training.seed_everything(0)
+    trainable = train_clip.build(tiny_config(train_clip))
+    train_clip.export(trainable, weights_dir=tmp_path)
+    backbone = train_clip.load("clip", weights_dir=tmp_path)
+    report = zero_shot.evaluate(backbone, n=9, domains=("photo", "zombie"), n_other=3, n_domain=8,
+                                attributes=["hair_color", "eyewear"])
+    assert set(report["attributes"]) == {"photo", "zombie"}
+    assert sum(map(sum, report["attributes"]["photo"]["hair_color"]["confusion"])) == 9
+    gates = zero_shot.gates_from_report(report, prefix="clip")
+    assert [g["name"] for g in gates] == ["clip.zero_shot.hair_color", "clip.zero_shot.eyewear",
+                                         "clip.zero_shot.domain"]
+    for g in gates:
+        assert set(g) == {"name", "value", "threshold", "passed"} and 0 <= g["value"] <= 1
+        assert isinstance(g["passed"], bool) and g["passed"] == (g["value"] >= g["threshold"])
+    assert [g["threshold"] for g in gates] == [0.9, 0.9, 0.95]
+    assert "hair_color" in zero_shot.format_report(report)
+
+
+# ------------------------------------------------------------------------------------------------ committed weights
+@pytest.mark.parametrize("network", ["clip", "judge_clip"])
+def test_committed_weights_zero_shot_sanity(network):
+    path = training.WEIGHTS_DIR / f"{network}.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} absent: train it with `python -m zoo.synthface.train {network}`")
+    assert path.stat().st_size <= 6 * 2 ** 20
+    backbone = train_clip.load(network)
+    p = zero_shot.heldout_attribute_params("hair_color", 64)
+    emb = zero_shot.image_embeddings(backbone, p)
+    pred = zero_shot.classify(backbone, emb, list(zero_shot.VALUE_PROMPTS["hair_color"].values()))
+    acc = float((pred == p.attrs["hair_color"]).float().mean())
+    assert acc >= 0.8, acc

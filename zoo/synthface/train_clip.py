@@ -1,0 +1,360 @@
+"""Trainer of the synthetic face world's CLIP (`python -m zoo.synthface.train clip`), and `load()` for both CLIPs.
+
+Architecture: an open_clip custom config (`zoo/synthface/clip_configs/<model>.json`: a small ViT for 64x64 renders,
+patch 16, 4 layers, and a 2-layer text transformer with the standard open_clip BPE tokenizer, vocabulary 49408,
+context 40; width 128 for `clip`, 160 for `judge_clip`). Patch 16 and the shallow text tower keep a step near one
+CPU-second: with patch 8 a step took 2-3x longer, too slow for the one-hour CPU budget.
+The config files hold the open_clip model config plus a `preprocess_cfg` section (mean = std = 0.5: the [-1, 1]
+renders reach the ViT unchanged); `register_configs()` registers the model part with
+`zoo.clip.register_model_config` (preprocessing as its override), so the model is created by the same
+`open_clip.create_model` path as a real CLIP. Do not point `register_model_config_dir` at that folder: open_clip
+would pass `preprocess_cfg` to the model constructor.
+
+Data: every step draws `batch_size` faces of all 8 domains (photo `photo_weight` times as likely as each other
+domain) with all attributes drawn from their natural distribution, from `training.step_generator(seed, step)`,
+so a resumed run sees the same data. Each face gets one caption:
+  * with probability `p_attribute` a single-attribute prompt in the zero-shot / edit-prompt style
+    (`zero_shot.VALUE_PROMPTS`, e.g. "a face with purple hair", "a face without glasses") of a random attribute
+    visible on that face;
+  * with probability `p_domain` the domain prompt ("a zombie face", "a realistic face");
+  * otherwise the world's caption (`captions()`), which itself names a random subset of the attributes.
+Each caption is put into a random one of the 79 CLIP templates with probability `p_template` (`wrap_in_template`),
+so the template words carry no information.
+
+Objective: symmetric InfoNCE with open_clip's learned logit scale (init 1/0.07, clamped at 100). A prompt-style
+caption matches every face of the batch that has its value, so those faces are all positives of it (the soft
+target spreads over them) instead of false negatives (`multi_positive`). AdamW (no weight decay on gains, biases,
+embeddings of positions and the logit scale), linear warmup then cosine decay.
+
+Export: float16, and the 49408-row token embedding is pruned to the rows of the token ids the world's texts use
+(`used_token_ids()`: the caption vocabulary, the 79 templates, the edit / domain / zero-shot prompts, punctuation,
+start/end/pad), stored as `token_embedding.used_ids` + `token_embedding.used_rows`. `load()` puts them back and
+fills every other row with zeros: a word the world never uses carries no meaning in this world (it embeds like
+the zero vector). Texts made of the world's words embed exactly as in the trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import training
+from .captions import EDIT_PROMPTS, caption_vocabulary, captions, wrap_in_template
+from .domains import DOMAIN_NAMES
+from .params import ATTRIBUTE_SPECS, FaceParams, sample_params
+from .render import render
+from .zero_shot import DOMAIN_CLASS_PROMPTS, VALUE_PROMPTS
+
+CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
+USED_IDS_KEY = "token_embedding.used_ids"
+USED_ROWS_KEY = "token_embedding.used_rows"
+EMBEDDING_KEY = "token_embedding.weight"
+
+NAME = "clip"
+DEFAULTS: dict[str, Any] = {
+    "model": "synthface-clip",   # open_clip config in clip_configs/
+    "seed": 0,
+    "steps": 2500,
+    "batch_size": 64,
+    "lr": 1.5e-3,
+    "min_lr_ratio": 0.02,        # cosine decays to lr * min_lr_ratio
+    "warmup": 60,
+    "weight_decay": 0.1,
+    "betas": [0.9, 0.98],
+    "grad_clip": 1.0,
+    "photo_weight": 3,           # photo faces are drawn photo_weight times as often as each other domain
+    "p_attribute": 0.60,         # single-attribute prompt captions (from step p_attribute_from on)
+    "p_attribute_before": 0.30,  # ... and before it: the recipe as run (raised to 0.6 after a slow start)
+    "p_attribute_from": 510,
+    "p_domain": 0.07,            # domain prompt captions
+    "p_template": 0.9,           # captions wrapped in a random CLIP template
+    "multi_positive": True,
+    "p_hard_batch": 0.5,         # from step hard_batch_from on: share of batches with one domain and one background
+    "hard_batch_from": 1500,     # (the recipe as run: added when attributes stalled behind domain and background)
+}
+SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
+and a 2-layer text transformer with the open_clip tokenizer) trained from scratch with symmetric InfoNCE (learned
+logit scale) on renders of all 8 domains of the synthetic face world with varied attributes. Captions: the world's
+captions (`captions()`), single-attribute prompts in the edit-prompt style ("a face with purple hair", "a face without
+glasses") and domain prompts, each wrapped in a random one of the 79 CLIP templates. Exported in float16 with the
+token embedding pruned to the world's vocabulary (other rows load as zeros). Gates: zero-shot accuracy with the
+79-template text embeddings on held-out photo renders (per attribute) and on the 8 domains
+(`zoo/synthface/zero_shot.py`)."""
+
+
+# ---------------------------------------------------------------------------------------------- architecture
+def read_config(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(open_clip model config, preprocess config) of `clip_configs/<model>.json`."""
+    path = CONFIG_DIR / f"{model}.json"
+    cfg = json.loads(path.read_text())
+    pre = cfg.pop("preprocess_cfg", None) or {}
+    return cfg, pre
+
+
+def register_configs() -> list[str]:
+    """Register every config of clip_configs/ with open_clip (through zoo.clip); returns their names."""
+    from zoo.clip import register_model_config
+
+    names = []
+    for path in sorted(CONFIG_DIR.glob("*.json")):
+        cfg, pre = read_config(path.stem)
+        names.append(register_model_config(path.stem, cfg, preprocess=pre))
+    return names
+
+
+def build_backbone(model: str, device: str = "cpu", trainable: bool = False):
+    """A randomly initialised `ClipBackbone` of a registered synthface architecture."""
+    from zoo.clip import load_clip
+
+    register_configs()
+    return load_clip(model, pretrained=None, device=device, trainable=trainable)
+
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+def vocabulary_texts() -> list[str]:
+    """Every text the world's CLIPs are meant to read, as word lists: caption words, the 79 templates, the edit,
+    domain and zero-shot prompts, punctuation."""
+    from zoo.clip import load_templates
+
+    texts = [" ".join(sorted(caption_vocabulary()))]
+    texts += [t.replace("{}", " ") for t in load_templates()]
+    texts += [e.target for e in EDIT_PROMPTS] + [e.neutral for e in EDIT_PROMPTS]
+    texts += [p for table in VALUE_PROMPTS.values() for p in table.values()]
+    texts += list(DOMAIN_CLASS_PROMPTS.values())
+    texts += [", . - ' an a"]
+    return texts
+
+
+@lru_cache(maxsize=4)
+def used_token_ids(model: str = DEFAULTS["model"]) -> tuple[int, ...]:
+    """Sorted token ids of `vocabulary_texts()` plus start, end and pad (0). The open_clip BPE tokenises word by
+    word, so these cover every caption, template and prompt of the world."""
+    import open_clip
+
+    register_configs()
+    tok = open_clip.get_tokenizer(model)
+    ids = {0, int(tok.sot_token_id), int(tok.eot_token_id)}
+    for text in vocabulary_texts():
+        ids.update(int(i) for i in tok.encode(text))
+    return tuple(sorted(ids))
+
+
+def prune_state(state: dict[str, torch.Tensor], ids: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """State dict with the token embedding replaced by its used rows and their ids."""
+    out = dict(state)
+    emb = out.pop(EMBEDDING_KEY)
+    idx = torch.tensor(ids, dtype=torch.long)
+    out[USED_IDS_KEY] = idx.to(torch.int32)
+    out[USED_ROWS_KEY] = emb.detach()[idx].clone()
+    return out
+
+
+def expand_state(state: dict[str, torch.Tensor], vocab_size: int) -> dict[str, torch.Tensor]:
+    """Inverse of `prune_state`: the full embedding, zeros in every unused row."""
+    out = dict(state)
+    ids = out.pop(USED_IDS_KEY).long()
+    rows = out.pop(USED_ROWS_KEY)
+    emb = torch.zeros(vocab_size, rows.shape[1], dtype=rows.dtype)
+    emb[ids] = rows
+    out[EMBEDDING_KEY] = emb
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _visible(p: FaceParams, labels: dict[str, torch.Tensor], attr: str) -> torch.Tensor:
+    """[N] bool: is the attribute visible on the face (hair colour on a bald head, eyes behind sunglasses)?"""
+    n = len(p)
+    if attr == "hair_color":
+        return labels["hair_style"] != ATTRIBUTE_SPECS["hair_style"].values.index("bald")
+    if attr == "eyes_closed":
+        return labels["eyewear"] != ATTRIBUTE_SPECS["eyewear"].values.index("sunglasses")
+    return torch.ones(n, dtype=torch.bool)
+
+
+def make_batch(config: dict[str, Any], step: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """(images [B,3,64,64] in [-1,1], texts [B], positives [B images, B texts] bool) of one step."""
+    g = training.step_generator(int(config["seed"]), step)
+    n = int(config["batch_size"])
+    domains = ["photo"] * int(config["photo_weight"]) + [d for d in DOMAIN_NAMES if d != "photo"]
+    p = sample_params(n, generator=g, domain=domains)
+    text_seed = int(torch.randint(2 ** 31 - 1, (1,), generator=g))
+    if step >= config.get("hard_batch_from", 0) and float(torch.rand(1, generator=g)) < config.get("p_hard_batch", 0):
+        # a hard batch: every face has the same domain and background, so only the other attributes tell the
+        # captions apart (domain and background are learnt first and otherwise starve the rest of gradient)
+        d = domains[int(torch.randint(len(domains), (1,), generator=g))]
+        bg = int(torch.randint(len(ATTRIBUTE_SPECS["background"].values), (1,), generator=g))
+        p.domain = torch.full_like(p.domain, DOMAIN_NAMES.index(d))
+        p.attrs["background"] = torch.full_like(p.attrs["background"], bg)
+    rng = random.Random(text_seed)
+    labels = p.labels()
+    long_caps = captions(p, seed=text_seed)
+    attrs = list(ATTRIBUTE_SPECS)
+    vis = {a: _visible(p, labels, a) for a in attrs}
+    pos = torch.eye(n, dtype=torch.bool)
+    texts = []
+    p_attribute = config["p_attribute"] if step >= config.get("p_attribute_from", 0) else config["p_attribute_before"]
+    for i in range(n):
+        u = rng.random()
+        if u < p_attribute:
+            choices = [a for a in attrs if bool(vis[a][i])]
+            a = rng.choice(choices)
+            v = int(labels[a][i])
+            text = VALUE_PROMPTS[a][ATTRIBUTE_SPECS[a].values[v]]
+            if config["multi_positive"]:
+                pos[:, i] |= (labels[a] == v) & vis[a]
+        elif u < p_attribute + config["p_domain"]:
+            d = int(p.domain[i])
+            text = DOMAIN_CLASS_PROMPTS[DOMAIN_NAMES[d]]
+            if config["multi_positive"]:
+                pos[:, i] |= p.domain == d
+        else:
+            text = long_caps[i]
+        if rng.random() < config["p_template"]:
+            text = wrap_in_template(text, rng)
+        texts.append(text)
+    return render(p), texts, pos
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, pos: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE on normalised embeddings; `pos` [B,B] marks the positives (the diagonal at least), the
+    soft target spreads evenly over them. Returns (loss, image->text top-1 accuracy on the diagonal)."""
+    logits = scale * img @ txt.t()
+    pos = pos.to(logits.dtype)
+    i2t = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    t2i = -(pos / pos.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    hit = pos.gather(1, logits.argmax(1, keepdim=True)).mean()
+    return (i2t + t2i) / 2, hit
+
+
+def lr_at(config: dict[str, Any], step: int) -> float:
+    lr, warm, total = float(config["lr"]), int(config["warmup"]), int(config["steps"])
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    lo = lr * float(config["min_lr_ratio"])
+    return lo + (lr - lo) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, prm in model.named_parameters():
+        if not prm.requires_grad:
+            continue
+        skip = prm.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name \
+            or "positional_embedding" in name or "class_embedding" in name
+        (no_decay if skip else decay).append(prm)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+# ---------------------------------------------------------------------------------------------- trainer contract
+def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
+    backbone = build_backbone(config["model"], trainable=True)
+    model = backbone.model
+    opt = torch.optim.AdamW(_param_groups(model, float(config["weight_decay"])), lr=float(config["lr"]),
+                            betas=tuple(config["betas"]), eps=1e-6)
+    max_scale = math.log(100.0)
+
+    def step(i: int) -> dict[str, float]:
+        images, texts, pos = make_batch(config, i)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(config, i)
+        tokens = backbone.tokenizer(texts)
+        img = F.normalize(model.encode_image(backbone.preprocess(images)), dim=-1)
+        txt = F.normalize(model.encode_text(tokens), dim=-1)
+        loss, acc = contrastive_loss(img, txt, model.logit_scale.exp(), pos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, max_scale)
+        return {"loss": float(loss.detach()), "acc": float(acc),
+                "logit_scale": float(model.logit_scale.detach().exp()),
+                "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm)}
+
+    return training.Trainable(name=name, model=model, optimizer=opt, step=step, config=dict(config),
+                              extra_state={})
+
+
+def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
+    """float16 weights with the pruned token embedding (see the module docstring) + the config sidecar."""
+    cfg = dict(trainable.config)
+    state = prune_state(trainable.model.state_dict(), used_token_ids(cfg["model"]))
+    cfg["exported"] = {"dtype": "float16", "token_embedding": "pruned: used ids + rows, other rows zero at load",
+                       "used_token_ids": len(used_token_ids(cfg["model"]))}
+    return training.export_weights(trainable.name, state, cfg, weights_dir=weights_dir, dtype=torch.float16)
+
+
+def load(name: str = NAME, device: str = "cpu", weights_dir: Path | str | None = None):
+    """The exported CLIP `name` ("clip" or "judge_clip") as a frozen `ClipBackbone`, created by
+    `zoo.clip.load_clip(<config name>, pretrained=None)` and loaded strictly (pruned rows expanded, zeros
+    elsewhere)."""
+    from bench.errors import CheckpointError
+
+    wdir = Path(weights_dir) if weights_dir is not None else training.WEIGHTS_DIR
+    if not (wdir / f"{name}.safetensors").is_file():
+        raise CheckpointError(f"synthface CLIP weights {wdir / (name + '.safetensors')} not found: train them with "
+                              f"`python -m zoo.synthface.train {name}`")
+    state, config = training.load_weights(name, wdir)
+    backbone = build_backbone(config["model"], device="cpu")
+    vocab = backbone.model.token_embedding.weight.shape[0]
+    backbone.model.load_state_dict(expand_state(state, vocab), strict=True)
+    backbone.pretrained = str(wdir / f"{name}.safetensors")
+    backbone.clear_text_cache()
+    return backbone.to(device)
+
+
+def gates(device: str = "cpu", name: str = NAME, n: int = 1000, n_other: int = 250,
+          weights_dir: Path | str | None = None) -> list[dict[str, Any]]:
+    """Zero-shot gates of the exported weights (photo attributes >= 0.9, domain >= 0.95); the full per-domain
+    report goes to `weights/<name>.zero_shot.json`."""
+    from .zero_shot import evaluate, gates_from_report
+
+    wdir = Path(weights_dir) if weights_dir is not None else training.WEIGHTS_DIR
+    backbone = load(name, device=device, weights_dir=wdir)
+    report = evaluate(backbone, n=n, domains=DOMAIN_NAMES, n_other=n_other)
+    (wdir / f"{name}.zero_shot.json").write_text(json.dumps(report, indent=1) + "\n")
+    return gates_from_report(report, prefix=name)
+
+
+def card_details(name: str = NAME, weights_dir: Path | str | None = None) -> str:
+    """Markdown lines for the model card: architecture, parameter counts, export format and size, prompts."""
+    from .zero_shot import NONE_PROMPTS
+
+    wdir = Path(weights_dir) if weights_dir is not None else training.WEIGHTS_DIR
+    _, config = training.load_weights(name, wdir)
+    cfg, pre = read_config(config["model"])
+    backbone = load(name, weights_dir=wdir)
+    model = backbone.model
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    ids = used_token_ids(config["model"])
+    emb = model.token_embedding.weight.numel()
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    size = (wdir / f"{name}.safetensors").stat().st_size
+    none = "; ".join(f"{a}={val}: \"{p}\"" for (a, val), p in NONE_PROMPTS.items())
+    return "\n".join([
+        f"- open_clip config `{config['model']}` (`zoo/synthface/clip_configs/{config['model']}.json`), created by "
+        f"`zoo.clip.load_clip('{config['model']}', pretrained=None)`; load the weights with "
+        f"`zoo.synthface.train_clip.load('{name}')`.",
+        f"- image tower: ViT {v['image_size']}x{v['image_size']}, patch {v['patch_size']}, width {v['width']}, "
+        f"{v['layers']} layers, head width {v['head_width']}: {count(model.visual) / 1e6:.2f} M parameters; "
+        f"preprocessing mean {pre['mean']}, std {pre['std']} (renders in [-1, 1] reach the ViT unchanged).",
+        f"- text tower: width {t['width']}, {t['heads']} heads, {t['layers']} layers, context {t['context_length']}, "
+        f"open_clip BPE tokenizer (vocabulary {t['vocab_size']}): "
+        f"{(count(model) - count(model.visual) - emb) / 1e6:.2f} M parameters besides the token embedding "
+        f"({emb / 1e6:.2f} M, of which {len(ids)} rows are used); embedding dim {cfg['embed_dim']}.",
+        f"- exported: float16 safetensors, {size / 2 ** 20:.2f} MiB; token embedding pruned to the {len(ids)} token "
+        "ids of the world's texts (caption vocabulary, the 79 templates, edit / domain / zero-shot prompts, "
+        "punctuation, start / end / pad), stored as `token_embedding.used_ids` + `token_embedding.used_rows`. "
+        "At load every other row is zero: words the world never uses carry no meaning here.",
+        f"- zero-shot prompts for the values no edit prompt targets: {none}.",
+    ])
