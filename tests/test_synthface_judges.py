@@ -1,0 +1,163 @@
+"""The synthetic world's identity network and attribute judge: trainers, export round trips, the insightface ONNX
+form, and (when the committed weights exist) a small accuracy sanity check on held-out renders."""
+
+import math
+
+import pytest
+import torch
+
+from zoo.identity import IdentityLoss, load_onnx_recognizer
+from zoo.synthface import ATTRIBUTES, DOMAIN_NAMES, render, sample_params, training
+from zoo.synthface import train_attributes, train_identity
+
+TINY_IDENTITY = dict(train_identity.DEFAULTS, batch=8, n_identities=16, widths=[8, 16, 16, 16], embed_dim=16,
+                     steps=3, warmup=1)
+TINY_ATTRIBUTES = dict(train_attributes.DEFAULTS, batch=8, widths=[8, 16, 16, 16], hidden=16, steps=3, warmup=1)
+COMMITTED = training.WEIGHTS_DIR
+
+
+def _train(module, config, run_dir, steps):
+    training.seed_everything(config["seed"])
+    trainable = module.build(config)
+    result = training.run_training(trainable, steps, run_dir, checkpoint_every=1, log_every=1, threads=1)
+    return trainable, result
+
+
+@pytest.mark.parametrize("module,config", [(train_identity, TINY_IDENTITY), (train_attributes, TINY_ATTRIBUTES)],
+                         ids=["identity", "attributes"])
+def test_trainer_steps_finite_and_resume_deterministic(module, config, tmp_path):
+    full, result = _train(module, config, tmp_path / "full", 3)
+    assert result["finished"] and result["steps"] == 3
+    assert math.isfinite(result["last"]["loss"])
+    _train(module, config, tmp_path / "resumed", 2)
+    resumed, result = _train(module, config, tmp_path / "resumed", 3)  # picks up the step-2 checkpoint
+    assert result["steps"] == 3
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+@pytest.fixture(scope="module")
+def tiny_identity(tmp_path_factory):
+    out = tmp_path_factory.mktemp("identity")
+    training.seed_everything(0)
+    trainable = train_identity.build(TINY_IDENTITY)
+    trainable.model.train()
+    trainable.step(0)
+    trainable.model.eval()
+    train_identity.export(trainable, out)
+    return trainable, out
+
+
+def test_identity_export_round_trip(tiny_identity):
+    trainable, out = tiny_identity
+    net = train_identity.load_identity(weights_dir=out)
+    source = trainable.model.net.state_dict()
+    for k, v in net.state_dict().items():  # float16 storage: exactly the float16-rounded trained values
+        expected = source[k].half().float() if source[k].is_floating_point() else source[k]
+        assert torch.equal(v, expected), k
+    images = render(sample_params(6, seed=3, domain=list(DOMAIN_NAMES)))
+    emb = net(images)
+    assert emb.shape == (6, TINY_IDENTITY["embed_dim"])
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(6), atol=1e-5)
+    loss = IdentityLoss(net, crop=None)
+    assert loss(images, images).abs().item() < 1e-5
+    edited = images.clone().requires_grad_(True)
+    loss(edited, images.flip(0)).backward()
+    assert edited.grad is not None and torch.isfinite(edited.grad).all()
+
+
+def test_identity_onnx_loads_in_insightface_and_agrees(tiny_identity):
+    _, out = tiny_identity
+    recognizer = load_onnx_recognizer(out / "identity.onnx")
+    assert recognizer.recognizer.taskname == "recognition"
+    assert recognizer.input_hw == (TINY_IDENTITY["onnx_size"],) * 2
+    assert (recognizer.input_mean, recognizer.input_std) == (127.5, 127.5)  # the graph sees the [-1, 1] image
+    net = train_identity.load_identity(weights_dir=out)
+    images = render(sample_params(8, seed=4, domain=list(DOMAIN_NAMES)))
+    with torch.no_grad():
+        cos = (recognizer.embed(images) * net(images)).sum(-1)
+    assert cos.min().item() >= 0.999
+
+
+def test_verification_pairs_change_two_attributes():
+    from zoo.synthface import attribute_class
+
+    a, b, same = train_identity.verification_pairs(40, seed=1)
+    assert same.sum().item() == 20
+    changed = sum((attribute_class(a, k) != attribute_class(b, k)).long() for k in ATTRIBUTES)
+    assert (changed >= 2).all()
+    assert torch.equal(a.identity[same], b.identity[same])
+    assert not torch.isclose(a.identity[~same], b.identity[~same]).all(1).any()
+
+
+def test_attribute_judge_heads_and_round_trip(tmp_path):
+    training.seed_everything(0)
+    trainable = train_attributes.build(TINY_ATTRIBUTES)
+    trainable.model.train()
+    trainable.step(0)
+    trainable.model.eval()
+    train_attributes.export(trainable, tmp_path)
+    judge = train_attributes.load_attribute_judge(weights_dir=tmp_path)
+    images = render(sample_params(5, seed=5, domain=list(DOMAIN_NAMES)))
+    logits, pred = judge.logits(images), judge.predict(images)
+    assert set(logits) == set(pred) == set(ATTRIBUTES) | {"domain"}
+    for name, values in {**ATTRIBUTES, "domain": DOMAIN_NAMES}.items():
+        assert logits[name].shape == (5, len(values)), name
+        assert pred[name].dtype == torch.long and pred[name].shape == (5,)
+        assert judge.classes[name] == tuple(values)
+    with torch.no_grad():
+        reference = trainable.model.half().float().logits(images)
+    for name in logits:
+        assert torch.equal(logits[name], reference[name]), name
+
+
+def test_hair_colour_masked_in_colourless_domains():
+    logits = {k: torch.zeros(2, len(v)) for k, v in {**ATTRIBUTES, "domain": DOMAIN_NAMES}.items()}
+    labels = {k: torch.zeros(2, dtype=torch.long) for k in logits}
+    labels["domain"] = torch.tensor([DOMAIN_NAMES.index(d) for d in train_attributes.COLOURLESS_DOMAINS])
+    _, accs = train_attributes.judge_loss(logits, labels)
+    assert "hair_color" not in accs and "smile" in accs
+
+
+def test_hair_colour_invisible_exactly_when_bald_and_shaven():
+    from zoo.synthface import with_attribute
+
+    params = sample_params(24, seed=6, hair_style="bald")
+    params.attrs["facial_hair"] = torch.arange(24) % 3  # none, beard, moustache
+    visible = train_attributes.hair_colour_visible(params)
+    assert visible.tolist() == [i % 3 != 0 for i in range(24)]
+    blue = render(with_attribute(params, "hair_color", "blue"))
+    brown = render(with_attribute(params, "hair_color", "brown"))
+    changed = (blue - brown).abs().amax(dim=(1, 2, 3)) > 0
+    assert changed.tolist() == visible.tolist()
+
+
+# ---------------------------------------------------------------------------------------------- committed weights
+def _committed(name):
+    if not (COMMITTED / f"{name}.safetensors").exists():
+        pytest.skip(f"no committed {name} weights in {COMMITTED} (train with `python -m zoo.synthface.train {name}`)")
+
+
+def test_committed_identity_separates_held_out_people():
+    _committed("identity")
+    net = train_identity.load_identity()
+    a, b, same = train_identity.verification_pairs(64, seed=train_identity.EVAL_TEST_SEED + 100, domains="photo")
+    cos = train_identity.pair_cosines(net, a, b)
+    assert cos[same].mean() > cos[~same].mean() + 0.3
+    assert train_identity.best_threshold(cos, same)[1] >= 0.85
+    if (COMMITTED / "identity.onnx").exists():
+        recognizer = load_onnx_recognizer(COMMITTED / "identity.onnx")
+        images = render(a[:16])
+        with torch.no_grad():
+            assert (recognizer.embed(images) * net(images)).sum(-1).min().item() >= 0.999
+
+
+def test_committed_attribute_judge_on_held_out_renders():
+    _committed("attributes")
+    judge = train_attributes.load_attribute_judge()
+    hits = train_attributes.accuracies(judge, sample_params(64, seed=train_attributes.EVAL_PHOTO_SEED + 100))
+    for name in ATTRIBUTES:
+        assert hits[name].float().mean().item() >= 0.85, name
+    hits = train_attributes.accuracies(judge, sample_params(64, seed=train_attributes.EVAL_DOMAINS_SEED + 100,
+                                                            domain=list(DOMAIN_NAMES)))
+    assert hits["domain"].float().mean().item() >= 0.85

@@ -1,0 +1,220 @@
+"""The synthetic world's attribute judge: a small multi-head CNN classifier of every editable attribute + the domain.
+
+One head per attribute of `ATTRIBUTES` (smile is classified by its bin: frowning / neutral / smiling, as
+`FaceParams.labels()` gives it) and one head over the 8 `DOMAINS`, on a shared residual conv trunk (`nets.py`).
+Training data: renders with random people, attributes and pose, in every domain (photo with probability
+`photo_prob`, otherwise one of the other seven uniformly); loss: the sum of the heads' cross-entropies. The
+hair colour target is masked out of the loss in `COLOURLESS_DOMAINS` (pencil, marble), where the renderer draws
+the hair in grey graphite / white stone and its colour cannot be seen; the hair-colour head's output there is
+meaningless. A bald face without facial hair shows no hair colour at all in any domain (`hair_colour_visible`);
+those faces stay in the training loss (label noise: the head learns the prior there) and the hair-colour gate
+counts only faces whose hair colour is drawn.
+
+`load_attribute_judge()` returns an `AttributeJudge`: `logits(images)` / `predict(images)` -> dict name ->
+[N, K] logits / [N] class indices, for RGB [-1, 1] 64x64 images; `classes[name]` are the class names.
+
+Gates (held-out renders, fixed seeds): accuracy >= 0.95 per attribute on photo renders (hair colour: on those
+that show it), domain accuracy >= 0.95
+over renders of all domains; per-attribute accuracy on the other domains is reported for information.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.synthface import training
+from zoo.synthface.domains import DOMAIN_NAMES
+from zoo.synthface.nets import ConvTrunk, count_parameters, warmup_cosine
+from zoo.synthface.params import ATTRIBUTES, sample_params
+from zoo.synthface.render import render
+
+NAME = "attributes"
+INPUT_SIZE = 64
+COLOURLESS_DOMAINS = ("pencil", "marble")  # hair colour is not visible: masked out of the hair_color loss
+
+DEFAULTS = {
+    "seed": 0,
+    "steps": 1500,
+    "batch": 96,
+    "photo_prob": 0.35,
+    "widths": [32, 64, 96, 128],
+    "depth": 1,
+    "hidden": 256,
+    "lr": 2e-3,
+    "weight_decay": 5e-4,
+    "warmup": 100,
+}
+
+SUMMARY = """Small multi-head CNN attribute judge (residual conv trunk, BN + PReLU, shared FC feature, one linear
+head per editable attribute, smile by its bin, plus an 8-way domain head). Trained with summed cross-entropies on
+renders of random people, attributes and poses in all domains (photo about a third); the hair-colour loss is
+masked in the pencil and marble domains, where hair colour is not rendered. Gates: per-attribute accuracy on
+held-out photo renders (hair colour on the ~93% of faces that show any hair: a bald face without facial hair has
+no visible hair colour) and domain accuracy over all domains."""
+
+EVAL_PHOTO_SEED = 8_001
+EVAL_DOMAINS_SEED = 8_002
+EVAL_RENDERS = 2000
+
+
+def head_sizes() -> dict[str, int]:
+    return {**{k: len(v) for k, v in ATTRIBUTES.items()}, "domain": len(DOMAIN_NAMES)}
+
+
+class AttributeJudge(nn.Module):
+    """[N, 3, 64, 64] RGB in [-1, 1] -> per-head logits (`forward` = `logits`), `predict` -> class indices."""
+
+    def __init__(self, heads: dict[str, int], widths=(32, 64, 96, 128), depth: int = 1, hidden: int = 256):
+        super().__init__()
+        self.trunk = ConvTrunk(widths, depth)
+        c = self.trunk.out_channels
+        spatial = INPUT_SIZE // 2 ** len(widths)
+        self.feature = nn.Sequential(nn.Flatten(), nn.Linear(c * spatial * spatial, hidden, bias=False),
+                                     nn.BatchNorm1d(hidden), nn.PReLU(hidden))
+        self.heads = nn.ModuleDict({name: nn.Linear(hidden, k) for name, k in heads.items()})
+        self.classes: dict[str, tuple[str, ...]] = {
+            name: (DOMAIN_NAMES if name == "domain" else ATTRIBUTES.get(name, tuple(str(i) for i in range(k))))
+            for name, k in heads.items()}
+
+    def logits(self, images: Tensor) -> dict[str, Tensor]:
+        if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+            images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        h = self.feature(self.trunk(images))
+        return {name: head(h) for name, head in self.heads.items()}
+
+    forward = logits
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        return {name: out.argmax(-1) for name, out in self.logits(images).items()}
+
+
+def training_domains(n: int, g: torch.Generator, photo_prob: float) -> Tensor:
+    other = 1 + torch.randint(len(DOMAIN_NAMES) - 1, (n,), generator=g)
+    return torch.where(torch.rand(n, generator=g) < photo_prob, torch.zeros_like(other), other)
+
+
+def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Sum of per-head cross-entropies (hair colour masked in the colourless domains) and per-head accuracies."""
+    colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS])
+    visible = ~torch.isin(labels["domain"], colourless)
+    total = logits["domain"].new_zeros(())
+    accs = {}
+    for name, out in logits.items():
+        target = labels[name]
+        if name == "hair_color":
+            out, target = out[visible], target[visible]
+            if target.numel() == 0:
+                continue
+        total = total + F.cross_entropy(out, target)
+        accs[name] = (out.argmax(-1) == target).float().mean().item()
+    return total, accs
+
+
+def build(config) -> training.Trainable:
+    model = AttributeJudge(head_sizes(), config["widths"], config["depth"], config["hidden"])
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"])
+    steps = config["steps"]
+
+    def step(i: int) -> dict[str, float]:
+        g = training.step_generator(config["seed"], i)
+        n = config["batch"]
+        params = sample_params(n, generator=g, domain=training_domains(n, g, config["photo_prob"]))
+        with torch.no_grad():
+            images = render(params)
+        lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, accs = judge_loss(model.logits(images), params.labels())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "lr": lr, "min_acc": min(accs.values()),
+                **{f"acc_{k}": v for k, v in accs.items() if k in ("smile", "hair_color", "age", "domain")}}
+
+    return training.Trainable(NAME, model, optimizer, step, dict(config))
+
+
+def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
+    config = dict(trainable.config)
+    config["heads"] = head_sizes()
+    config["parameters"] = count_parameters(trainable.model)
+    return training.export_weights(NAME, trainable.model, config, weights_dir, dtype=torch.float16)
+
+
+def load_attribute_judge(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> AttributeJudge:
+    """The trained attribute judge (eval mode, frozen)."""
+    state, config = training.load_weights(NAME, Path(weights_dir))
+    judge = AttributeJudge(config["heads"], config["widths"], config["depth"], config["hidden"])
+    judge.load_state_dict(state)
+    return judge.eval().requires_grad_(False).to(device)
+
+
+# ---------------------------------------------------------------------------------------------- gates
+@torch.no_grad()
+def accuracies(judge: AttributeJudge, params, batch: int = 250) -> dict[str, Tensor]:
+    """Per head: [N] bool, prediction == label, on the renders of `params`."""
+    labels = params.labels()
+    hits: dict[str, list[Tensor]] = {name: [] for name in judge.heads}
+    for i in range(0, len(params), batch):
+        pred = judge.predict(render(params[i:i + batch]))
+        for name in hits:
+            hits[name].append(pred[name] == labels[name][i:i + batch])
+    return {name: torch.cat(v) for name, v in hits.items()}
+
+
+def hair_colour_visible(params) -> Tensor:
+    """[N] bool: the hair colour is drawn somewhere. A bald face without facial hair shows no hair at all (the
+    eyebrows keep their own colour), so its hair colour cannot be judged (about 7% of random faces)."""
+    bald = params.attrs["hair_style"] == ATTRIBUTES["hair_style"].index("bald")
+    shaven = params.attrs["facial_hair"] == ATTRIBUTES["facial_hair"].index("none")
+    return ~(bald & shaven)
+
+
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_RENDERS) -> list[dict]:
+    judge = load_attribute_judge(device, weights_dir)
+    results = []
+    photo_params = sample_params(n, seed=EVAL_PHOTO_SEED, domain="photo")
+    photo = accuracies(judge, photo_params)
+    visible = hair_colour_visible(photo_params)
+    for name in ATTRIBUTES:
+        hits = photo[name][visible] if name == "hair_color" else photo[name]
+        acc = float(hits.float().mean())
+        where = f"{int(visible.sum())} held-out renders with visible hair" if name == "hair_color" else \
+            f"{n} held-out renders"
+        results.append({"name": f"{name} accuracy, photo ({where})", "value": acc,
+                        "threshold": ">= 0.95", "passed": acc >= 0.95})
+    acc = float(photo["hair_color"].float().mean())
+    results.append({"name": f"hair_color accuracy, photo, all {n} renders incl. bald and shaven (info)",
+                    "value": acc, "threshold": "info", "passed": True})
+    everywhere = sample_params(n, seed=EVAL_DOMAINS_SEED, domain=list(DOMAIN_NAMES))
+    hits = accuracies(judge, everywhere)
+    acc = float(hits["domain"].float().mean())
+    results.append({"name": f"domain accuracy, all 8 domains ({n} held-out renders)", "value": acc,
+                    "threshold": ">= 0.95", "passed": acc >= 0.95})
+    other = everywhere.domain != DOMAIN_NAMES.index("photo")
+    colourless = torch.isin(everywhere.domain, torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS]))
+    hair = hair_colour_visible(everywhere)
+    for name in ATTRIBUTES:
+        keep = other & ~colourless & hair if name == "hair_color" else other
+        label = "non-photo domains except pencil/marble" if name == "hair_color" else "non-photo domains"
+        results.append({"name": f"{name} accuracy, {label} (info)", "value": float(hits[name][keep].float().mean()),
+                        "threshold": "info", "passed": True})
+    for d, dname in enumerate(DOMAIN_NAMES[1:], start=1):
+        sel = everywhere.domain == d
+        names = [k for k in ATTRIBUTES if not (k == "hair_color" and dname in COLOURLESS_DOMAINS)]
+        acc_of = {k: float(hits[k][sel & hair].float().mean()) if k == "hair_color" else
+                  float(hits[k][sel].float().mean()) for k in names}
+        worst = min(names, key=acc_of.get)
+        results.append({"name": f"lowest attribute accuracy in {dname} ({worst}) (info)",
+                        "value": acc_of[worst], "threshold": "info", "passed": True})
+    return results
