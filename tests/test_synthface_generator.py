@@ -1,0 +1,157 @@
+"""The synthetic generator and its inversion encoder: the z -> parameters map, a few training steps of each with
+tiny configs, the export -> `load_generator` round trip, and (when committed) a sanity check of the trained
+weights against the renderer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo.stylegan2 import load_generator
+from zoo.synthface import ATTRIBUTE_SPECS, IDENTITY_PARAMS, render, sample_params
+from zoo.synthface import train_encoder, train_generator
+from zoo.synthface.encoder import Encoder, level_of_index
+from zoo.synthface.latent_params import (N_PARAM_COORDS, params_from_z, reference_dof, student_t_cdf,
+                                         uniforms_from_z, z_from_uniforms)
+from zoo.synthface.training import WEIGHTS_DIR
+
+TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, steps=10,
+            channels={"4": 8, "8": 8, "16": 8, "32": 8, "64": 8})
+# measured on the committed weights (cards/generator.md): 0.264 on these 32 z (0.260 on 500 held-out z); the mean
+# image of the renders scores 0.39, so the threshold (with a margin) still says "better than the mean face"
+TRAINED_L1_MAX = 0.32
+# G(E(x)) vs x on these 16 renders: 0.178 measured (0.172 on the 500 gate renders; cards/encoder.md)
+ENCODER_L1_MAX = 0.23
+
+
+def test_params_from_z_is_deterministic_and_scale_invariant():
+    z = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
+    a, b, c = params_from_z(z), params_from_z(z.clone()), params_from_z(z * 3.7)
+    for p in (b, c):
+        assert torch.allclose(a.identity, p.identity, atol=1e-6) and torch.allclose(a.pose, p.pose, atol=1e-6)
+        for k in ATTRIBUTE_SPECS:
+            assert torch.equal(a.attrs[k], p.attrs[k]) if a.attrs[k].dtype == torch.long else \
+                torch.allclose(a.attrs[k], p.attrs[k], atol=1e-6)
+    assert (a.domain == 0).all() and a.identity.shape == (64, len(IDENTITY_PARAMS))
+    assert a.identity.min() >= 0 and a.identity.max() <= 1 and a.pose.abs().max() <= 1
+    assert reference_dof(128) == 100 and N_PARAM_COORDS == 28
+
+
+def test_student_t_cdf_matches_known_values():
+    t = torch.tensor([-2.0, 0.0, 0.5, 1.9840])
+    # t-distribution with 100 dof: F(1.984) = 0.975 (tables); symmetric
+    f = student_t_cdf(t, 100)
+    assert abs(float(f[1]) - 0.5) < 1e-12 and abs(float(f[3]) - 0.975) < 2e-4
+    assert abs(float(f[0]) + float(student_t_cdf(torch.tensor([2.0]), 100)[0]) - 1) < 1e-12
+    scipy_stats = pytest.importorskip("scipy.stats")
+    grid = torch.linspace(-6, 6, 49)
+    assert torch.allclose(student_t_cdf(grid, 100), torch.from_numpy(scipy_stats.t.cdf(grid.numpy(), 100)),
+                          atol=1e-12)
+    assert torch.allclose(student_t_cdf(grid, 2), torch.from_numpy(scipy_stats.t.cdf(grid.numpy(), 2)), atol=1e-12)
+
+
+def test_params_from_z_marginals_match_the_renderer():
+    n = 12000
+    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(1))
+    p, q = params_from_z(z), sample_params(n, seed=2)
+    u = uniforms_from_z(z)
+    assert (u.mean(0) - 0.5).abs().max() < 0.015  # each exactly uniform: sd of the mean 0.0026
+    assert ((u.std(0) - (1 / 12) ** 0.5).abs().max()) < 0.01
+    for name, spec in ATTRIBUTE_SPECS.items():
+        if spec.continuous:
+            assert abs(float(p.attrs[name].mean())) < 0.03 and abs(float(p.attrs[name].std()) - 3 ** -0.5) < 0.015
+            continue
+        k = len(spec.values)
+        ours = torch.bincount(p.attrs[name], minlength=k).double() / n
+        theirs = torch.bincount(q.attrs[name], minlength=k).double() / n
+        probs = torch.tensor(spec.probs if spec.probs else [1.0 / k] * k, dtype=torch.float64)
+        tol = 5 * (probs * (1 - probs) / n).sqrt()  # 5 sigma of a multinomial frequency
+        assert ((ours - probs).abs() <= tol).all(), (name, ours, probs)
+        assert ((theirs - probs).abs() <= tol).all(), (name, theirs, probs)
+    assert (p.pose.mean(0).abs() < 0.03).all() and (p.identity.mean(0) - 0.5).abs().max() < 0.015
+
+
+def test_z_from_uniforms_inverts():
+    u = torch.rand(16, N_PARAM_COORDS, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    z = z_from_uniforms(u, 128, torch.Generator().manual_seed(4))
+    assert (uniforms_from_z(z) - u).abs().max() < 1e-5
+
+
+def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
+    torch.manual_seed(0)
+    trainable = train_generator.build(dict(TINY))
+    g, ema = trainable.model, trainable.extra_state["g_ema"].model
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    ema_before = {k: v.clone() for k, v in ema.state_dict().items()}
+    for i in range(3):
+        logs = trainable.step(i)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    changed = [k for k, v in g.state_dict().items() if not torch.equal(v, before[k])]
+    assert "style.1.weight" in changed and "convs.0.conv.weight" in changed and "input.input" in changed
+    ema_changed = [k for k, v in ema.state_dict().items() if not torch.equal(v, ema_before[k])]
+    assert "conv1.conv.weight" in ema_changed
+    assert not torch.equal(ema.state_dict()["conv1.conv.weight"], g.state_dict()["conv1.conv.weight"])
+
+    path = train_generator.export_generator(ema, trainable.config, tmp_path)
+    loaded = load_generator(path)
+    for k, v in ema.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert loaded.latent_avg is not None and loaded.latent_avg.shape == (32,)
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(z, input_space="z"), ema.eval()(z, input_space="z"))
+    assert train_generator.load(weights_dir=tmp_path).channels == {4: 8, 8: 8, 16: 8, 32: 8, 64: 8}
+
+    # init_from a generator file: the weights start from it
+    resumed = train_generator.build(dict(TINY, init_from=str(path)))
+    assert torch.equal(resumed.model.state_dict()["conv1.conv.weight"], ema.state_dict()["conv1.conv.weight"])
+
+
+def test_encoder_shape_and_training_steps(tmp_path):
+    assert level_of_index(10) == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    enc = Encoder(10, 128)
+    n_params = sum(p.numel() for p in enc.parameters())
+    assert 5e5 < n_params < 2.5e6
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    assert enc(x).shape == (3, 10, 128)
+    base, deltas = enc.parts(x)
+    assert base.shape == (3, 128) and torch.equal(deltas[:, 0], torch.zeros(3, 128))
+
+    torch.manual_seed(0)
+    g = train_generator.build(dict(TINY)).model.eval()
+    config = dict(train_encoder.DEFAULTS, batch=4, steps=10, warmup=1, hidden=32, widths=[8, 8, 8, 8, 8])
+    trainable = train_encoder.build(config, generator=g)
+    assert torch.allclose(trainable.model(x)[:, 0], g.get_latent_avg().expand(3, -1))  # untrained: latent_avg
+    before = {k: v.clone() for k, v in trainable.model.state_dict().items()}
+    for i in range(3):
+        logs = trainable.step(i)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert not torch.equal(before["heads.0.out.weight"], trainable.model.state_dict()["heads.0.out.weight"])
+    assert g.style[1].weight.grad is None  # the generator stays frozen
+    train_encoder.export(trainable, tmp_path)
+    loaded = train_encoder.load_encoder(weights_dir=tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), trainable.model.eval()(x))
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "generator.safetensors").exists(),
+                    reason="zoo/synthface/weights/generator.safetensors not trained yet "
+                           "(python -m zoo.synthface.train generator)")
+def test_trained_generator_reproduces_the_renderer():
+    g = train_generator.load()
+    z = torch.randn(32, g.style_dim, generator=torch.Generator().manual_seed(12345))
+    with torch.no_grad():
+        l1 = float((g(z, input_space="z") - render(params_from_z(z))).abs().mean())
+    assert l1 < TRAINED_L1_MAX, l1
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "encoder.safetensors").exists()
+                    or not (WEIGHTS_DIR / "generator.safetensors").exists(),
+                    reason="zoo/synthface/weights/encoder.safetensors not trained yet "
+                           "(python -m zoo.synthface.train encoder)")
+def test_trained_encoder_inverts_renders():
+    g, enc = train_generator.load(), train_encoder.load_encoder()
+    x = render(sample_params(16, seed=54321))
+    with torch.no_grad():
+        l1 = float((g(enc(x)) - x).abs().mean())
+    assert l1 < ENCODER_L1_MAX, l1

@@ -1,0 +1,178 @@
+"""Training the synthetic world's inversion encoder (`encoder.py`, e4e-style image -> W+) on the frozen generator.
+
+Each step (batch `batch`, half generator samples, half renders):
+
+* generator samples: z ~ N(0, I), w = mapping(z) (known), x = G(w); the encoder's W+ is pulled to w (latent loss,
+  mean squared error) and, with `sample_image_loss` (off by default: it doubles the generator's backward cost on
+  2 shared cores), G(E(x)) to x;
+* renders: random photo renders (`sample_params(domain="photo")`), the "real" photos the methods invert; only the
+  image loss, through the frozen generator;
+
+    loss = latent_weight * MSE(E(x), w)  [samples]
+         + L1(G(E(x)), x) + L1 at 1/2 and 1/4 scale + edge_weight * L1 of the image gradients  [renders]
+         + delta_weight * mean(delta^2)   (e4e's delta regularisation: keeps W+ close to W)
+         + id_weight * (1 - cos(identity(x), identity(G(E(x)))))  [optional, needs weights/identity]
+
+AdamW, warmup + cosine decay, `torch.set_num_threads(1)`. The encoder's `latent_avg` buffer is the generator's.
+Gates (500 held-out photo renders): identity cosine between a render and its reconstruction (mean >= 0.8) with
+`train_identity.load_identity`, and attribute-judge agreement between the render and its reconstruction (mean over
+attributes >= 0.9) with `train_attributes.load_attribute_judge`; each is skipped with a message when the network's
+weights are absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.synthface import training
+from zoo.synthface.encoder import NAME, Encoder, load_encoder
+from zoo.synthface.params import ATTRIBUTE_SPECS, sample_params
+from zoo.synthface.render import render
+from zoo.synthface.train_generator import distillation_loss, load as load_synthetic_generator
+
+__all__ = ["DEFAULTS", "SUMMARY", "build", "export", "gates", "load_encoder", "reconstruct"]
+
+DEFAULTS = {
+    "seed": 0,
+    "steps": 1000,
+    "batch": 16,
+    "render_fraction": 0.5,
+    "widths": [32, 48, 64, 96, 128],
+    "hidden": 192,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "warmup": 100,
+    "latent_weight": 1.0,
+    "sample_image_loss": False,
+    "delta_weight": 1e-3,
+    "edge_weight": 0.5,
+    "id_weight": 0.0,
+}
+
+SUMMARY = """e4e-style inversion encoder for the synthetic generator: a small residual CNN pyramid with coarse/medium/
+fine heads predicting a base code w and per-W+-index deltas (W+ = latent_avg + w + delta, delta_0 = 0, deltas L2-
+regularised). Trained against the frozen exported generator on half generator samples (known w: latent MSE;
+their image loss is optional and off by default) and half photo renders (image loss through the generator: L1 +
+multi-scale L1 + gradient L1). Gates: identity cosine and attribute-judge agreement between 500 held-out photo renders and their reconstructions."""
+
+EVAL_SEED = 9_201
+EVAL_RENDERS = 500
+
+
+def _identity_or_none(device: str = "cpu"):
+    try:
+        from zoo.synthface.train_identity import load_identity
+        return load_identity(device)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        print(f"identity network not available ({type(exc).__name__}: {exc})")
+        return None
+
+
+def build(config, generator=None) -> training.Trainable:
+    g = (generator if generator is not None else load_synthetic_generator()).eval().requires_grad_(False)
+    enc = Encoder(g.n_latent, g.style_dim, config["widths"], config["hidden"])
+    enc.set_latent_avg(g.get_latent_avg())
+    decay, no_decay = [], []
+    for p in enc.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"])
+    identity = _identity_or_none() if config["id_weight"] > 0 else None
+    if config["id_weight"] > 0 and identity is None:
+        raise FileNotFoundError("id_weight > 0 needs the identity network's weights (zoo/synthface/weights/identity)")
+    steps = config["steps"]
+
+    def step(i: int) -> dict[str, float]:
+        from zoo.synthface.nets import warmup_cosine
+        rng = training.step_generator(config["seed"], i)
+        n = config["batch"]
+        n_render = int(round(n * config["render_fraction"]))
+        n_sample = n - n_render
+        with torch.no_grad():
+            z = torch.randn(n_sample, g.style_dim, generator=rng)
+            w = g.mapping(z)
+            x_sample = g(w)
+            x_render = render(sample_params(n_render, generator=rng, domain="photo"))
+            x = torch.cat([x_sample, x_render])
+        lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        base, deltas = enc.parts(x)
+        w_plus = enc.latent_avg + base.unsqueeze(1) + deltas
+        first = 0 if config["sample_image_loss"] else n_sample  # the samples' image loss is optional (cost)
+        recon = g(w_plus[first:])
+        image_loss, parts = distillation_loss(recon, x[first:], config["edge_weight"])
+        latent_loss = (w_plus[:n_sample] - w.unsqueeze(1)).pow(2).mean() if n_sample else recon.new_zeros(())
+        delta_loss = deltas.pow(2).mean()
+        loss = image_loss + config["latent_weight"] * latent_loss + config["delta_weight"] * delta_loss
+        out = {}
+        if identity is not None:
+            cos = F.cosine_similarity(identity(x[first:]), identity(recon), dim=-1).mean()
+            loss = loss + config["id_weight"] * (1 - cos)
+            out["id_cos"] = cos.item()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            l1_render = (recon[n_sample - first:] - x_render).abs().mean().item() if n_render else 0.0
+        return {"loss": loss.item(), "l1": parts["l1"], "l1_render": l1_render, "latent": latent_loss.item(),
+                "delta": delta_loss.item(), "lr": lr, **out}
+
+    return training.Trainable(NAME, enc, optimizer, step, dict(config))
+
+
+def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
+    config = dict(trainable.config)
+    config["architecture"] = trainable.model.config()
+    config["parameters"] = sum(p.numel() for p in trainable.model.parameters())
+    config["generator"] = "zoo/synthface/weights/generator.safetensors"
+    return training.export_weights(NAME, trainable.model, config, weights_dir)
+
+
+@torch.no_grad()
+def reconstruct(enc: Encoder, g, images: Tensor, batch: int = 100) -> Tensor:
+    """G(E(images)), in batches."""
+    return torch.cat([g(enc(images[i:i + batch])) for i in range(0, len(images), batch)])
+
+
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_RENDERS) -> list[dict]:
+    g = load_synthetic_generator(device, weights_dir)
+    enc = load_encoder(device, weights_dir)
+    params = sample_params(n, seed=EVAL_SEED, domain="photo")
+    images = render(params).to(device)
+    recon = reconstruct(enc, g, images)
+    results = [{"name": f"pixel L1 render vs G(E(render)), {n} held-out photo renders (info)",
+                "value": float((recon - images).abs().mean()), "threshold": "info", "passed": True}]
+    identity = _identity_or_none(device)
+    if identity is None:
+        print("identity gate SKIPPED: zoo/synthface/weights/identity.* absent")
+    else:
+        cos = F.cosine_similarity(identity(images), identity(recon.clamp(-1, 1)), dim=-1)
+        results.append({"name": f"identity cosine render vs reconstruction, mean of {n} held-out photo renders",
+                        "value": float(cos.mean()), "threshold": ">= 0.8", "passed": float(cos.mean()) >= 0.8})
+        results.append({"name": "identity cosine, 10th percentile (info)", "value": float(cos.quantile(0.1)),
+                        "threshold": "info", "passed": True})
+    try:
+        from zoo.synthface.train_attributes import load_attribute_judge
+        judge = load_attribute_judge(device)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        print(f"attribute gate SKIPPED: the attribute judge is not available ({type(exc).__name__}: {exc})")
+        return results
+    pred_x, pred_r = judge.predict(images), judge.predict(recon.clamp(-1, 1))
+    labels = params.labels()
+    agree = {k: float((pred_x[k] == pred_r[k]).float().mean()) for k in ATTRIBUTE_SPECS}
+    mean_agree = sum(agree.values()) / len(agree)
+    results.append({"name": f"attribute agreement judge(render) == judge(reconstruction), mean over attributes, "
+                            f"{n} held-out photo renders", "value": mean_agree, "threshold": ">= 0.9",
+                    "passed": mean_agree >= 0.9})
+    for k, v in agree.items():
+        results.append({"name": f"{k}: judge agreement render vs reconstruction (info)", "value": v,
+                        "threshold": "info", "passed": True})
+        results.append({"name": f"{k}: judge(reconstruction) == true label (info)",
+                        "value": float((pred_r[k].cpu() == labels[k]).float().mean()), "threshold": "info",
+                        "passed": True})
+    return results

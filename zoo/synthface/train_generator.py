@@ -1,0 +1,361 @@
+"""The synthetic world's generator: the zoo's StyleGAN2 at 64x64, trained by distillation from the renderer.
+
+Every editing method runs this generator (`zoo.stylegan2.Generator`, rosinality key set) thousands of times on
+CPU, so it is narrow: style_dim 128, a 4-layer mapping network and `CHANNELS` feature maps per resolution.
+
+Training (distillation, not adversarial: a GAN needs far more steps than 2 shared CPU cores allow, and here the
+ground-truth image of every latent is known): for each step, z ~ N(0, I) from `step_generator(seed, step)`,
+params = `latent_params.params_from_z(z)` (photo domain, exactly the renderer's sampling distribution), target =
+`render(params)`, and the whole generator (mapping z -> w and synthesis) regresses the target:
+
+    loss = L1(x, y) + L1(pool2 x, pool2 y) + L1(pool4 x, pool4 y) + edge_weight * L1(grad x, grad y)
+
+(grad: horizontal and vertical finite differences, so edges stay sharp). Noise inputs are the generator's fixed
+`noises.noise_i` buffers (the editing methods use fixed noise); their strengths are trained like every other
+weight. Adam (betas `betas`, default (0.9, 0.99): a regression problem, StyleGAN2's beta1 = 0 buys nothing here),
+linear warmup then cosine decay. An EMA of the weights (rosinality's g_ema convention, half-life `ema_kimg`
+thousand images) is kept and exported, with `latent_avg` = mean of mapping(z) over 8192 fixed-seed z.
+
+`--set init_from="weights"` starts from the committed `weights/generator.safetensors` (g and g_ema) so a later
+session can continue without the uncommitted `runs/train/generator/last.pt`; any other string is a path to a
+generator file `load_generator` accepts.
+
+`load(device)` returns the exported generator through `zoo.stylegan2.load_generator` (with its `latent_avg`).
+Gates: over 2,000 samples at truncation 1.0 the attribute judge finds every attribute value at >= 50 % of its
+renderer frequency; pixel L1 between G(z) and render(params_from_z(z)) on held-out z is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.stylegan2 import Generator, load_generator, save_generator
+from zoo.synthface import training
+from zoo.synthface.latent_params import params_from_z
+from zoo.synthface.params import ATTRIBUTE_SPECS, SMILE_BINS
+from zoo.synthface.render import render
+
+NAME = "generator"
+SIZE = 64
+WEIGHTS_PATH = training.WEIGHTS_DIR / f"{NAME}.safetensors"
+LATENT_AVG_SEED = 0x5A7
+LATENT_AVG_SAMPLES = 8192
+
+# The recommended recipe for the next run. The committed weights (weights/generator.json) were trained with
+# mapping_lr_mult 100 and aux_weight 0, whose W never learned most parameters (cards/generator.md); on the same
+# batches, mapping_lr_mult 1000 + aux_weight 1 reached L1 0.30 / probe loss 0.92 at step 300 against 0.37 / 1.30.
+DEFAULTS = {
+    "seed": 0,
+    "steps": 4000,
+    "batch": 16,
+    "style_dim": 128,
+    "n_mlp": 4,
+    "channels": {"4": 64, "8": 64, "16": 64, "32": 32, "64": 32},
+    "lr": 2e-3,
+    "mapping_lr_mult": 1000.0,
+    "betas": [0.9, 0.99],
+    "warmup": 200,
+    "final_lr": 0.05,
+    "edge_weight": 0.5,
+    "ema_kimg": 5.0,
+    "modulation_init": 0.1,
+    "aux_weight": 1.0,
+    "init_from": None,
+}
+
+SUMMARY = """Distilled StyleGAN2 generator of the synthetic face world (zoo.stylegan2.Generator, 64x64, style_dim 128,
+4-layer mapping network, channels 64/64/64/32/32 at 4/8/16/32/64 px, 0.39 M parameters). Not trained adversarially:
+adversarial training is too slow on 2 shared CPU cores, and every latent's ground truth is known. For z ~ N(0, I),
+latent_params.params_from_z(z) gives renderer parameters with exactly the renderer's (photo) sampling distribution
+(a scale-invariant Student-t transform of 28 coordinates, because the mapping network's PixelNorm discards |z|) and
+the whole generator (mapping + synthesis, fixed noise buffers) regresses render(params) with L1 + multi-scale L1
+(1/2, 1/4) + an L1 on image gradients; Adam (betas 0.9, 0.99: a regression, not a GAN), lr 2e-3 with warmup +
+cosine decay, the mapping network at 100x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights so that
+load_generator reads them; the optimizer compensates) and the modulation weights scaled by 0.1 at init (every
+sample starts as the same image; without it the first ~300 steps only shrink the random init's output). The
+exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z).
+
+Architecture choice (1 thread, batch 16, train step = render + forward + backward + Adam, measured while 2-4 other
+trainings shared the 2 cores, so absolute times are 2-4x the idle machine's): channels 64/64/64/48/32 (0.43 M params):
+790 ms/step, 155 ms forward; 32 everywhere (0.21 M): 553 / 135 ms; 96/96/64/48/32 (0.61 M): 880 / 210 ms; 64
+everywhere (0.52 M): 1415 / 379 ms. On a 150-step run the 64/64/64/48/32 and all-32 nets had the same loss per
+step (L1 0.459 vs 0.464 at step 125), so cost is set by the 32-64 px layers: the chosen net keeps 64 channels where
+the layout and the attributes are decided (4-16 px) and 32 at 32-64 px, the cost of the all-32 net at the high
+resolutions. Mapping learning-rate factor 1 / 30 / 100 (all-32 net): L1 0.484 / 0.475 / 0.463 after 100 steps; modulation init
+x0.1: L1 0.49 vs 0.83 after 25 steps."""
+
+EVAL_L1_SEED = 9_101  # held-out z for the pixel L1
+EVAL_COVERAGE_SEED = 9_102  # the 2,000 samples of the coverage gate
+EVAL_SAMPLES = 2000
+
+
+def channel_table(config) -> dict[int, int]:
+    return {int(k): int(v) for k, v in config["channels"].items()}
+
+
+def make_generator(config) -> Generator:
+    return Generator(SIZE, config["style_dim"], config["n_mlp"], channels=channel_table(config))
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def image_gradients(x: Tensor) -> tuple[Tensor, Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def distillation_loss(fake: Tensor, real: Tensor, edge_weight: float = 0.5) -> tuple[Tensor, dict[str, float]]:
+    """L1 + multi-scale L1 (1/2, 1/4) + edge_weight * L1 of the finite differences."""
+    l1 = (fake - real).abs().mean()
+    ms = sum((F.avg_pool2d(fake, k) - F.avg_pool2d(real, k)).abs().mean() for k in (2, 4))
+    fx, fy = image_gradients(fake)
+    rx, ry = image_gradients(real)
+    edge = (fx - rx).abs().mean() + (fy - ry).abs().mean()
+    loss = l1 + ms + edge_weight * edge
+    return loss, {"l1": l1.item(), "ms": float(ms.detach()), "edge": edge.item()}
+
+
+class EMA(nn.Module):
+    """g_ema: an exponential moving average of the generator's parameters (buffers copied)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, beta: float) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - beta)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+class AuxProbe(nn.Module):
+    """Training-only auxiliary head: a linear probe from w to the renderer parameters (identity, smile and pose by
+    MSE on their [-1, 1] values, categorical attributes by cross-entropy). It hands the mapping network a direct
+    gradient towards a W space that linearly encodes the parameters; it is not part of the exported generator."""
+
+    def __init__(self, style_dim: int):
+        super().__init__()
+        self.categorical = [k for k, s in ATTRIBUTE_SPECS.items() if not s.continuous]
+        self.sizes = [len(ATTRIBUTE_SPECS[k].values) for k in self.categorical]
+        self.n_cont = 15 + 1 + 3
+        self.linear = nn.Linear(style_dim, self.n_cont + sum(self.sizes))
+
+    def loss(self, w: Tensor, params) -> Tensor:
+        out = self.linear(w)
+        cont = torch.cat([params.identity * 2 - 1, params.attrs["smile"][:, None], params.pose], 1)
+        total = F.mse_loss(out[:, :self.n_cont], cont)
+        logits = out[:, self.n_cont:].split(self.sizes, 1)
+        for name, lg in zip(self.categorical, logits):
+            total = total + F.cross_entropy(lg, params.attrs[name]) / len(self.categorical)
+        return total
+
+
+def ema_beta(config, step: int) -> float:
+    """rosinality's 0.5 ** (batch / (ema_kimg * 1000)), ramped in over the first steps (warm start)."""
+    beta = 0.5 ** (config["batch"] / (config["ema_kimg"] * 1000))
+    return min(beta, (1 + step) / (10 + step))
+
+
+def targets(z: Tensor) -> Tensor:
+    """The renders the generator must reproduce for z."""
+    with torch.no_grad():
+        return render(params_from_z(z))
+
+
+def _init_path(init_from) -> Path | None:
+    if init_from in (None, "", False):
+        return None
+    return WEIGHTS_PATH if init_from == "weights" else Path(init_from)
+
+
+def build(config) -> training.Trainable:
+    g = make_generator(config)
+    init = _init_path(config.get("init_from"))
+    if init is not None:
+        loaded = load_generator(init)
+        g.load_state_dict(loaded.state_dict())
+    elif config["modulation_init"] != 1.0:
+        with torch.no_grad():  # small style modulation at init: every sample starts as the same image
+            for name, p in g.named_parameters():
+                if name.endswith("modulation.weight"):
+                    p.mul_(config["modulation_init"])
+    ema = EMA(g)
+    mapping = [p for n, p in g.named_parameters() if n.startswith("style.")]
+    synthesis = [p for n, p in g.named_parameters() if not n.startswith("style.")]
+    groups = [{"params": synthesis, "lr_mult": 1.0},
+              {"params": mapping, "lr_mult": float(config["mapping_lr_mult"])}]
+    extra: dict = {"g_ema": ema}
+    aux = None
+    if config["aux_weight"] > 0:  # training-only linear probe w -> parameters (not exported)
+        aux = AuxProbe(config["style_dim"])
+        groups.append({"params": list(aux.parameters()), "lr_mult": 1.0})
+        extra["aux"] = aux
+    optimizer = torch.optim.Adam(groups, lr=config["lr"], betas=tuple(config["betas"]))
+    steps = config["steps"]
+
+    def step(i: int) -> dict[str, float]:
+        rng = training.step_generator(config["seed"], i)
+        z = torch.randn(config["batch"], config["style_dim"], generator=rng)
+        real = targets(z)
+        lr = lr_at(config, i, steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        w = g.mapping(z)
+        fake = g(w)
+        loss, parts = distillation_loss(fake, real, config["edge_weight"])
+        if aux is not None:
+            aux_loss = aux.loss(w, params_from_z(z))
+            loss = loss + config["aux_weight"] * aux_loss
+            parts["aux"] = aux_loss.item()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema.update(g, ema_beta(config, i))
+        return {"loss": loss.item(), **parts, "lr": lr}
+
+    return training.Trainable(NAME, g, optimizer, step, dict(config), extra_state=extra)
+
+
+def lr_at(config, step: int, steps: int) -> float:
+    warmup, lr = config["warmup"], config["lr"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, steps - warmup))
+    final = config["final_lr"]
+    return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# ---------------------------------------------------------------------------------------------- export / load
+@torch.no_grad()
+def compute_latent_avg(g: Generator, n: int = LATENT_AVG_SAMPLES) -> Tensor:
+    z = torch.randn(n, g.style_dim, generator=torch.Generator().manual_seed(LATENT_AVG_SEED))
+    return torch.cat([g.mapping(z[i:i + 1024]) for i in range(0, n, 1024)]).mean(0)
+
+
+def export_generator(g_ema: Generator, config, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
+    """`<weights_dir>/generator.safetensors` (g_ema state dict + latent_avg, float32; loads through
+    `zoo.stylegan2.load_generator` unchanged) and the JSON sidecar."""
+    weights_dir = Path(weights_dir)
+    g_ema = g_ema.eval()
+    latent_avg = compute_latent_avg(g_ema)
+    path = save_generator(g_ema, weights_dir / f"{NAME}.safetensors", latent_avg=latent_avg)
+    sidecar = dict(config)
+    sidecar.update({"architecture": {k: v for k, v in g_ema.config().items()},
+                    "parameters": sum(p.numel() for p in g_ema.parameters()),
+                    "latent_avg_samples": LATENT_AVG_SAMPLES, "format": "rosinality g_ema state dict + latent_avg",
+                    "z_to_params": "zoo.synthface.latent_params.params_from_z"})
+    sidecar["architecture"]["channels"] = {str(k): v for k, v in sidecar["architecture"]["channels"].items()}
+    sidecar["architecture"]["channel_multiplier"] = None  # unused: the channel table is given explicitly
+    (weights_dir / f"{NAME}.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
+    return export_generator(trainable.extra_state["g_ema"].model, trainable.config, weights_dir)
+
+
+def load(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> Generator:
+    """The exported synthetic generator (eval mode, frozen, with latent_avg) via `zoo.stylegan2.load_generator`."""
+    return load_generator(Path(weights_dir) / f"{NAME}.safetensors", device=device).requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def pixel_l1(g: Generator, n: int = 500, seed: int = EVAL_L1_SEED, batch: int = 100) -> float:
+    """Mean |G(z) - render(params_from_z(z))| over n held-out z (images in [-1, 1])."""
+    z = torch.randn(n, g.style_dim, generator=torch.Generator().manual_seed(seed))
+    total = 0.0
+    for i in range(0, n, batch):
+        zi = z[i:i + batch].to(g.device)
+        total += float((g(zi, input_space="z").cpu() - targets(zi.cpu())).abs().mean()) * len(zi)
+    return total / n
+
+
+def renderer_frequencies() -> dict[str, list[float]]:
+    """Per attribute, the renderer's class frequencies (smile: the probabilities of its bins under uniform)."""
+    out = {}
+    for name, spec in ATTRIBUTE_SPECS.items():
+        if spec.continuous:
+            lo, hi = SMILE_BINS
+            out[name] = [(lo + 1) / 2, (hi - lo) / 2, (1 - hi) / 2]
+        else:
+            p = spec.probs if spec.probs else [1.0] * len(spec.values)
+            out[name] = [x / sum(p) for x in p]
+    return out
+
+
+@torch.no_grad()
+def coverage(g: Generator, judge, n: int = EVAL_SAMPLES, seed: int = EVAL_COVERAGE_SEED, truncation: float = 1.0,
+             batch: int = 250) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Judge-predicted class frequencies on n samples, and the judge's agreement with params_from_z's labels."""
+    z = torch.randn(n, g.style_dim, generator=torch.Generator().manual_seed(seed))
+    preds: dict[str, list[Tensor]] = {k: [] for k in ATTRIBUTE_SPECS}
+    for i in range(0, n, batch):
+        zi = z[i:i + batch].to(g.device)
+        p = judge.predict(g(zi, input_space="z", truncation=truncation).clamp(-1, 1))
+        for k in preds:
+            preds[k].append(p[k].cpu())
+    labels = params_from_z(z).labels()
+    freqs, agree = {}, {}
+    for name, spec in ATTRIBUTE_SPECS.items():
+        pred = torch.cat(preds[name])
+        freqs[name] = (torch.bincount(pred, minlength=len(spec.values)).float() / n).tolist()
+        agree[name] = float((pred == labels[name]).float().mean())
+    return freqs, agree
+
+
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> list[dict]:
+    g = load(device, weights_dir)
+    results = []
+    l1 = pixel_l1(g)
+    results.append({"name": "pixel L1 |G(z) - render(params_from_z(z))|, 500 held-out z (info)", "value": l1,
+                    "threshold": "info", "passed": True})
+    try:
+        from zoo.synthface.train_attributes import load_attribute_judge
+        judge = load_attribute_judge(device)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        print(f"attribute-coverage gate SKIPPED: the attribute judge is not available ({type(exc).__name__}: {exc})")
+        return results
+    freqs, agree = coverage(g, judge)
+    expected = renderer_frequencies()
+    for name, spec in ATTRIBUTE_SPECS.items():
+        ratios = [f / e for f, e in zip(freqs[name], expected[name])]
+        worst = min(range(len(ratios)), key=lambda j: ratios[j])
+        results.append({"name": f"{name}: lowest judge frequency / renderer frequency ({spec.values[worst]}), "
+                                f"{EVAL_SAMPLES} samples, truncation 1", "value": ratios[worst],
+                        "threshold": ">= 0.5", "passed": ratios[worst] >= 0.5})
+    for name in ATTRIBUTE_SPECS:
+        results.append({"name": f"{name}: judge(G(z)) == label of params_from_z(z) (info)", "value": agree[name],
+                        "threshold": "info", "passed": True})
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def g_ema_from_checkpoint(path: Path = training.DEFAULT_RUN_DIR / NAME / "last.pt") -> tuple[Generator, dict, int]:
+    """(g_ema, config, step) from a training checkpoint (e.g. to export a run that was stopped early)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    g = make_generator(state["config"])
+    g.load_state_dict({k.removeprefix("model."): v for k, v in state["extra"]["g_ema"].items()})
+    return g.eval(), state["config"], state["step"]
+
+
+@torch.no_grad()
+def sample_sheet(g: Generator, path: Path, n: int = 10, rows: int = 3, seed: int = 2024, scale: int = 2) -> Path:
+    """A PNG: `rows` pairs of rows, generator samples G(z) above the renders of params_from_z(z) (nearest x scale)."""
+    from torchvision.utils import save_image
+    z = torch.randn(n * rows, g.style_dim, generator=torch.Generator().manual_seed(seed))
+    fake = g(z.to(g.device), input_space="z").cpu().clamp(-1, 1)
+    real = targets(z)
+    grid = torch.cat([torch.cat([fake[r * n:(r + 1) * n], real[r * n:(r + 1) * n]]) for r in range(rows)])
+    grid = F.interpolate(grid * 0.5 + 0.5, scale_factor=scale, mode="nearest")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path), nrow=n, padding=2, pad_value=1.0)
+    return path
