@@ -61,9 +61,3 @@ def summarize(records: pd.DataFrame, by: tuple[str, ...] = ("method", "variant")
                     "n": int(len(values))})
         rows.append(row)
     return rows
-
-
-def variant_order(records: pd.DataFrame) -> list[tuple[str, str]]:
-    """(method, variant) pairs in first-appearance order."""
-    pairs = records[["method", "variant"]].drop_duplicates()
-    return list(map(tuple, pairs.to_numpy()))

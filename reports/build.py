@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.store import RunStore
-from reports.aggregate import metric_info, summarize, variant_order
+from reports.aggregate import metric_info, summarize
 from reports.tables import latex_table, markdown_table
 
 REPORT_DIR = "report"

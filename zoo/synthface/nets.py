@@ -66,3 +66,19 @@ def warmup_cosine(step: int, steps: int, warmup: int, lr: float, final: float = 
         return lr * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, steps - warmup))
     return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def training_domains(n: int, g: torch.Generator, photo_prob: float) -> torch.Tensor:
+    """[n] domain indices: photo (0) with probability photo_prob, else one of the other domains uniformly."""
+    from zoo.synthface.domains import DOMAIN_NAMES
+
+    other = 1 + torch.randint(len(DOMAIN_NAMES) - 1, (n,), generator=g)
+    return torch.where(torch.rand(n, generator=g) < photo_prob, torch.zeros_like(other), other)
+
+
+def adamw_with_decay_groups(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and kernels only (not on biases and norm parameters)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from zoo.synthface import training
 from zoo.synthface.domains import DOMAIN_NAMES
-from zoo.synthface.nets import ConvTrunk, count_parameters, warmup_cosine
+from zoo.synthface.nets import (ConvTrunk, adamw_with_decay_groups, count_parameters, training_domains,
+                                 warmup_cosine)
 from zoo.synthface.params import ATTRIBUTES, sample_params
 from zoo.synthface.render import render
 
@@ -94,11 +95,6 @@ class AttributeJudge(nn.Module):
         return {name: out.argmax(-1) for name, out in self.logits(images).items()}
 
 
-def training_domains(n: int, g: torch.Generator, photo_prob: float) -> Tensor:
-    other = 1 + torch.randint(len(DOMAIN_NAMES) - 1, (n,), generator=g)
-    return torch.where(torch.rand(n, generator=g) < photo_prob, torch.zeros_like(other), other)
-
-
 def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Sum of per-head cross-entropies (hair colour masked in the colourless domains) and per-head accuracies."""
     colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS])
@@ -118,11 +114,7 @@ def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Te
 
 def build(config) -> training.Trainable:
     model = AttributeJudge(head_sizes(), config["widths"], config["depth"], config["hidden"])
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"])
+    optimizer = adamw_with_decay_groups(model, config["lr"], config["weight_decay"])
     steps = config["steps"]
 
     def step(i: int) -> dict[str, float]:

@@ -38,7 +38,8 @@ from torch import Tensor, nn
 
 from zoo.synthface import training
 from zoo.synthface.domains import DOMAIN_NAMES
-from zoo.synthface.nets import ConvTrunk, count_parameters, warmup_cosine
+from zoo.synthface.nets import (ConvTrunk, adamw_with_decay_groups, count_parameters, training_domains,
+                                 warmup_cosine)
 from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, FaceParams, attribute_class, sample_identities, sample_params
 from zoo.synthface.render import render
 
@@ -132,12 +133,6 @@ class _Training(nn.Module):
         self.aux = nn.Linear(config["embed_dim"], N_ID)  # identity-parameter regression (training only)
 
 
-def training_domains(n: int, g: torch.Generator, photo_prob: float) -> Tensor:
-    """[n] domain indices: photo (0) with probability photo_prob, else one of the other domains uniformly."""
-    other = 1 + torch.randint(len(DOMAIN_NAMES) - 1, (n,), generator=g)
-    return torch.where(torch.rand(n, generator=g) < photo_prob, torch.zeros_like(other), other)
-
-
 def training_identities(config) -> Tensor:
     return sample_identities(config["n_identities"], seed=config["identity_seed"])
 
@@ -145,11 +140,7 @@ def training_identities(config) -> Tensor:
 def build(config) -> training.Trainable:
     model = _Training(config)
     people = training_identities(config)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"])
+    optimizer = adamw_with_decay_groups(model, config["lr"], config["weight_decay"])
     steps = config["steps"]
 
     def step(i: int) -> dict[str, float]:
