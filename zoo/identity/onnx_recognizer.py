@@ -54,6 +54,17 @@ def _resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=hw, mode="bilinear", align_corners=False, antialias=True)
 
 
+def to_pixels(images: torch.Tensor, hw: tuple[int, int], crop: Callable | None = None) -> np.ndarray:
+    """[N, 3, H, W] RGB in [-1, 1] → cropped, resized [N, 3, h, w] float32 RGB in 0..255 (what recognizers take)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected [N, 3, H, W] RGB images, got shape {tuple(images.shape)}")
+    x = images.detach().float()
+    if crop is not None:
+        x = crop(x)
+    x = _resize(x, hw)
+    return np.ascontiguousarray(((x + 1) / 2 * 255).cpu().numpy(), dtype=np.float32)
+
+
 class OnnxRecognizer:
     """An insightface `ArcFaceONNX` recognizer taking RGB tensors in [-1, 1]."""
 
@@ -76,13 +87,7 @@ class OnnxRecognizer:
 
     def pixels(self, images: torch.Tensor) -> np.ndarray:
         """[N, 3, H, W] RGB in [-1, 1] -> the [N, 3, h, w] RGB 0..255 array insightface's `forward` expects."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected [N, 3, H, W] RGB images, got shape {tuple(images.shape)}")
-        x = images.detach().float()
-        if self.crop is not None:
-            x = self.crop(x)
-        x = _resize(x, self.input_hw)
-        pix = ((x + 1) / 2 * 255).cpu().numpy().astype(np.float32)
+        pix = to_pixels(images, self.input_hw, self.crop)
         if self.input_dtype == np.uint8:
             pix = np.clip(np.rint(pix), 0, 255).astype(np.uint8)
         return pix

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import CheckpointError
+from zoo.identity.onnx_recognizer import to_pixels
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -68,15 +69,6 @@ def fix_graph(model):
     return model
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images
-    if h % size == 0 and w % size == 0:
-        return F.adaptive_avg_pool2d(images, (size, size))
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
 class SFaceRecognizer:
     """SFace through onnxruntime: RGB [-1, 1] tensors → L2-normalised 128-d embeddings."""
 
@@ -92,13 +84,7 @@ class SFaceRecognizer:
 
     def pixels(self, images: torch.Tensor) -> np.ndarray:
         """[N, 3, H, W] RGB in [-1, 1] → the [N, 3, 112, 112] float32 RGB 0..255 blob SFace takes."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected [N, 3, H, W] RGB images, got shape {tuple(images.shape)}")
-        x = images.detach().float()
-        if self.crop is not None:
-            x = self.crop(x)
-        x = _resize(x, self.input_size)
-        return np.ascontiguousarray(((x + 1) / 2 * 255).cpu().numpy(), dtype=np.float32)
+        return to_pixels(images, (self.input_size, self.input_size), self.crop)
 
     def forward(self, blob: np.ndarray) -> np.ndarray:
         """Raw (unnormalised) embeddings of a prepared blob, in batches."""
