@@ -15,6 +15,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+class TinyRecognizer(torch.nn.Module):
+    """A small CNN face-recognizer stand-in (image → embedding) for ONNX/insightface tests."""
+
+    def __init__(self, dim=24):
+        super().__init__()
+        nn = torch.nn
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.PReLU(8), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 TINY_CLIP_CFG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},

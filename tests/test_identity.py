@@ -12,6 +12,7 @@ from torch import nn
 
 from bench.errors import BenchError, CheckpointError
 from zoo.identity import IRSE50, IdentityLoss, load_irse50, load_onnx_recognizer, stylegan_face_crop
+from conftest import TinyRecognizer
 
 
 # ------------------------------------------------------------------------------------------------------- IR-SE50
@@ -163,16 +164,6 @@ def test_identity_loss_accepts_any_embedder():
 
 
 # ----------------------------------------------------------------------------------------------------------- ONNX
-class _TinyRecognizer(nn.Module):
-    def __init__(self, dim=24):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.PReLU(8), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, dim))
-
-    def forward(self, x):
-        return self.net(x)
-
-
 def _export(model: nn.Module, path, size=112, dynamic=True):
     model.eval()
     with warnings.catch_warnings():  # the TorchScript exporter (no onnxscript needed) is deprecated, not gone
@@ -193,7 +184,7 @@ def _direct(path, blob: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     torch.manual_seed(4)
-    return _export(_TinyRecognizer(), tmp_path_factory.mktemp("onnx") / "recognizer.onnx")
+    return _export(TinyRecognizer(), tmp_path_factory.mktemp("onnx") / "recognizer.onnx")
 
 
 def test_onnx_recognizer_matches_direct_onnxruntime(onnx_file):
@@ -213,7 +204,7 @@ def test_onnx_recognizer_matches_direct_onnxruntime(onnx_file):
 
 def test_onnx_recognizer_with_fixed_batch_and_crop(tmp_path):
     torch.manual_seed(5)
-    path = _export(_TinyRecognizer(), tmp_path / "fixed.onnx", dynamic=False)
+    path = _export(TinyRecognizer(), tmp_path / "fixed.onnx", dynamic=False)
     from zoo.identity import stylegan_face_crop as crop
 
     rec = load_onnx_recognizer(path, crop=crop)
@@ -227,7 +218,7 @@ class _InGraphNormalised(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = _TinyRecognizer()
+        self.body = TinyRecognizer()
 
     def forward(self, x):
         return self.body((x - 127.5) * 0.0078125)
@@ -249,7 +240,7 @@ def test_onnx_recognizer_with_in_graph_normalisation(tmp_path):
 
 
 def test_onnx_non_recognizer_and_missing_files(tmp_path):
-    path = _export(_TinyRecognizer(), tmp_path / "small.onnx", size=64)
+    path = _export(TinyRecognizer(), tmp_path / "small.onnx", size=64)
     with pytest.raises(BenchError, match="not a face recognizer"):
         load_onnx_recognizer(path)
     (tmp_path / "garbage.onnx").write_bytes(b"not an onnx graph")

@@ -12,31 +12,17 @@ from torch import nn
 from bench.errors import BenchError
 from metrics import METRICS
 from metrics.base import EditBatch, MetricOutput, ScoringContext
+from conftest import TINY_CLIP_CFG, TinyRecognizer
 
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 N = 32
 
 
 # --------------------------------------------------------------------------------------------------- fixtures
-class _TinyRecognizer(nn.Module):
-    def __init__(self, dim=24):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.PReLU(8), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, dim))
-
-    def forward(self, x):
-        return self.net(x)
-
-
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     torch.manual_seed(4)
     path = tmp_path_factory.mktemp("onnx") / "recognizer.onnx"
-    model = _TinyRecognizer().eval()
+    model = TinyRecognizer().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (torch.randn(1, 3, 112, 112),), str(path), dynamo=False, input_names=["data"],
@@ -56,7 +42,7 @@ def clip():
     from zoo.clip import load_clip, register_model_config
 
     torch.manual_seed(1)
-    return load_clip(register_model_config("clipedit-test-metrics-tiny", TINY_CFG))
+    return load_clip(register_model_config("clipedit-test-metrics-tiny", TINY_CLIP_CFG))
 
 
 @pytest.fixture(scope="module")

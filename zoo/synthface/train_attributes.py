@@ -210,3 +210,13 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int 
         results.append({"name": f"lowest attribute accuracy in {dname} ({worst}) (info)",
                         "value": acc_of[worst], "threshold": "info", "passed": True})
     return results
+
+
+def attribute_judge_or_none(device: str = "cpu", purpose: str = "attribute gate") -> AttributeJudge | None:
+    """The committed judge, or None (with a printed reason) when it is not trained yet: other networks' gates
+    that need it are then skipped, not failed."""
+    try:
+        return load_attribute_judge(device)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"{purpose} SKIPPED: the attribute judge is not available ({type(exc).__name__}: {exc})")
+        return None

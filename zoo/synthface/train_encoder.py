@@ -156,11 +156,9 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int 
                         "value": float(cos.mean()), "threshold": ">= 0.8", "passed": float(cos.mean()) >= 0.8})
         results.append({"name": "identity cosine, 10th percentile (info)", "value": float(cos.quantile(0.1)),
                         "threshold": "info", "passed": True})
-    try:
-        from zoo.synthface.train_attributes import load_attribute_judge
-        judge = load_attribute_judge(device)
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        print(f"attribute gate SKIPPED: the attribute judge is not available ({type(exc).__name__}: {exc})")
+    from zoo.synthface.train_attributes import attribute_judge_or_none
+    judge = attribute_judge_or_none(device, "attribute gate")
+    if judge is None:
         return results
     pred_x, pred_r = judge.predict(images), judge.predict(recon.clamp(-1, 1))
     labels = params.labels()

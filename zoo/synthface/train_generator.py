@@ -317,11 +317,9 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> list
     l1 = pixel_l1(g)
     results.append({"name": "pixel L1 |G(z) - render(params_from_z(z))|, 500 held-out z (info)", "value": l1,
                     "threshold": "info", "passed": True})
-    try:
-        from zoo.synthface.train_attributes import load_attribute_judge
-        judge = load_attribute_judge(device)
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        print(f"attribute-coverage gate SKIPPED: the attribute judge is not available ({type(exc).__name__}: {exc})")
+    from zoo.synthface.train_attributes import attribute_judge_or_none
+    judge = attribute_judge_or_none(device, "attribute-coverage gate")
+    if judge is None:
         return results
     freqs, agree = coverage(g, judge)
     expected = renderer_frequencies()
