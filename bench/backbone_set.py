@@ -84,7 +84,11 @@ def load_backbones(suite: Suite, device: str = "cpu") -> tuple[BackboneSet, Back
     """(loss networks, judges). Judges not named explicitly fall back to the set's `judge_*` roles."""
     losses = load_block(suite.backbones, device, "backbones")
     judges = load_block(suite.judges, device, "judges") if suite.judges else BackboneSet({}, {})
-    for role, network in losses.roles.items():
-        if role.startswith("judge_") and role[len("judge_"):] not in judges.roles:
-            judges.roles[role[len("judge_"):]] = network
+    for role in [r for r in losses.roles if r.startswith("judge_")]:  # judges never serve as losses
+        network, digest = losses.roles.pop(role), losses.hashes.pop(f"backbones.{role}", None)
+        name = role[len("judge_"):]
+        if name not in judges.roles:
+            judges.roles[name] = network
+            if digest is not None:
+                judges.hashes[f"judges.{name}"] = digest
     return losses, judges

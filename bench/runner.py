@@ -71,7 +71,8 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
     return {"suite": suite.name, "suite_version": suite.version, "suite_path": str(suite_path),
             "suite_hash": suite.content_hash(), "backbone_hashes": {**losses.hashes, **judges.hashes},
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
-            "python": platform.python_version(), "device": device_name(options.device)}
+            "python": platform.python_version(), "device": device_name(options.device),
+            "torch_threads": torch.get_num_threads()}
 
 
 def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:

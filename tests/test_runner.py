@@ -201,3 +201,19 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_world, case, expected):
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("bench run: error")]) == 1
+
+
+def test_compare_cost_ratio_ignores_changes_below_the_floor():
+    from bench.commands.compare import regressions
+
+    def report(apply_ms, prepare_s):
+        rows = [{"method": "m", "variant": "v", "metric": "latency_apply_ms", "mean": apply_ms, "ci95": [0, 0]},
+                {"method": "m", "variant": "v", "metric": "latency_prepare_s", "mean": prepare_s, "ci95": [0, 0]}]
+        return {"suite": "s", "rows": rows}
+
+    base = report(0.01, 0.0001)
+    assert regressions(report(0.05, 0.0009), base) == []  # ×5 and ×9, but far below the timer-noise floors
+    found = regressions(report(300.0, 0.0001), report(100.0, 0.0001))
+    assert len(found) == 1 and "v · latency_apply_ms" in found[0] and "×3" in found[0]
+    custom = dict(report(0.01, 0.0001), tolerances={"metrics": {"latency_apply_ms": {"mode": "ratio", "value": 2.0}}})
+    assert len(regressions(report(0.05, 0.0001), custom)) == 1  # a baseline may drop the floor

@@ -105,3 +105,16 @@ def test_content_hash_tracks_content(tmp_path):
     b = load_suite(write(tmp_path, "b.yaml", "# comment only differs\n" + BASE))
     c = load_suite(write(tmp_path, "c.yaml", BASE + "seeds: [3]\n"))
     assert a.content_hash() == b.content_hash() != c.content_hash()
+
+
+def test_judge_roles_of_a_set_become_judges_and_never_losses(tmp_path, monkeypatch):
+    import bench.backbone_set as backbone_set
+
+    clip, judge = object(), object()
+    fake = backbone_set.BackboneSet({"clip": clip, "judge_clip": judge},
+                                    {"clip": "sha256:a", "judge_clip": "sha256:b"})
+    monkeypatch.setattr(backbone_set, "load_spec", lambda spec, device: fake)
+    suite = load_suite(write(tmp_path, "s.yaml", BASE + "backbones: synthface\n"), check_names=False)
+    losses, judges = backbone_set.load_backbones(suite)
+    assert losses.roles == {"clip": clip} and judges.roles == {"clip": judge}
+    assert "backbones.judge_clip" not in losses.hashes and judges.hashes["judges.clip"] == "sha256:b"

@@ -4,11 +4,14 @@ A baseline is a report JSON plus tolerances (`--write-baseline FILE` makes one f
 
     "tolerances": {"quality": {"mode": "abs", "value": 0.02},      # worse by more than 0.02 → regression
                    "cost": {"mode": "ratio", "value": 2.0},        # slower/larger by more than ×2 → regression
-                   "metrics": {"fid": {"mode": "abs", "value": 5.0}, "identity": {"mode": "ci"}}}
+                   "metrics": {"fid": {"mode": "abs", "value": 5.0}, "identity": {"mode": "ci"},
+                               "latency_apply_ms": {"mode": "ratio", "value": 2.0, "floor": 20.0}}}
 
 Modes: `abs` (absolute delta in the worse direction), `ratio` (run / baseline for lower-is-better metrics,
-baseline / run for higher-is-better), `ci` (regression when the 95% CIs do not overlap and the run is worse).
-A (variant, metric) in the baseline that the run lacks is a regression too.
+baseline / run for higher-is-better; an optional `floor` ignores changes smaller than it in the metric's unit, so
+a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regression), `ci` (regression when the 95%
+CIs do not overlap and the run is worse). A (variant, metric) in the baseline that the run lacks is a regression
+too. The default floors below are the noise of CPU timers and of CPU peak-RSS deltas on a shared 2-core runner.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ from pathlib import Path
 
 from bench.errors import BenchError
 
-DEFAULT_TOLERANCES = {"quality": {"mode": "abs", "value": 0.02}, "cost": {"mode": "ratio", "value": 2.0},
-                      "metrics": {}}
+DEFAULT_TOLERANCES = {
+    "quality": {"mode": "abs", "value": 0.02},
+    "cost": {"mode": "ratio", "value": 2.0},
+    "metrics": {"latency_apply_ms": {"mode": "ratio", "value": 2.0, "floor": 20.0},
+                "latency_prepare_s": {"mode": "ratio", "value": 2.0, "floor": 1.0},
+                "peak_mem_mb": {"mode": "ratio", "value": 2.0, "floor": 100.0},
+                "prepare_peak_mem_mb": {"mode": "ratio", "value": 2.0, "floor": 100.0}},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +48,9 @@ def _key(row: dict) -> tuple[str, str, str]:
 def regressions(run: dict, baseline: dict) -> list[str]:
     from reports.aggregate import metric_info
 
-    tolerances = {**DEFAULT_TOLERANCES, **baseline.get("tolerances", {})}
+    given = baseline.get("tolerances", {})
+    tolerances = {**DEFAULT_TOLERANCES, **given,
+                  "metrics": {**DEFAULT_TOLERANCES["metrics"], **given.get("metrics", {})}}
     current = {_key(r): r for r in run["rows"]}
     found = []
     for base in baseline["rows"]:
@@ -61,8 +72,8 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         elif mode == "ratio":
             num, den = (base["mean"], row["mean"]) if higher else (row["mean"], base["mean"])
             ratio = num / den if den else math.inf
-            bad = ratio > value
-            detail = f"×{ratio:.3g} (tolerance ×{value})"
+            bad = ratio > value and worse > rule.get("floor", 0.0)
+            detail = f"×{ratio:.3g} (tolerance ×{value}" + (f", floor {rule['floor']})" if "floor" in rule else ")")
         elif mode == "ci":
             overlap = row["ci95"][0] <= base["ci95"][1] and base["ci95"][0] <= row["ci95"][1]
             bad = not overlap and worse > 0

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
     parser.add_argument("--executor", choices=["local"], default="local", help="where cells run (default local)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); use 1 when "
+                        "other jobs share the cores, since oversubscribed threads slow every step many times over")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
         import torch
         if not torch.cuda.is_available():
             raise BenchError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BenchError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+        torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / suite.name
     console = Console(stderr=True)
     console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
