@@ -16,7 +16,7 @@ from zoo.synthface.latent_params import (N_PARAM_COORDS, params_from_z, referenc
 from zoo.synthface.training import WEIGHTS_DIR
 
 TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, steps=10,
-            channels={"4": 8, "8": 8, "16": 8, "32": 8, "64": 8})
+            channels={"4": 8, "8": 8, "16": 8, "32": 8, "64": 8}, probe_pretrain_steps=5, probe_pretrain_batch=16)
 # measured on the committed weights (cards/generator.md): 0.264 on these 32 z (0.260 on 500 held-out z); the mean
 # image of the renders scores 0.39, so the threshold (with a margin) still says "better than the mean face"
 TRAINED_L1_MAX = 0.32
@@ -105,6 +105,19 @@ def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
     # init_from a generator file: the weights start from it
     resumed = train_generator.build(dict(TINY, init_from=str(path)))
     assert torch.equal(resumed.model.state_dict()["conv1.conv.weight"], ema.state_dict()["conv1.conv.weight"])
+
+
+def test_probe_pretraining_teaches_w_the_parameters():
+    torch.manual_seed(0)
+    g = train_generator.make_generator(TINY)
+    aux = train_generator.AuxProbe(TINY["style_dim"])
+    z = torch.randn(256, TINY["style_dim"], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = aux.loss(g.mapping(z), params_from_z(z)).item()
+    train_generator.probe_pretrain(g, aux, dict(TINY, probe_pretrain_steps=150, probe_pretrain_batch=128))
+    with torch.no_grad():
+        after = aux.loss(g.mapping(z), params_from_z(z)).item()
+    assert after < 0.75 * before, (before, after)
 
 
 def test_encoder_shape_and_training_steps(tmp_path):

@@ -49,9 +49,9 @@ from torch import nn
 from . import training
 from .captions import EDIT_PROMPTS, caption_vocabulary, captions, wrap_in_template
 from .domains import DOMAIN_NAMES
-from .params import ATTRIBUTE_SPECS, FaceParams, sample_params
+from .params import ATTRIBUTE_SPECS, FaceParams, sample_params, with_attribute
 from .render import render
-from .zero_shot import DOMAIN_CLASS_PROMPTS, VALUE_PROMPTS
+from .zero_shot import DOMAIN_CLASS_PROMPTS, VALUE_PROMPTS, class_values, reveal
 
 CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
 USED_IDS_KEY = "token_embedding.used_ids"
@@ -79,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     "multi_positive": True,
     "p_hard_batch": 0.5,         # from step hard_batch_from on: share of batches with one domain and one background
     "hard_batch_from": 1500,     # (the recipe as run: added when attributes stalled behind domain and background)
+    "p_minimal_batch": 0.0,      # from step minimal_from on: share of minimal-pair batches (see make_minimal_batch)
+    "minimal_from": 0,
+    "minimal_group": 4,          # faces per group of a minimal-pair batch
+    "schedule_start": 0,         # the warmup + cosine schedule restarts here (a continued run)
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch with symmetric InfoNCE (learned
@@ -179,11 +183,48 @@ def _visible(p: FaceParams, labels: dict[str, torch.Tensor], attr: str) -> torch
     return torch.ones(n, dtype=torch.bool)
 
 
+def make_minimal_batch(config: dict[str, Any], g: torch.Generator, domains: list[str]
+                       ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """A minimal-pair batch: groups of `minimal_group` copies of one face (identity, pose, domain, every
+    attribute) that differ only in one attribute, drawn per group, with values drawn uniformly over its classes and
+    its occluders removed (`zero_shot.reveal`). Every caption is that attribute's prompt (in a random template), so
+    within a group only the varied attribute tells the captions apart: the small attributes (smile, lipstick,
+    closed eyes, facial hair) get the gradient that domain and background otherwise take (hard negatives, as in
+    compositional CLIP training). Positives: every face of the batch showing the prompt's value."""
+    k = int(config["minimal_group"])
+    groups = int(config["batch_size"]) // k
+    attrs = list(ATTRIBUTE_SPECS)
+    parts, chosen = [], []
+    base = sample_params(groups, generator=g, domain=domains).repeat_interleave(k)
+    for j in range(groups):
+        a = attrs[int(torch.randint(len(attrs), (1,), generator=g))]
+        cls = torch.randint(len(ATTRIBUTE_SPECS[a].values), (k,), generator=g)
+        part = with_attribute(base[j * k:(j + 1) * k], a, class_values(a, cls, g))
+        parts.append(reveal(part, a, g))
+        chosen += [a] * k
+    p = FaceParams.cat(parts)
+    labels = p.labels()
+    vis = {a: _visible(p, labels, a) for a in attrs}
+    rng = random.Random(int(torch.randint(2 ** 31 - 1, (1,), generator=g)))
+    n = len(p)
+    pos = torch.eye(n, dtype=torch.bool)
+    texts = []
+    for i, a in enumerate(chosen):
+        v = int(labels[a][i])
+        pos[:, i] |= (labels[a] == v) & vis[a]
+        text = VALUE_PROMPTS[a][ATTRIBUTE_SPECS[a].values[v]]
+        texts.append(wrap_in_template(text, rng) if rng.random() < config["p_template"] else text)
+    return render(p), texts, pos
+
+
 def make_batch(config: dict[str, Any], step: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """(images [B,3,64,64] in [-1,1], texts [B], positives [B images, B texts] bool) of one step."""
     g = training.step_generator(int(config["seed"]), step)
     n = int(config["batch_size"])
     domains = ["photo"] * int(config["photo_weight"]) + [d for d in DOMAIN_NAMES if d != "photo"]
+    if step >= config.get("minimal_from", 0) and config.get("p_minimal_batch", 0) > 0 \
+            and float(torch.rand(1, generator=g)) < config["p_minimal_batch"]:
+        return make_minimal_batch(config, g, domains)
     p = sample_params(n, generator=g, domain=domains)
     text_seed = int(torch.randint(2 ** 31 - 1, (1,), generator=g))
     if step >= config.get("hard_batch_from", 0) and float(torch.rand(1, generator=g)) < config.get("p_hard_batch", 0):
@@ -236,7 +277,9 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, 
 
 
 def lr_at(config: dict[str, Any], step: int) -> float:
-    lr, warm, total = float(config["lr"]), int(config["warmup"]), int(config["steps"])
+    start = int(config.get("schedule_start", 0))
+    lr, warm, total = float(config["lr"]), int(config["warmup"]), int(config["steps"]) - start
+    step -= start
     if step < warm:
         return lr * (step + 1) / warm
     t = min(1.0, (step - warm) / max(1, total - warm))

@@ -92,14 +92,26 @@ def heldout_attribute_params(attribute: str, n: int, domain: str = "photo", seed
     k = len(spec.values)
     cls = torch.arange(n) % k
     cls = cls[torch.randperm(n, generator=g)]
-    if spec.continuous:
-        edges = torch.tensor((-1.0, *spec.bins, 1.0))
-        lo, hi = edges[cls], edges[cls + 1]
-        value = lo + (hi - lo) * torch.rand(n, generator=g)
-        p = with_attribute(p, attribute, value)
-    else:
-        p = with_attribute(p, attribute, cls)
+    p = with_attribute(p, attribute, class_values(attribute, cls, g))
+    return reveal(p, attribute, g)
+
+
+def class_values(attribute: str, cls: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Attribute values of the given classes: the class index, or for smile a float drawn uniformly in its bin."""
+    spec = ATTRIBUTE_SPECS[attribute]
+    if not spec.continuous:
+        return cls
+    edges = torch.tensor((-1.0, *spec.bins, 1.0))
+    lo, hi = edges[cls], edges[cls + 1]
+    return lo + (hi - lo) * torch.rand(len(cls), generator=g)
+
+
+def reveal(p: FaceParams, attribute: str, g: torch.Generator) -> FaceParams:
+    """`p` with the occluders of `attribute` removed: bald heads get another hair style (hair colour), hats come
+    off (hair style), sunglasses become no eyewear (closed eyes). Other attributes: `p` unchanged."""
+    n = len(p)
     if attribute == "hair_color":  # bald heads show no hair colour: draw one of the other styles
+        p = p.clone()
         styles = ATTRIBUTE_SPECS["hair_style"].values
         other = torch.tensor([i for i, s in enumerate(styles) if s != "bald"])
         bald = p.attrs["hair_style"] == styles.index("bald")
@@ -108,6 +120,7 @@ def heldout_attribute_params(attribute: str, n: int, domain: str = "photo", seed
     elif attribute == "hair_style":  # a hat or cap covers the crown
         p = with_attribute(p, "hat", "none")
     elif attribute == "eyes_closed":  # dark lenses hide the eyes
+        p = p.clone()
         sun = p.attrs["eyewear"] == ATTRIBUTE_SPECS["eyewear"].values.index("sunglasses")
         p.attrs["eyewear"] = torch.where(sun, torch.zeros_like(p.attrs["eyewear"]), p.attrs["eyewear"])
     return p
