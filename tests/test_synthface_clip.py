@@ -214,3 +214,32 @@ def test_committed_weights_zero_shot_sanity(network):
     pred = zero_shot.classify(backbone, emb, list(zero_shot.VALUE_PROMPTS["hair_color"].values()))
     acc = float((pred == p.attrs["hair_color"]).float().mean())
     assert acc >= 0.8, acc
+
+
+def test_minimal_pair_batch_groups_differ_in_one_attribute_and_positives_follow_labels(monkeypatch):
+    seen = {}
+    real_render = train_clip.render
+
+    def spy(p):
+        seen["params"] = p
+        return real_render(p)
+
+    monkeypatch.setattr(train_clip, "render", spy)
+    cfg = dict(train_clip.DEFAULTS, batch_size=16, minimal_group=4, p_minimal_batch=1.0, p_template=0.0)
+    images, texts, pos = train_clip.make_batch(cfg, 3)
+    p = seen["params"]
+    labels = p.labels()
+    assert images.shape == (16, 3, 64, 64) and len(texts) == 16 and pos.diagonal().all()
+    prompt_of = {(a, v): t for a, table in zero_shot.VALUE_PROMPTS.items() for v, t in table.items()}
+    for j in range(4):
+        group = slice(4 * j, 4 * j + 4)
+        assert torch.equal(p.identity[group], p.identity[4 * j].expand(4, -1))
+        assert (p.domain[group] == p.domain[4 * j]).all()
+        (attr, value), = [k for k, t in prompt_of.items() if t == texts[4 * j]]
+        for other in ATTRIBUTE_SPECS:
+            if other not in (attr, "hair_style", "hat", "eyewear"):  # the occluder fixes may touch these
+                assert (p.attrs[other][group] == p.attrs[other][4 * j]).all(), (attr, other)
+        i = 4 * j
+        v = ATTRIBUTE_SPECS[attr].values.index(value)
+        assert int(labels[attr][i]) == v
+        assert bool(pos[i, i]) and not any(bool(pos[k, i]) for k in range(16) if labels[attr][k] != v)
