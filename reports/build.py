@@ -53,7 +53,9 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
     notes = dict(report.get("notes", {}))
     for metric in ("fid", "kid"):
         if metric in quality:
-            notes[metric] = (f"computed per (edit, seed) set of {metric}_n edited images; small-sample "
+            counts = sorted({int(r["mean"]) for r in rows if r["metric"] == f"{metric}_n" and r["mean"] == r["mean"]})
+            sizes = ", ".join(map(str, counts)) if counts else "?"
+            notes[metric] = (f"computed per (edit, seed) set of {sizes} edited images ({metric}_n); small-sample "
                              f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
     render = markdown_table if fmt == "md" else latex_table
     parts = []

@@ -217,3 +217,13 @@ def test_compare_cost_ratio_ignores_changes_below_the_floor():
     assert len(found) == 1 and "v · latency_apply_ms" in found[0] and "×3" in found[0]
     custom = dict(report(0.01, 0.0001), tolerances={"metrics": {"latency_apply_ms": {"mode": "ratio", "value": 2.0}}})
     assert len(regressions(report(0.05, 0.0001), custom)) == 1  # a baseline may drop the floor
+
+
+def test_report_states_the_fid_sample_count():
+    from reports.build import tables
+
+    rows = [{"method": "m", "variant": "v", "metric": "fid", "mean": 12.5, "ci95": [11.0, 14.0], "n": 2},
+            {"method": "m", "variant": "v", "metric": "fid_n", "mean": 16.0, "ci95": [16.0, 16.0], "n": 2}]
+    report = {"suite": "s", "suite_hash": "h", "device": "cpu", "rows": rows, "notes": {}}
+    text = tables(report, {"variants": [["m", "v"]]}, "md")
+    assert "set of 16 edited images (fid_n)" in text and "12.50 ± 1.500" in text
