@@ -483,3 +483,37 @@ def test_missing_judge_role_is_a_one_line_error(name, role):
         METRICS.get(name)(ctx)
     message = str(info.value)
     assert "\n" not in message and repr(role) in message and "['more', 'other']" in message
+
+
+def test_clip_score_equals_torchmetrics_clip_score_on_the_same_model(context, clip, images):
+    """torchmetrics' own CLIPScore update (`_clip_score_update`, which CLIPScore and the functional clip_score call)
+    run on our CLIP through the HF-style model/processor interface it expects: image preprocessing = the judge's
+    standard preprocessing, text = the open_clip tokenizer."""
+    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
+
+    class Processor:
+        def __call__(self, images=None, text=None, return_tensors="pt", padding=True):
+            if images is not None:
+                return {"pixel_values": clip.preprocess(torch.stack(images))}
+            tokens = clip.tokenizer(text)
+            return {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
+
+    class Model(torch.nn.Module):
+        config = None
+
+        def get_image_features(self, pixel_values):
+            return clip.model.encode_image(pixel_values)
+
+        def get_text_features(self, input_ids, attention_mask):
+            return clip.model.encode_text(input_ids)
+
+    source, edited = images
+    metric = METRICS.get("clip_score")(context)
+    metric.update(_batch(source, edited))
+    ours = metric.compute()
+    text = ["a face with purple hair"] * len(edited)
+    with torch.no_grad():
+        reference, n = _clip_score_update(list(edited), text, Model(), Processor())
+    assert n == len(edited)
+    assert torch.allclose(100 * ours["clip_score"], reference, atol=1e-4)
+    assert torch.allclose(ours["clip_score_x100"], reference.clamp(min=0), atol=1e-4)

@@ -49,12 +49,10 @@ WEIGHTS_PATH = training.WEIGHTS_DIR / f"{NAME}.safetensors"
 LATENT_AVG_SEED = 0x5A7
 LATENT_AVG_SAMPLES = 8192
 
-# The recommended recipe for the next run. The committed weights (weights/generator.json) were trained with
-# mapping_lr_mult 100 and aux_weight 0, whose W never learned most parameters (cards/generator.md); on the same
-# batches, mapping_lr_mult 1000 + aux_weight 1 reached L1 0.30 / probe loss 0.92 at step 300 against 0.37 / 1.30.
+# The recipe of the committed weights (cards/generator.md lists the resume legs of the run as made).
 DEFAULTS = {
     "seed": 0,
-    "steps": 4000,
+    "steps": 15000,
     "batch": 16,
     "style_dim": 128,
     "n_mlp": 4,
@@ -80,20 +78,12 @@ adversarial training is too slow on 2 shared CPU cores, and every latent's groun
 latent_params.params_from_z(z) gives renderer parameters with exactly the renderer's (photo) sampling distribution
 (a scale-invariant Student-t transform of 28 coordinates, because the mapping network's PixelNorm discards |z|) and
 the whole generator (mapping + synthesis, fixed noise buffers) regresses render(params) with L1 + multi-scale L1
-(1/2, 1/4) + an L1 on image gradients; Adam (betas 0.9, 0.99: a regression, not a GAN), lr 2e-3 with warmup +
-cosine decay, the mapping network at 100x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights so that
-load_generator reads them; the optimizer compensates) and the modulation weights scaled by 0.1 at init (every
-sample starts as the same image; without it the first ~300 steps only shrink the random init's output). The
-exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z).
-
-Architecture choice (1 thread, batch 16, train step = render + forward + backward + Adam, measured while 2-4 other
-trainings shared the 2 cores, so absolute times are 2-4x the idle machine's): channels 64/64/64/48/32 (0.43 M params):
-790 ms/step, 155 ms forward; 32 everywhere (0.21 M): 553 / 135 ms; 96/96/64/48/32 (0.61 M): 880 / 210 ms; 64
-everywhere (0.52 M): 1415 / 379 ms. On a 150-step run the 64/64/64/48/32 and all-32 nets had the same loss per
-step (L1 0.459 vs 0.464 at step 125), so cost is set by the 32-64 px layers: the chosen net keeps 64 channels where
-the layout and the attributes are decided (4-16 px) and 32 at 32-64 px, the cost of the all-32 net at the high
-resolutions. Mapping learning-rate factor 1 / 30 / 100 (all-32 net): L1 0.484 / 0.475 / 0.463 after 100 steps; modulation init
-x0.1: L1 0.49 vs 0.83 after 25 steps."""
+(1/2, 1/4) + an L1 on image gradients. Before the first image step the mapping network alone learns a W that
+linearly encodes every parameter (3,000 steps of a training-only linear read-out, `probe_pretrain`; read-out loss
+2.0 -> 0.13, chance ~1.45); the read-out stays on during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
+warmup + cosine decay, the mapping network at 1000x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights
+so that load_generator reads them; the optimizer compensates), modulation weights scaled by 0.1 at init. The
+exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z)."""
 
 EVAL_L1_SEED = 9_101  # held-out z for the pixel L1
 EVAL_COVERAGE_SEED = 9_102  # the 2,000 samples of the coverage gate
