@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -405,6 +406,22 @@ def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_D
     return training.export_weights(trainable.name, state, cfg, weights_dir=weights_dir, dtype=torch.float16)
 
 
+@contextmanager
+def _quiet_random_init_warning():
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    root, drop = logging.getLogger(), _Drop()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def load(name: str = NAME, device: str = "cpu", weights_dir: Path | str | None = None):
     """The exported CLIP `name` ("clip" or "judge_clip") as a frozen `ClipBackbone`, created by
     `zoo.clip.load_clip(<config name>, pretrained=None)` and loaded strictly (pruned rows expanded, zeros
@@ -416,7 +433,8 @@ def load(name: str = NAME, device: str = "cpu", weights_dir: Path | str | None =
         raise CheckpointError(f"synthface CLIP weights {wdir / (name + '.safetensors')} not found: train them with "
                               f"`python -m zoo.synthface.train {name}`")
     state, config = training.load_weights(name, wdir)
-    backbone = build_backbone(config["model"], device="cpu")
+    with _quiet_random_init_warning():  # open_clip warns "initialized randomly"; the weights are loaded next
+        backbone = build_backbone(config["model"], device="cpu")
     vocab = backbone.model.token_embedding.weight.shape[0]
     backbone.model.load_state_dict(expand_state(state, vocab), strict=True)
     backbone.pretrained = str(wdir / f"{name}.safetensors")
