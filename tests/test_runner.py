@@ -227,3 +227,12 @@ def test_report_states_the_fid_sample_count():
     report = {"suite": "s", "suite_hash": "h", "device": "cpu", "rows": rows, "notes": {}}
     text = tables(report, {"variants": [["m", "v"]]}, "md")
     assert "set of 16 edited images (fid_n)" in text and "12.50 ± 1.500" in text
+
+
+def test_compare_skips_metrics_undefined_in_the_baseline():
+    from bench.commands.compare import regressions
+
+    base = {"suite": "s", "rows": [{"method": "source", "variant": "source", "metric": "clip_direction",
+                                    "mean": float("nan"), "ci95": [float("nan")] * 2}]}
+    run = {"suite": "s", "rows": [dict(base["rows"][0])]}
+    assert regressions(run, base) == []

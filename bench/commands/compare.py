@@ -58,6 +58,8 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         info = metric_info(metric)
         rule = tolerances["metrics"].get(metric) or tolerances[info.kind]
         label = f"{variant} · {metric}"
+        if base["mean"] is None or math.isnan(base["mean"]):
+            continue  # undefined in the baseline (e.g. the direction of an unedited source): nothing to hold
         row = current.get(_key(base))
         if row is None or row["mean"] is None or math.isnan(row["mean"]):
             found.append(f"{label}: missing from the run (baseline {base['mean']:.4g})")
