@@ -6,6 +6,7 @@ Everything is derived from the store and the images, so a report can be rebuilt 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -53,7 +54,8 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
     notes = dict(report.get("notes", {}))
     for metric in ("fid", "kid"):
         if metric in quality:
-            counts = sorted({int(r["mean"]) for r in rows if r["metric"] == f"{metric}_n" and r["mean"] == r["mean"]})
+            counts = sorted({int(r["mean"]) for r in rows
+                             if r["metric"] == f"{metric}_n" and not math.isnan(r["mean"])})
             sizes = ", ".join(map(str, counts)) if counts else "?"
             notes[metric] = (f"computed per (edit, seed) set of {sizes} edited images ({metric}_n); small-sample "
                              f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
