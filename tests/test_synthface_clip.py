@@ -248,3 +248,36 @@ def test_minimal_pair_batch_groups_differ_in_one_attribute_and_positives_follow_
         v = ATTRIBUTE_SPECS[attr].values.index(value)
         assert int(labels[attr][i]) == v
         assert bool(pos[i, i]) and not any(bool(pos[k, i]) for k in range(16) if labels[attr][k] != v)
+
+
+def test_prompt_set_loss_prefers_the_right_value_and_skips_hidden_attributes():
+    rng = random.Random(0)
+    texts, keys = train_clip.prompt_set_texts(rng, p_template=0.0)
+    assert len(texts) == sum(len(s.values) for s in ATTRIBUTE_SPECS.values()) + len(DOMAIN_NAMES)
+    emb = torch.nn.functional.normalize(torch.randn(len(texts), 64, generator=torch.Generator().manual_seed(0)), dim=-1)
+    n = 6
+    labels = {a: torch.randint(len(s.values), (n,), generator=torch.Generator().manual_seed(1))
+              for a, s in ATTRIBUTE_SPECS.items()}
+    labels["domain"] = torch.randint(len(DOMAIN_NAMES), (n,), generator=torch.Generator().manual_seed(2))
+    visible = {a: torch.ones(n, dtype=torch.bool) for a in ATTRIBUTE_SPECS}
+    index = {k: j for j, k in enumerate(keys)}
+    # images pointing at the sum of their own values' prompt embeddings score a lower loss than random images
+    aligned = torch.nn.functional.normalize(torch.stack([
+        sum(emb[index[(a, int(labels[a][i]))]] for a in list(ATTRIBUTE_SPECS) + ["domain"]) for i in range(n)]), dim=-1)
+    rand = torch.nn.functional.normalize(torch.randn(n, 64, generator=torch.Generator().manual_seed(3)), dim=-1)
+    scale = torch.tensor(20.0)
+    good = train_clip.prompt_set_loss(aligned, emb, keys, scale, labels, visible)
+    bad = train_clip.prompt_set_loss(rand, emb, keys, scale, labels, visible)
+    assert good < bad
+    # a hidden attribute does not contribute: changing its labels changes nothing
+    hidden = dict(visible, hair_color=torch.zeros(n, dtype=torch.bool))
+    shuffled = dict(labels, hair_color=(labels["hair_color"] + 1) % len(ATTRIBUTE_SPECS["hair_color"].values))
+    assert torch.allclose(train_clip.prompt_set_loss(aligned, emb, keys, scale, labels, hidden),
+                          train_clip.prompt_set_loss(aligned, emb, keys, scale, shuffled, hidden))
+
+
+def test_restarted_schedule_warms_up_and_decays_from_schedule_start():
+    cfg = dict(train_clip.DEFAULTS, lr=1e-3, warmup=10, steps=1100, schedule_start=100, min_lr_ratio=0.02)
+    assert math.isclose(train_clip.lr_at(cfg, 100), 1e-4)
+    assert math.isclose(train_clip.lr_at(cfg, 109), 1e-3)
+    assert math.isclose(train_clip.lr_at(cfg, 1100), 2e-5)
