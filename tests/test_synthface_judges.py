@@ -36,16 +36,21 @@ def test_trainer_steps_finite_and_resume_deterministic(module, config, tmp_path)
         assert torch.equal(a, b), k
 
 
-@pytest.fixture(scope="module")
-def tiny_identity(tmp_path_factory):
-    out = tmp_path_factory.mktemp("identity")
+def one_step_and_export(trainer, config, out):
+    """Build a trainer's network, take one training step, export it to `out`; returns the trainable."""
     training.seed_everything(0)
-    trainable = train_identity.build(TINY_IDENTITY)
+    trainable = trainer.build(config)
     trainable.model.train()
     trainable.step(0)
     trainable.model.eval()
-    train_identity.export(trainable, out)
-    return trainable, out
+    trainer.export(trainable, out)
+    return trainable
+
+
+@pytest.fixture(scope="module")
+def tiny_identity(tmp_path_factory):
+    out = tmp_path_factory.mktemp("identity")
+    return one_step_and_export(train_identity, TINY_IDENTITY, out), out
 
 
 def test_identity_export_round_trip(tiny_identity):
@@ -91,12 +96,7 @@ def test_verification_pairs_change_two_attributes():
 
 
 def test_attribute_judge_heads_and_round_trip(tmp_path):
-    training.seed_everything(0)
-    trainable = train_attributes.build(TINY_ATTRIBUTES)
-    trainable.model.train()
-    trainable.step(0)
-    trainable.model.eval()
-    train_attributes.export(trainable, tmp_path)
+    trainable = one_step_and_export(train_attributes, TINY_ATTRIBUTES, tmp_path)
     judge = train_attributes.load_attribute_judge(weights_dir=tmp_path)
     images = render(sample_params(5, seed=5, domain=list(DOMAIN_NAMES)))
     logits, pred = judge.logits(images), judge.predict(images)
