@@ -250,6 +250,17 @@ def test_minimal_pair_batch_groups_differ_in_one_attribute_and_positives_follow_
         assert bool(pos[i, i]) and not any(bool(pos[k, i]) for k in range(16) if labels[attr][k] != v)
 
 
+def test_minimal_attributes_focus_the_groups_and_reject_unknown_names():
+    focus = ["smile", "lipstick"]
+    prompts = {t: a for a, table in zero_shot.VALUE_PROMPTS.items() for t in table.values()}
+    cfg = dict(train_clip.DEFAULTS, batch_size=32, minimal_group=4, p_minimal_batch=1.0, p_template=0.0,
+               minimal_attributes=focus)
+    varied = {prompts[t] for step in range(3) for t in train_clip.make_batch(cfg, step)[1]}
+    assert varied == set(focus)
+    with pytest.raises(ValueError, match="'lipstik'.*valid: .*lipstick"):
+        train_clip.make_batch(dict(cfg, minimal_attributes=["lipstik"]), 0)
+
+
 def test_prompt_set_loss_prefers_the_right_value_and_skips_hidden_attributes():
     rng = random.Random(0)
     texts, keys = train_clip.prompt_set_texts(rng, p_template=0.0)

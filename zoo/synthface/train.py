@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from zoo.synthface import training
 
 TRAINERS = {  # network → trainer module; add a network with one line here and one train_<network>.py file
@@ -29,13 +31,23 @@ TRAINERS = {  # network → trainer module; add a network with one line here and
 }
 
 
+def _device_available(device: str) -> bool:
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError):
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo.synthface.train", description=__doc__.split("\n")[0])
     parser.add_argument("network", choices=sorted(TRAINERS))
     parser.add_argument("--steps", type=int, help="total steps (default: the trainer's documented value)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override config entries")
     parser.add_argument("--run-dir", type=Path, default=training.DEFAULT_RUN_DIR)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (rendering the data; the model on cpu)")
+    parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda, cuda:1, ... "
+                        "(the data are rendered on the CPU either way)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--no-export", action="store_true", help="train only (e.g. a CI smoke run)")
     args = parser.parse_args(argv)
@@ -49,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         config[key] = json.loads(value)
     if args.steps is not None:
         config["steps"] = args.steps
+    if args.device != "cpu" and not _device_available(args.device):
+        parser.error(f"--device {args.device!r} is not available here; valid: cpu"
+                     + (", cuda" if torch.cuda.is_available() else "") + " (see torch.cuda.is_available())")
     training.seed_everything(config["seed"])
     trainable = trainer.build(config)
     result = training.run_training(trainable, config["steps"], args.run_dir, args.checkpoint_every,
-                                   threads=args.threads)
+                                   threads=args.threads, device=args.device)
     print(json.dumps({"network": args.network, **{k: v for k, v in result.items() if k != "last"},
                       "last": result["last"]}))
     if args.no_export or not result["finished"]:
@@ -63,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         trainable.name, trainer.SUMMARY,
         {"command": f"python -m zoo.synthface.train {args.network}" + (f" --steps {args.steps}" if args.steps else ""),
          "config": json.dumps(config, sort_keys=True), "steps": result["steps"],
-         "wall time (s)": f"{result['elapsed_s']:.0f}", "hardware": training.hardware()},
+         "wall time (s)": f"{result['elapsed_s']:.0f}", "hardware": training.hardware(args.device)},
         gate_results)
     print(json.dumps({"gates": gate_results}, indent=2))
     return 0 if all(g["passed"] for g in gate_results) else 1

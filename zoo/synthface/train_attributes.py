@@ -97,7 +97,7 @@ class AttributeJudge(nn.Module):
 
 def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Sum of per-head cross-entropies (hair colour masked in the colourless domains) and per-head accuracies."""
-    colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS])
+    colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS], device=labels["domain"].device)
     visible = ~torch.isin(labels["domain"], colourless)
     total = logits["domain"].new_zeros(())
     accs = {}
@@ -121,12 +121,13 @@ def build(config) -> training.Trainable:
         g = training.step_generator(config["seed"], i)
         n = config["batch"]
         params = sample_params(n, generator=g, domain=training_domains(n, g, config["photo_prob"]))
+        dev = training.device_of(model)
         with torch.no_grad():
-            images = render(params)
+            images = render(params).to(dev)
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, accs = judge_loss(model.logits(images), params.labels())
+        loss, accs = judge_loss(model.logits(images), {k: v.to(dev) for k, v in params.labels().items()})
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

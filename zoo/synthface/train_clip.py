@@ -91,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
     "p_minimal_batch": 0.0,      # from step minimal_from on: share of minimal-pair batches (see make_minimal_batch)
     "minimal_from": 0,
     "minimal_group": 4,          # faces per group of a minimal-pair batch
+    "minimal_attributes": None,  # attributes a minimal-pair group varies (None: all; a list focuses a continuation)
     "schedule_start": 0,         # the warmup + cosine schedule restarts here (a continued run)
     "prompt_set_weight": 0.0,    # weight of the prompt-set (UniCL-style) loss, see prompt_set_loss
     "prompt_set_from": 0,
@@ -214,10 +215,14 @@ def make_minimal_batch(config: dict[str, Any], g: torch.Generator, domains: list
     k = int(config["minimal_group"])
     groups = int(config["batch_size"]) // k
     attrs = list(ATTRIBUTE_SPECS)
+    pool = list(config.get("minimal_attributes") or attrs)
+    unknown = sorted(set(pool) - set(attrs))
+    if unknown:
+        raise ValueError(f"minimal_attributes: unknown attribute(s) {unknown}; valid: {', '.join(attrs)}")
     parts, chosen = [], []
     base = sample_params(groups, generator=g, domain=domains).repeat_interleave(k)
     for j in range(groups):
-        a = attrs[int(torch.randint(len(attrs), (1,), generator=g))]
+        a = pool[int(torch.randint(len(pool), (1,), generator=g))]
         cls = torch.randint(len(ATTRIBUTE_SPECS[a].values), (k,), generator=g)
         part = with_attribute(base[j * k:(j + 1) * k], a, class_values(a, cls, g))
         parts.append(reveal(part, a, g))
@@ -325,7 +330,7 @@ def prompt_set_loss(img: torch.Tensor, prompt_emb: torch.Tensor, keys: list[tupl
     total, terms = img.new_zeros(()), 0
     for attr in list(ATTRIBUTE_SPECS) + ["domain"]:
         idx = [j for j, (a, _) in enumerate(keys) if a == attr]
-        mask = visible[attr] if attr in visible else torch.ones(len(img), dtype=torch.bool)
+        mask = visible[attr] if attr in visible else torch.ones(len(img), dtype=torch.bool, device=img.device)
         if not mask.any():
             continue
         logits = scale * img[mask] @ prompt_emb[idx].t()
@@ -374,13 +379,16 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
         if weight > 0:
             prompt_texts, keys = prompt_set_texts(random.Random(config["seed"] * 7919 + i), config["p_template"])
             texts += prompt_texts
-        img = F.normalize(model.encode_image(backbone.preprocess(batch.images)), dim=-1)
-        txt = F.normalize(model.encode_text(backbone.tokenizer(texts)), dim=-1)
+        dev = training.device_of(model)
+        backbone.to(dev)  # its preprocessing buffers follow the model (a no-op after the first step)
+        img = F.normalize(model.encode_image(backbone.preprocess(batch.images.to(dev))), dim=-1)
+        txt = F.normalize(model.encode_text(backbone.tokenizer(texts).to(dev)), dim=-1)
         scale = model.logit_scale.exp()
-        loss, acc = contrastive_loss(img, txt[:n], scale, batch.positives)
+        loss, acc = contrastive_loss(img, txt[:n], scale, batch.positives.to(dev))
         logs = {}
         if weight > 0:
-            ps = prompt_set_loss(img, txt[n:], keys, scale, batch.labels, batch.visible)
+            ps = prompt_set_loss(img, txt[n:], keys, scale, {k: v.to(dev) for k, v in batch.labels.items()},
+                                 {k: v.to(dev) for k, v in batch.visible.items()})
             loss = loss + weight * ps
             logs["prompt_set"] = float(ps.detach())
         opt.zero_grad(set_to_none=True)

@@ -92,11 +92,15 @@ def build(config, generator=None) -> training.Trainable:
         n = config["batch"]
         n_render = int(round(n * config["render_fraction"]))
         n_sample = n - n_render
+        dev = training.device_of(enc)
+        g.to(dev)  # frozen helpers follow the encoder (no-ops after the first step)
+        if identity is not None:
+            identity.to(dev)
         with torch.no_grad():
             z = torch.randn(n_sample, g.style_dim, generator=rng)
-            w = g.mapping(z)
+            w = g.mapping(z.to(dev))
             x_sample = g(w)
-            x_render = render(sample_params(n_render, generator=rng, domain="photo"))
+            x_render = render(sample_params(n_render, generator=rng, domain="photo")).to(dev)
             x = torch.cat([x_sample, x_render])
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:

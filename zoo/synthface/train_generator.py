@@ -198,17 +198,18 @@ def build(config) -> training.Trainable:
         if i == 0 and aux is not None and init is None and config.get("probe_pretrain_steps", 0) > 0:
             probe_pretrain(g, aux, config)
             ema.model.load_state_dict(g.state_dict())
+        dev = training.device_of(g)
         rng = training.step_generator(config["seed"], i)
         z = torch.randn(config["batch"], config["style_dim"], generator=rng)
-        real = targets(z)
+        real = targets(z).to(dev)
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
-        w = g.mapping(z)
+        w = g.mapping(z.to(dev))
         fake = g(w)
         loss, parts = distillation_loss(fake, real, config["edge_weight"])
         if aux is not None:
-            aux_loss = aux.loss(w, params_from_z(z))
+            aux_loss = aux.loss(w, params_from_z(z).to(dev))
             loss = loss + config["aux_weight"] * aux_loss
             parts["aux"] = aux_loss.item()
         optimizer.zero_grad(set_to_none=True)
@@ -233,7 +234,7 @@ def probe_pretrain(g: Generator, aux: AuxProbe, config) -> float:
     loss = torch.zeros(())
     for _ in tqdm(range(config["probe_pretrain_steps"]), desc="generator: W read-out pretraining", leave=False):
         z = torch.randn(config["probe_pretrain_batch"], config["style_dim"], generator=rng)
-        loss = aux.loss(g.mapping(z), params_from_z(z))
+        loss = aux.loss(g.mapping(z.to(training.device_of(g))), params_from_z(z).to(training.device_of(g)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -149,8 +149,10 @@ def build(config) -> training.Trainable:
         labels = torch.randint(len(people), (n,), generator=g)
         params = sample_params(n, generator=g, domain=training_domains(n, g, config["photo_prob"]),
                                identity=people[labels])
+        dev = training.device_of(model)
         with torch.no_grad():
-            images = render(params)
+            images = render(params).to(dev)
+        labels, params = labels.to(dev), params.to(dev)
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -5,6 +5,9 @@ Every trainer (`zoo/synthface/train_*.py`) exposes `build(config) -> Trainable` 
 * the whole training state (model, optimizer, step, RNG states) is saved atomically every `checkpoint_every` steps
   and on SIGINT/SIGTERM to `runs/train/<name>/last.pt` (not committed), and a rerun resumes from it;
 * `torch.set_num_threads(1)` by default: trainings run in the background beside everything else on 2 cores;
+* `device`: the model (and the modules in `extra_state`) train there; the data are still drawn and rendered on
+  the CPU (the same stream on every device) and each step moves them to `device_of(model)`; the loop moves the
+  model back to the CPU before it returns, so export and gates run on the CPU;
 * finished weights are exported to `zoo/synthface/weights/<name>.safetensors` (committed) with a JSON sidecar of
   the config, and the trainer's gates go into the model card `zoo/synthface/cards/<name>.md`.
 """
@@ -86,10 +89,25 @@ def load_checkpoint(path: Path, trainable: Trainable) -> tuple[int, float]:
     return state["step"], state["elapsed_s"]
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """Where a module's parameters live (a step moves its CPU-made batch there)."""
+    return next(module.parameters()).device
+
+
+def move(trainable: Trainable, device: str | torch.device) -> None:
+    """The model and every module of `extra_state` (EMA copies, training-only heads) to `device`."""
+    trainable.model.to(device)
+    for value in trainable.extra_state.values():
+        if isinstance(value, nn.Module):
+            value.to(device)
+
+
 def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_DIR, checkpoint_every: int = 200,
-                 log_every: int = 50, threads: int = 1) -> dict[str, Any]:
-    """Run (or resume) `steps` optimisation steps; returns {"steps", "elapsed_s", "last"} with the last scalars."""
+                 log_every: int = 50, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """Run (or resume) `steps` optimisation steps on `device`; returns {"steps", "elapsed_s", "last", "finished"}
+    with the last scalars. The model is back on the CPU afterwards."""
     torch.set_num_threads(threads)
+    move(trainable, device)  # before the checkpoint: the optimizer state follows its parameters' device
     ckpt = run_dir / trainable.name / "last.pt"
     log_path = run_dir / trainable.name / "log.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +141,7 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        move(trainable, "cpu")
     trainable.model.eval()
     return {"steps": done, "elapsed_s": elapsed + time.perf_counter() - t0, "last": last,
             "finished": done >= steps}
@@ -149,9 +168,13 @@ def load_weights(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[dict[str, 
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
 
 
-def hardware() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
+def hardware(device: str = "cpu") -> str:
+    """The card's hardware line: CPU, core count, torch build, threads, and the GPU's name when one trained."""
+    line = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
            f"{torch.get_num_threads()} thread(s)"
+    if torch.device(device).type == "cuda":
+        line += f", trained on {torch.cuda.get_device_name(torch.device(device))}"
+    return line
 
 
 def write_model_card(name: str, summary: str, facts: dict[str, Any], gates: list[dict[str, Any]] | None = None,
