@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Continue the synthetic world's generator on a GPU, then re-fit the inversion encoder to it, inside a fixed time
+# budget, and pack the new weights, model cards and training logs into one archive.
+#
+#   GEN_MINUTES=5 ENC_MINUTES=2 bash tools/gpu_train_world.sh            # on the lent GPU machine ($OUT set there)
+#   DEVICE=cpu GEN_MINUTES=0.5 ENC_MINUTES=0.3 OUT=/tmp/o bash tools/gpu_train_world.sh   # a dry run on a CPU
+#
+# Why these two: the generator is the world's longest pole (cards/generator.md: blurred, its coverage gates fail on
+# 2 CPU cores after 240k images) and the encoder must be re-fitted to whatever generator ships. The other networks
+# train well enough on a CPU. Each network trains through the project's own resumable trainer
+# (`python -m zoo.synthface.train NETWORK --device cuda`); the data are rendered on the machine's CPU cores.
+#
+# Steps are sized to the budget: a short timing run (TIMING_STEPS steps in a scratch run directory) measures the
+# seconds per step, then the real run takes minutes * 60 / seconds-per-step steps, so its cosine schedule ends on
+# time. The generator starts from the committed weights (init_from "weights") at a larger batch.
+#
+# Only torch, safetensors, numpy, tqdm and onnx are needed (no open_clip): the machines' image has them.
+# Back here: unpack with `tar xzf world.tgz` in the repository root, read the cards, run the tests, commit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+DEVICE=${DEVICE:-cuda}
+THREADS=${THREADS:-$(nproc)}
+OUT=${OUT:?set OUT to the folder the archive goes to}
+GEN_MINUTES=${GEN_MINUTES:-5}
+ENC_MINUTES=${ENC_MINUTES:-2}
+GEN_BATCH=${GEN_BATCH:-256}
+ENC_BATCH=${ENC_BATCH:-128}
+TIMING_STEPS=${TIMING_STEPS:-20}
+RUN_DIR=${RUN_DIR:-runs/gpu-train}
+mkdir -p "$OUT" "$RUN_DIR"
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$RUN_DIR/gpu.txt" || true
+
+# steps NETWORK MINUTES ARGS...: time TIMING_STEPS steps in a scratch run directory, print the steps that fit
+steps_for() {
+  local network=$1 minutes=$2; shift 2
+  rm -rf "$RUN_DIR/timing"
+  python -m zoo.synthface.train "$network" --device "$DEVICE" --threads "$THREADS" --no-export \
+    --run-dir "$RUN_DIR/timing" --steps "$TIMING_STEPS" --checkpoint-every 100000 "$@" > "$RUN_DIR/timing.json"
+  python - "$RUN_DIR/timing.json" "$minutes" "$TIMING_STEPS" <<'EOF'
+import json, sys
+result = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+per_step = result["elapsed_s"] / int(sys.argv[3])
+print(max(int(sys.argv[3]), int(float(sys.argv[2]) * 60 / per_step)))
+EOF
+}
+
+GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100)
+GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}")
+echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"
+rm -rf "$RUN_DIR/generator"
+python -m zoo.synthface.train generator --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
+  --steps "$GEN_STEPS" "${GEN_ARGS[@]}" | tee "$RUN_DIR/generator.out" || true  # gates failing exits 1
+
+ENC_ARGS=(--set "batch=$ENC_BATCH" warmup=50)
+ENC_STEPS=$(steps_for encoder "$ENC_MINUTES" "${ENC_ARGS[@]}")
+echo "encoder: $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
+rm -rf "$RUN_DIR/encoder"
+python -m zoo.synthface.train encoder --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
+  --steps "$ENC_STEPS" "${ENC_ARGS[@]}" | tee "$RUN_DIR/encoder.out" || true
+
+tar czf "$OUT/world.tgz" zoo/synthface/weights/generator.* zoo/synthface/weights/encoder.* \
+  zoo/synthface/cards/generator.md zoo/synthface/cards/encoder.md \
+  "$RUN_DIR/gpu.txt" "$RUN_DIR/generator.out" "$RUN_DIR/encoder.out" \
+  "$RUN_DIR/generator/log.jsonl" "$RUN_DIR/encoder/log.jsonl"
+ls -l "$OUT"
