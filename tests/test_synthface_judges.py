@@ -119,6 +119,19 @@ def test_hair_colour_masked_in_colourless_domains():
     assert "hair_color" not in accs and "smile" in accs
 
 
+def test_head_weights_scale_only_their_head_and_reject_unknown_heads():
+    g = torch.Generator().manual_seed(0)
+    logits = {k: torch.randn(5, len(v), generator=g) for k, v in {**ATTRIBUTES, "domain": DOMAIN_NAMES}.items()}
+    labels = {k: torch.randint(v.shape[1], (5,), generator=g) for k, v in logits.items()}
+    labels["domain"] = torch.zeros(5, dtype=torch.long)  # photo: every head counts
+    plain, _ = train_attributes.judge_loss(logits, labels)
+    smile = torch.nn.functional.cross_entropy(logits["smile"], labels["smile"])
+    weighted, _ = train_attributes.judge_loss(logits, labels, {"smile": 3.0})
+    assert float(weighted - plain) == pytest.approx(2 * float(smile), rel=1e-5)
+    with pytest.raises(ValueError, match="'smiles'.*valid: .*smile"):
+        train_attributes.judge_loss(logits, labels, {"smiles": 2.0})
+
+
 def test_hair_colour_invisible_exactly_when_bald_and_shaven():
     from zoo.synthface import with_attribute
 

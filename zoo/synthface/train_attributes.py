@@ -30,7 +30,7 @@ from zoo.synthface import training
 from zoo.synthface.domains import DOMAIN_NAMES
 from zoo.synthface.nets import (ConvTrunk, adamw_with_decay_groups, count_parameters, training_domains,
                                  warmup_cosine)
-from zoo.synthface.params import ATTRIBUTES, sample_params
+from zoo.synthface.params import ATTRIBUTE_SPECS, ATTRIBUTES, sample_params
 from zoo.synthface.render import render
 
 NAME = "attributes"
@@ -48,6 +48,7 @@ DEFAULTS = {
     "lr": 2e-3,
     "weight_decay": 5e-4,
     "warmup": 100,
+    "head_weights": {},  # per-head loss weights (default 1), e.g. {"smile": 3.0} for a continuation
 }
 
 SUMMARY = """Small multi-head CNN attribute judge (residual conv trunk, BN + PReLU, shared FC feature, one linear
@@ -60,6 +61,7 @@ no visible hair colour) and domain accuracy over all domains."""
 EVAL_PHOTO_SEED = 8_001
 EVAL_DOMAINS_SEED = 8_002
 EVAL_RENDERS = 2000
+SMILE_CLEAR_MARGIN = 0.1  # smile in [-1, 1], bin edges at +-0.35: a render this far from an edge is unambiguous
 
 
 def head_sizes() -> dict[str, int]:
@@ -95,8 +97,14 @@ class AttributeJudge(nn.Module):
         return {name: out.argmax(-1) for name, out in self.logits(images).items()}
 
 
-def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    """Sum of per-head cross-entropies (hair colour masked in the colourless domains) and per-head accuracies."""
+def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: dict[str, float] | None = None
+               ) -> tuple[Tensor, dict[str, float]]:
+    """Weighted sum of per-head cross-entropies (hair colour masked in the colourless domains; `weights` default
+    1 per head) and per-head accuracies."""
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(logits))
+    if unknown:
+        raise ValueError(f"head_weights: unknown head(s) {unknown}; valid: {', '.join(logits)}")
     colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS], device=labels["domain"].device)
     visible = ~torch.isin(labels["domain"], colourless)
     total = logits["domain"].new_zeros(())
@@ -107,7 +115,7 @@ def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> tuple[Te
             out, target = out[visible], target[visible]
             if target.numel() == 0:
                 continue
-        total = total + F.cross_entropy(out, target)
+        total = total + float(weights.get(name, 1.0)) * F.cross_entropy(out, target)
         accs[name] = (out.argmax(-1) == target).float().mean().item()
     return total, accs
 
@@ -127,7 +135,8 @@ def build(config) -> training.Trainable:
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, accs = judge_loss(model.logits(images), {k: v.to(dev) for k, v in params.labels().items()})
+        loss, accs = judge_loss(model.logits(images), {k: v.to(dev) for k, v in params.labels().items()},
+                                config.get("head_weights"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -189,6 +198,13 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int 
     acc = float(photo["hair_color"].float().mean())
     results.append({"name": f"hair_color accuracy, photo, all {n} renders incl. bald and shaven (info)",
                     "value": acc, "threshold": "info", "passed": True})
+    # smile is a continuous value cut into caption bins: how much of the error sits next to a bin edge?
+    smile = photo_params.attrs["smile"].float()
+    edge = torch.stack([(smile - b).abs() for b in ATTRIBUTE_SPECS["smile"].bins]).min(0).values
+    clear = edge >= SMILE_CLEAR_MARGIN
+    results.append({"name": f"smile accuracy, photo, the {int(clear.sum())} renders >= {SMILE_CLEAR_MARGIN} from a "
+                            "bin edge (info)", "value": float(photo["smile"][clear].float().mean()),
+                    "threshold": "info", "passed": True})
     everywhere = sample_params(n, seed=EVAL_DOMAINS_SEED, domain=list(DOMAIN_NAMES))
     hits = accuracies(judge, everywhere)
     acc = float(hits["domain"].float().mean())
