@@ -7,6 +7,9 @@ Each trainer module (`zoo/synthface/train_<network>.py`) defines:
     build(config) -> training.Trainable
     export(trainable) -> Path              writes zoo/synthface/weights/<name>.safetensors (+ .json)
     gates(device="cpu") -> list[dict]      evaluates the exported weights: [{name, value, threshold, passed}]
+
+A step draws its batch on the CPU and moves it to `training.device_of(model)`, so `--device cuda` trains the same
+data stream on a GPU (the loop moves the model there and back; export and gates run on the CPU).
 """
 
 from __future__ import annotations
