@@ -122,6 +122,7 @@ class Runner:
         self.store = RunStore(options.out_dir)
         self.manifest = build_manifest(suite, suite_path, self.losses, self.judges, options)
         self.manifest["variants"] = [[m.name, m.label] for m in suite.methods]
+        self.manifest["edits"] = [e.name for e in suite.edits]  # the suite's order, for per-edit tables
         self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
                                          for m in self.metrics if m.judge_is_loss_network()}
         self.store.open_run(self.manifest, options.resume, MATCH_KEYS)

@@ -26,13 +26,28 @@ def load_run(run_dir: Path) -> tuple[RunStore, dict]:
     return store, store.read_manifest()
 
 
+def by_edit(records) -> list[dict]:
+    """Summary rows per (method, variant, edit, metric); with several seeds each row also carries `seed_range`,
+    the lowest and highest of its per-seed means (how much a conclusion moves with the seed)."""
+    rows = summarize(records, by=("method", "variant", "edit"))
+    if records.empty or records["seed"].nunique() < 2:
+        return rows
+    keys = ["method", "variant", "edit", "metric"]
+    per_seed = records.groupby([*keys, "seed"])["value"].mean().groupby(keys).agg(["min", "max"])
+    for row in rows:
+        low, high = per_seed.loc[tuple(row[k] for k in keys)]
+        row["seed_range"] = [float(low), float(high)]
+    return rows
+
+
 def report_json(run_dir: Path) -> dict:
-    """{"suite": …, "rows": [{"method", "variant", "metric", "mean", "ci95": [lo, hi], "n"}], …}."""
+    """{"suite": …, "rows": [{"method", "variant", "metric", "mean", "ci95": [lo, hi], "n"}],
+    "by_edit": [the same with "edit" (and "seed_range" with several seeds)], …}."""
     store, manifest = load_run(run_dir)
     records = store.records()
     cells = store.cells()
     return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "device": manifest["device"],
-            "git_commit": manifest["git_commit"], "rows": summarize(records),
+            "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
             "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
             "notes": manifest.get("metric_notes", {})}
 
@@ -80,10 +95,36 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
             parts.append(f"## Ablation: {family}\n\n" + markdown_table(rows, members, quality + cost))
         else:
             parts.append(render(rows, members, quality + cost, caption=f"Ablation of {family}. {title}"))
+    parts += _per_edit_tables(report, variants, quality, fmt, title, manifest.get("edits", []))
     if fmt == "md":
         header = f"# {title}\n\nmean ± half-width of the 95% bootstrap CI; ↑/↓ higher/lower is better; best in bold.\n"
         return header + "\n" + "\n".join(parts)
     return "\n".join(parts)
+
+
+def _per_edit_tables(report: dict, variants: list[tuple[str, str]], quality: list[str], fmt: str,
+                     title: str, suite_order: list[str]) -> list[str]:
+    """One table per scored quality metric with one column per edit (suites with several edits), edits in the
+    suite's order."""
+    rows = report.get("by_edit", [])
+    present = set(r["edit"] for r in rows)
+    edits = [e for e in suite_order if e in present] + sorted(present - set(suite_order))
+    if len(edits) < 2:
+        return []
+    seeds = any("seed_range" in r for r in rows)
+    parts = []
+    for metric in quality:
+        if metric_info(metric).higher_is_better is None:
+            continue  # counts and info columns
+        metric_rows = [r for r in rows if r["metric"] == metric]
+        if fmt == "md":
+            note = " (mean ± CI [lowest, highest per-seed mean])" if seeds else ""
+            parts.append(f"## By edit: {metric}{note}\n\n"
+                         + markdown_table(metric_rows, variants, edits, column_key="edit", metric=metric))
+        else:
+            parts.append(latex_table(metric_rows, variants, edits, caption=f"{metric} by edit. {title}",
+                                     column_key="edit", metric=metric))
+    return parts
 
 
 def write_reports(run_dir: Path) -> dict:

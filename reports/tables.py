@@ -1,5 +1,8 @@
 """Summary rows → tables: Markdown and LaTeX (booktabs), one row per method variant, one column per metric,
-"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold."""
+"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold.
+
+A per-edit table (`column_key="edit"`) shows one metric with one column per edit; its rows may carry `seed_range`
+(the lowest and highest per-seed mean), which the Markdown form prints as "[lo, hi]" after the CI."""
 
 from __future__ import annotations
 
@@ -22,20 +25,21 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
-def pivot(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str]) -> dict:
-    """{(method, variant): {metric: row}}."""
+def pivot(rows: Sequence[dict], variants: Sequence[tuple[str, str]], columns: Sequence[str],
+          column_key: str = "metric") -> dict:
+    """{(method, variant): {column: row}} where a row's column is its `column_key` value (metric or edit)."""
     table: dict[tuple[str, str], dict[str, dict]] = {v: {} for v in variants}
     for row in rows:
         key = (row["method"], row["variant"])
-        if key in table and row["metric"] in metrics:
-            table[key][row["metric"]] = row
+        if key in table and row.get(column_key) in columns:
+            table[key][row[column_key]] = row
     return table
 
 
-def _best(table: dict, metric: str) -> tuple[str, str] | None:
+def _best(table: dict, column: str, metric: str) -> tuple[str, str] | None:
     info = metric_info(metric)
-    candidates = [(key, cells[metric]["mean"]) for key, cells in table.items()
-                  if metric in cells and not math.isnan(cells[metric]["mean"])]
+    candidates = [(key, cells[column]["mean"]) for key, cells in table.items()
+                  if column in cells and not math.isnan(cells[column]["mean"])]
     if info.higher_is_better is None or len(candidates) < 2:
         return None
     chooser = max if info.higher_is_better else min
@@ -47,26 +51,36 @@ def _arrow(metric: str) -> str:
     return "" if higher is None else (" ↑" if higher else " ↓")
 
 
-def _cells(table: dict, metric: str) -> dict[tuple[str, str], tuple[str, bool]]:
-    best = _best(table, metric)
+def _cells(table: dict, column: str, metric: str, seed_range: bool = False
+           ) -> dict[tuple[str, str], tuple[str, bool]]:
+    best = _best(table, column, metric)
     out = {}
     for key, cells in table.items():
-        row = cells.get(metric)
+        row = cells.get(column)
         if row is None:
             out[key] = ("–", False)
             continue
         low, high = row["ci95"]
         half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else float("nan")
         text = _fmt(row["mean"]) + ("" if math.isnan(half) or half == 0 else f" ± {_fmt(half)}")
+        if seed_range and row.get("seed_range"):
+            text += " [{}, {}]".format(*(_fmt(v) for v in row["seed_range"]))
         out[key] = (text, key == best)
     return out
 
 
+def _columns(table: dict, columns: Sequence[str], metric: str | None, seed_range: bool = False) -> dict:
+    """column → {variant key: (text, bold)}; `metric` None: each column is its own metric."""
+    return {c: _cells(table, c, metric or c, seed_range) for c in columns}
+
+
 def markdown_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
-                   notes: dict[str, str] | None = None) -> str:
-    table = pivot(rows, variants, metrics)
-    columns = {m: _cells(table, m) for m in metrics}
-    header = "| method | variant | " + " | ".join(f"{m}{_arrow(m)}" for m in metrics) + " |"
+                   notes: dict[str, str] | None = None, column_key: str = "metric", metric: str | None = None
+                   ) -> str:
+    """`column_key="edit"` with one `metric`: the columns are edits (`metrics` lists them) of that metric."""
+    table = pivot(rows, variants, metrics, column_key)
+    columns = _columns(table, metrics, metric, seed_range=column_key != "metric")
+    header = "| method | variant | " + " | ".join(f"{m}{_arrow(metric or m)}" for m in metrics) + " |"
     lines = [header, "|" + "---|" * (len(metrics) + 2)]
     for key in variants:
         cells = [f"**{t}**" if bold else t for t, bold in (columns[m][key] for m in metrics)]
@@ -84,10 +98,11 @@ def _latex_escape(text: str) -> str:
 
 
 def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
-                caption: str = "") -> str:
-    table = pivot(rows, variants, metrics)
-    columns = {m: _cells(table, m) for m in metrics}
-    arrows = {m: _arrow(m).strip().replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$") for m in metrics}
+                caption: str = "", column_key: str = "metric", metric: str | None = None) -> str:
+    table = pivot(rows, variants, metrics, column_key)
+    columns = _columns(table, metrics, metric)
+    arrows = {m: _arrow(metric or m).strip().replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
+              for m in metrics}
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "c" * len(metrics) + "}", r"\toprule",
              "Method & Variant & " + " & ".join(f"{_latex_escape(m)} {arrows[m]}".strip() for m in metrics)
              + r" \\", r"\midrule"]

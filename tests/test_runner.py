@@ -236,3 +236,30 @@ def test_compare_skips_metrics_undefined_in_the_baseline():
                                     "mean": float("nan"), "ci95": [float("nan")] * 2}]}
     run = {"suite": "s", "rows": [dict(base["rows"][0])]}
     assert regressions(run, base) == []
+
+
+def test_per_edit_tables_follow_the_suite_order_and_show_the_seed_range():
+    import pandas as pd
+
+    from reports.build import by_edit, tables
+
+    values = {("zombie", 0): [1.0, 1.0], ("zombie", 1): [0.0, 1.0], ("comic", 0): [0.0, 0.0], ("comic", 1): [0.0, 1.0]}
+    records = pd.DataFrame([{"method": "nada", "variant": "nada", "edit": e, "batch": 0, "seed": s, "sample": i,
+                             "metric": "attr_target", "value": v}
+                            for (e, s), vs in values.items() for i, v in enumerate(vs)])
+    rows = by_edit(records)
+    zombie = next(r for r in rows if r["edit"] == "zombie")
+    assert zombie["mean"] == pytest.approx(0.75) and zombie["seed_range"] == [0.5, 1.0] and zombie["n"] == 4
+    comic = next(r for r in rows if r["edit"] == "comic")
+    assert comic["seed_range"] == [0.0, 0.5]
+    report = {"suite": "s", "suite_hash": "h", "device": "cpu", "notes": {}, "by_edit": rows,
+              "rows": [{"method": "nada", "variant": "nada", "metric": "attr_target", "mean": 0.5,
+                        "ci95": [0.2, 0.8], "n": 8}]}
+    text = tables(report, {"variants": [["nada", "nada"]], "edits": ["zombie", "comic"]}, "md")
+    section = text[text.index("## By edit: attr_target"):]
+    assert "| method | variant | zombie ↑ | comic ↑ |" in section  # the suite's order, not alphabetical
+    assert "0.750" in section and "[0.500, 1.000]" in section and "[0.000, 0.500]" in section
+    latex = tables(report, {"variants": [["nada", "nada"]], "edits": ["zombie", "comic"]}, "latex")
+    assert "attr\\_target by edit" in latex and "zombie" in latex
+    one_seed = by_edit(records[records["seed"] == 0])
+    assert all("seed_range" not in r for r in one_seed)
