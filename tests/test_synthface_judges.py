@@ -174,3 +174,18 @@ def test_committed_attribute_judge_on_held_out_renders():
     hits = train_attributes.accuracies(judge, sample_params(64, seed=train_attributes.EVAL_DOMAINS_SEED + 100,
                                                             domain=list(DOMAIN_NAMES)))
     assert hits["domain"].float().mean().item() >= 0.85
+
+
+def test_model_card_rewrite_keeps_the_hand_written_sections(tmp_path):
+    gate = {"name": "g", "value": 0.5, "threshold": 0.9, "passed": False}
+    training.write_model_card("net", "Summary one.", {"steps": 10}, [gate], cards_dir=tmp_path)
+    path = tmp_path / "net.md"
+    path.write_text(path.read_text() + "\n## Training history\n\nLeg 1: 0-10.\n\n## Diagnostics\n\nA note.\n")
+    training.write_model_card("net", "Summary two.", {"steps": 20}, [dict(gate, value=0.95, passed=True)],
+                              cards_dir=tmp_path)
+    text = path.read_text()
+    assert "Summary two." in text and "Summary one." not in text
+    assert "| steps | 20 |" in text and "| steps | 10 |" not in text
+    assert "| g | 0.9500 | 0.9 | True |" in text and "0.5000" not in text and text.count("## Gates") == 1
+    assert text.index("## Gates") < text.index("## Training history") < text.index("## Diagnostics")
+    assert "Leg 1: 0-10." in text and "A note." in text

@@ -179,16 +179,29 @@ def hardware(device: str = "cpu") -> str:
 
 def write_model_card(name: str, summary: str, facts: dict[str, Any], gates: list[dict[str, Any]] | None = None,
                      cards_dir: Path = CARDS_DIR) -> Path:
-    """A short Markdown model card: what was trained on what, how long, on which machine, and its gates."""
+    """A short Markdown model card: what was trained on what, how long, on which machine, and its gates.
+
+    The summary, facts and gates are rewritten; every other `## ` section of an existing card (training history,
+    legs, diagnostics, per-domain tables) is kept after them, so a resumed leg does not erase the card's record."""
     cards_dir.mkdir(parents=True, exist_ok=True)
+    path = cards_dir / f"{name}.md"
+    kept = [s for s in _card_sections(path.read_text())[1:] if not s.startswith("## Gates")] if path.is_file() else []
     lines = [f"# {name}", "", summary.strip(), "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts.items()]
     if gates:
         lines += ["", "## Gates", "", "| gate | value | threshold | passed |", "|---|---|---|---|"]
         lines += [f"| {g['name']} | {g['value']:.4f} | {g['threshold']} | {g['passed']} |" for g in gates]
-    path = cards_dir / f"{name}.md"
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    for section in kept:
+        text += "\n" + section.rstrip("\n") + "\n"
+    path.write_text(text)
     return path
+
+
+def _card_sections(text: str) -> list[str]:
+    """[the part before the first `## ` heading, then each `## ` section with its heading]."""
+    parts = ("\n" + text).split("\n## ")
+    return [parts[0].lstrip("\n")] + ["## " + p for p in parts[1:]]
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
