@@ -123,6 +123,20 @@ def test_contrastive_loss_multi_positive():
 
 
 # ------------------------------------------------------------------------------------------------ export / load
+def test_init_from_exported_weights_continues_the_exported_network(tiny_arch, tmp_path):
+    training.seed_everything(0)
+    trainable = train_clip.build(tiny_config(train_clip))
+    trainable.step(0)
+    train_clip.export(trainable, weights_dir=tmp_path)
+    training.seed_everything(1)  # another random init: only init_from can make the two agree
+    resumed = train_clip.build(dict(tiny_config(train_clip), init_from=str(tmp_path)))
+    exported = train_clip.load("clip", weights_dir=tmp_path).model.state_dict()
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, exported[key].to(value.dtype)), key
+    assert resumed.model.state_dict()["visual.proj"].dtype == torch.float32  # trains in float32
+    resumed.step(1)
+
+
 def test_export_load_round_trip_with_pruned_embedding(tiny_arch, tmp_path):
     training.seed_everything(0)
     trainable = train_clip.build(tiny_config(train_clip))

@@ -95,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "schedule_start": 0,         # the warmup + cosine schedule restarts here (a continued run)
     "prompt_set_weight": 0.0,    # weight of the prompt-set (UniCL-style) loss, see prompt_set_loss
     "prompt_set_from": 0,
+    "init_from": None,           # "weights" (the committed export) or a weights folder: continue a network whose
+                                 # runs/train checkpoint is gone (fresh optimizer; float16, unused token rows zero)
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch on renders of all 8 domains of the
@@ -365,6 +367,9 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
     backbone = build_backbone(config["model"], trainable=True)
     model = backbone.model
+    if config.get("init_from"):
+        source = training.WEIGHTS_DIR if config["init_from"] == "weights" else Path(config["init_from"])
+        model.load_state_dict(load(name, weights_dir=source).model.state_dict())
     opt = torch.optim.AdamW(_param_groups(model, float(config["weight_decay"])), lr=float(config["lr"]),
                             betas=tuple(config["betas"]), eps=1e-6)
     max_scale = math.log(100.0)
