@@ -299,6 +299,14 @@ def test_prompt_set_loss_prefers_the_right_value_and_skips_hidden_attributes():
     shuffled = dict(labels, hair_color=(labels["hair_color"] + 1) % len(ATTRIBUTE_SPECS["hair_color"].values))
     assert torch.allclose(train_clip.prompt_set_loss(aligned, emb, keys, scale, labels, hidden),
                           train_clip.prompt_set_loss(aligned, emb, keys, scale, shuffled, hidden))
+    # per-attribute weights: weighting one term by w adds (w - 1) x that term / number of terms
+    smile_idx = [j for j, (a, _) in enumerate(keys) if a == "smile"]
+    smile_term = torch.nn.functional.cross_entropy(scale * rand @ emb[smile_idx].t(), labels["smile"])
+    terms = len(ATTRIBUTE_SPECS) + 1
+    weighted = train_clip.prompt_set_loss(rand, emb, keys, scale, labels, visible, {"smile": 10.0})
+    assert torch.allclose(weighted, bad + 9.0 * smile_term / terms, atol=1e-5)
+    with pytest.raises(ValueError, match="'smiling'.*valid: .*smile"):
+        train_clip.prompt_set_loss(rand, emb, keys, scale, labels, visible, {"smiling": 2.0})
 
 
 def test_restarted_schedule_warms_up_and_decays_from_schedule_start():

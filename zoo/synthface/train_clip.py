@@ -95,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "schedule_start": 0,         # the warmup + cosine schedule restarts here (a continued run)
     "prompt_set_weight": 0.0,    # weight of the prompt-set (UniCL-style) loss, see prompt_set_loss
     "prompt_set_from": 0,
+    "prompt_set_attribute_weights": {},  # per-attribute weight of its prompt-set term (default 1), e.g.
+                                         # {"smile": 10.0} to focus a continuation on an attribute still at chance
     "init_from": None,           # "weights" (the committed export) or a weights folder: continue a network whose
                                  # runs/train checkpoint is gone (fresh optimizer; float16, unused token rows zero)
 }
@@ -325,10 +327,17 @@ def prompt_set_texts(rng: random.Random, p_template: float) -> tuple[list[str], 
 
 
 def prompt_set_loss(img: torch.Tensor, prompt_emb: torch.Tensor, keys: list[tuple[str, int]], scale: torch.Tensor,
-                    labels: dict[str, torch.Tensor], visible: dict[str, torch.Tensor]) -> torch.Tensor:
+                    labels: dict[str, torch.Tensor], visible: dict[str, torch.Tensor],
+                    weights: dict[str, float] | None = None) -> torch.Tensor:
     """Image -> text InfoNCE over the prompt set, one softmax per attribute (UniCL-style: the texts of the labels
     are the candidates, every face is contrasted against all values of each attribute it shows). Faces where
-    the attribute is hidden are left out of that attribute's term."""
+    the attribute is hidden are left out of that attribute's term. The mean over the terms weights attribute `a`'s
+    term by `weights[a]` (default 1)."""
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(ATTRIBUTE_SPECS) - {"domain"})
+    if unknown:
+        raise ValueError(f"prompt_set_attribute_weights: unknown attribute(s) {unknown}; valid: "
+                         f"{', '.join(list(ATTRIBUTE_SPECS) + ['domain'])}")
     total, terms = img.new_zeros(()), 0
     for attr in list(ATTRIBUTE_SPECS) + ["domain"]:
         idx = [j for j, (a, _) in enumerate(keys) if a == attr]
@@ -336,7 +345,7 @@ def prompt_set_loss(img: torch.Tensor, prompt_emb: torch.Tensor, keys: list[tupl
         if not mask.any():
             continue
         logits = scale * img[mask] @ prompt_emb[idx].t()
-        total = total + F.cross_entropy(logits, labels[attr][mask])
+        total = total + float(weights.get(attr, 1.0)) * F.cross_entropy(logits, labels[attr][mask])
         terms += 1
     return total / max(terms, 1)
 
@@ -393,7 +402,8 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
         logs = {}
         if weight > 0:
             ps = prompt_set_loss(img, txt[n:], keys, scale, {k: v.to(dev) for k, v in batch.labels.items()},
-                                 {k: v.to(dev) for k, v in batch.visible.items()})
+                                 {k: v.to(dev) for k, v in batch.visible.items()},
+                                 config.get("prompt_set_attribute_weights"))
             loss = loss + weight * ps
             logs["prompt_set"] = float(ps.detach())
         opt.zero_grad(set_to_none=True)
