@@ -1,6 +1,7 @@
 """The synthetic world's identity network and attribute judge: trainers, export round trips, the insightface ONNX
 form, and (when the committed weights exist) a small accuracy sanity check on held-out renders."""
 
+import argparse
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from zoo.identity import IdentityLoss, load_onnx_recognizer
 from zoo.synthface import ATTRIBUTES, DOMAIN_NAMES, render, sample_params, training
+from zoo.synthface.params import ATTRIBUTE_SPECS
 from zoo.synthface import train_attributes, train_identity
 
 TINY_IDENTITY = dict(train_identity.DEFAULTS, batch=8, n_identities=16, widths=[8, 16, 16, 16], embed_dim=16,
@@ -111,6 +113,37 @@ def test_attribute_judge_heads_and_round_trip(tmp_path):
         assert torch.equal(logits[name], reference[name]), name
 
 
+def test_smile_logits_pick_exactly_the_caption_bin_of_the_value():
+    lo, hi = ATTRIBUTE_SPECS["smile"].bins
+    values = torch.tensor([-1.0, lo - 1e-3, lo + 1e-3, 0.0, hi - 1e-3, hi + 1e-3, 1.0])
+    assert train_attributes.smile_logits(values).argmax(-1).tolist() == [0, 0, 1, 1, 1, 2, 2]
+    p = sample_params(200, seed=3)
+    assert torch.equal(train_attributes.smile_logits(p.attrs["smile"]).argmax(-1), p.labels()["smile"])
+
+
+def test_smile_value_head_decides_smile_round_trips_and_continues_the_committed_judge(tmp_path):
+    config = dict(TINY_ATTRIBUTES, smile_regression_weight=1.0)
+    trainable = one_step_and_export(train_attributes, config, tmp_path / "first")
+    judge = train_attributes.load_attribute_judge(weights_dir=tmp_path / "first")
+    assert judge.smile_value is not None
+    images = render(sample_params(5, seed=5))
+    with torch.no_grad():
+        _, value = judge.outputs(images)
+        reference = trainable.model.half().float().logits(images)
+    assert torch.equal(judge.logits(images)["smile"], train_attributes.smile_logits(value))
+    assert torch.equal(judge.logits(images)["smile"], reference["smile"])
+    # init_from: a judge without the value head continues with a new one; every other weight is copied
+    plain = one_step_and_export(train_attributes, TINY_ATTRIBUTES, tmp_path / "plain")
+    continued = train_attributes.build(dict(config, init_from=str(tmp_path / "plain")))
+    exported = train_attributes.load_attribute_judge(weights_dir=tmp_path / "plain").state_dict()
+    for k, v in continued.model.state_dict().items():
+        if not k.startswith("smile_value."):
+            assert torch.equal(v, exported[k].to(v.dtype)), k
+    assert math.isfinite(continued.step(0)["loss"]) and plain.model.smile_value is None
+    with pytest.raises(ValueError, match="does not match"):
+        train_attributes.build(dict(TINY_ATTRIBUTES, hidden=32, init_from=str(tmp_path / "plain")))
+
+
 def test_hair_colour_masked_in_colourless_domains():
     logits = {k: torch.zeros(2, len(v)) for k, v in {**ATTRIBUTES, "domain": DOMAIN_NAMES}.items()}
     labels = {k: torch.zeros(2, dtype=torch.long) for k in logits}
@@ -189,3 +222,16 @@ def test_model_card_rewrite_keeps_the_hand_written_sections(tmp_path):
     assert "| g | 0.9500 | 0.9 | True |" in text and "0.5000" not in text and text.count("## Gates") == 1
     assert text.index("## Gates") < text.index("## Training history") < text.index("## Diagnostics")
     assert "Leg 1: 0-10." in text and "A note." in text
+
+
+def test_card_facts_record_the_command_as_typed_and_label_a_resumed_leg():
+    from zoo.synthface import train
+    argv = ["clip", "--steps", "300", "--set", 'minimal_attributes=["smile"]', "lr=0.0003"]
+    args = argparse.Namespace(device="cpu")
+    fresh = train.card_facts(args, argv, {"lr": 3e-4}, {"start": 0, "steps": 300, "elapsed_s": 12.3})
+    assert fresh["command"] == "python -m zoo.synthface.train clip --steps 300 --set " \
+                               "'minimal_attributes=[\"smile\"]' lr=0.0003"
+    assert fresh["config"] == '{"lr": 0.0003}' and fresh["steps"] == 300 and fresh["wall time (s)"] == "12"
+    resumed = train.card_facts(args, argv, {"lr": 3e-4}, {"start": 200, "steps": 300, "elapsed_s": 12.3})
+    assert resumed["command (last leg: steps 200-300; earlier legs in the history below)"] == fresh["command"]
+    assert resumed["config (last leg)"] == fresh["config"] and "command" not in resumed

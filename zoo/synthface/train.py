@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -40,6 +41,17 @@ def _device_available(device: str) -> bool:
     except (RuntimeError, AssertionError):
         return False
     return True
+
+
+def card_facts(args: argparse.Namespace, argv: list[str] | None, config: dict, result: dict) -> dict[str, str]:
+    """The model card's facts: the command as typed and the config; a run resumed from a checkpoint labels them
+    as its last leg (the card's hand-written history section records the earlier legs)."""
+    command = shlex.join(["python", "-m", "zoo.synthface.train", *(sys.argv[1:] if argv is None else argv)])
+    leg = f" (last leg: steps {result['start']}-{result['steps']}; earlier legs in the history below)" \
+        if result.get("start") else ""
+    return {f"command{leg}": command, "config" + (" (last leg)" if leg else ""): json.dumps(config, sort_keys=True),
+            "steps": result["steps"], "wall time (s)": f"{result['elapsed_s']:.0f}",
+            "hardware": training.hardware(args.device)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,12 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     trainer.export(trainable)
     gate_results = trainer.gates()
-    training.write_model_card(
-        trainable.name, trainer.SUMMARY,
-        {"command": f"python -m zoo.synthface.train {args.network}" + (f" --steps {args.steps}" if args.steps else ""),
-         "config": json.dumps(config, sort_keys=True), "steps": result["steps"],
-         "wall time (s)": f"{result['elapsed_s']:.0f}", "hardware": training.hardware(args.device)},
-        gate_results)
+    training.write_model_card(trainable.name, trainer.SUMMARY, card_facts(args, argv, config, result), gate_results)
     print(json.dumps({"gates": gate_results}, indent=2))
     return 0 if all(g["passed"] for g in gate_results) else 1
 

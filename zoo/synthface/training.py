@@ -104,8 +104,9 @@ def move(trainable: Trainable, device: str | torch.device) -> None:
 
 def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_DIR, checkpoint_every: int = 200,
                  log_every: int = 50, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
-    """Run (or resume) `steps` optimisation steps on `device`; returns {"steps", "elapsed_s", "last", "finished"}
-    with the last scalars. The model is back on the CPU afterwards."""
+    """Run (or resume) `steps` optimisation steps on `device`; returns {"start", "steps", "elapsed_s", "last",
+    "finished"}: the step it resumed from, the step reached, the run's total time and the last scalars. The model
+    is back on the CPU afterwards."""
     torch.set_num_threads(threads)
     move(trainable, device)  # before the checkpoint: the optimizer state follows its parameters' device
     ckpt = run_dir / trainable.name / "last.pt"
@@ -143,7 +144,7 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
             signal.signal(sig, handler)
         move(trainable, "cpu")
     trainable.model.eval()
-    return {"steps": done, "elapsed_s": elapsed + time.perf_counter() - t0, "last": last,
+    return {"start": start, "steps": done, "elapsed_s": elapsed + time.perf_counter() - t0, "last": last,
             "finished": done >= steps}
 
 
