@@ -49,6 +49,10 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "warmup": 100,
     "head_weights": {},  # per-head loss weights (default 1), e.g. {"smile": 3.0} for a continuation
+    "smile_regression_weight": 0.0,  # > 0: a smile-value head (smooth L1 on the continuous smile) that also
+                                     # decides the smile class (see AttributeJudge.smile_logits)
+    "init_from": None,   # "weights" (the committed export) or a weights folder: continue the committed judge in a
+                         # new run (fresh optimizer; a head the export lacks, e.g. the smile-value head, starts new)
 }
 
 SUMMARY = """Small multi-head CNN attribute judge (residual conv trunk, BN + PReLU, shared FC feature, one linear
@@ -71,7 +75,8 @@ def head_sizes() -> dict[str, int]:
 class AttributeJudge(nn.Module):
     """[N, 3, 64, 64] RGB in [-1, 1] -> per-head logits (`forward` = `logits`), `predict` -> class indices."""
 
-    def __init__(self, heads: dict[str, int], widths=(32, 64, 96, 128), depth: int = 1, hidden: int = 256):
+    def __init__(self, heads: dict[str, int], widths=(32, 64, 96, 128), depth: int = 1, hidden: int = 256,
+                 smile_regression: bool = False):
         super().__init__()
         self.trunk = ConvTrunk(widths, depth)
         c = self.trunk.out_channels
@@ -79,22 +84,41 @@ class AttributeJudge(nn.Module):
         self.feature = nn.Sequential(nn.Flatten(), nn.Linear(c * spatial * spatial, hidden, bias=False),
                                      nn.BatchNorm1d(hidden), nn.PReLU(hidden))
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, k) for name, k in heads.items()})
+        # smile is a continuous value cut into caption bins; regressing the value teaches the trunk its exact
+        # size (a dense signal), where bin cross-entropy only learns from faces near an edge that it misreads
+        self.smile_value = nn.Linear(hidden, 1) if smile_regression else None
         self.classes: dict[str, tuple[str, ...]] = {
             name: (DOMAIN_NAMES if name == "domain" else ATTRIBUTES.get(name, tuple(str(i) for i in range(k))))
             for name, k in heads.items()}
 
-    def logits(self, images: Tensor) -> dict[str, Tensor]:
+    def outputs(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """(every head's own logits, the regressed smile value [N] in [-1, 1] scale or None) for training."""
         if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
                                    antialias=True)
         h = self.feature(self.trunk(images))
-        return {name: head(h) for name, head in self.heads.items()}
+        value = self.smile_value(h).squeeze(-1) if self.smile_value is not None else None
+        return {name: head(h) for name, head in self.heads.items()}, value
+
+    def logits(self, images: Tensor) -> dict[str, Tensor]:
+        """Per-head logits; with a smile-value head the smile logits are `smile_logits` of the regressed value."""
+        out, value = self.outputs(images)
+        if value is not None:
+            out["smile"] = smile_logits(value)
+        return out
 
     forward = logits
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         return {name: out.argmax(-1) for name, out in self.logits(images).items()}
+
+
+def smile_logits(value: Tensor, sharpness: float = 10.0) -> Tensor:
+    """[N, 3] logits of (frowning, neutral, smiling) from a smile value: sharpness x (lo - v, 0, v - hi) for the
+    bin edges (lo, hi), so the argmax is exactly the caption bin of v."""
+    lo, hi = ATTRIBUTE_SPECS["smile"].bins
+    return sharpness * torch.stack([lo - value, torch.zeros_like(value), value - hi], dim=-1)
 
 
 def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: dict[str, float] | None = None
@@ -121,7 +145,18 @@ def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: di
 
 
 def build(config) -> training.Trainable:
-    model = AttributeJudge(head_sizes(), config["widths"], config["depth"], config["hidden"])
+    regress = float(config.get("smile_regression_weight", 0.0))
+    model = AttributeJudge(head_sizes(), config["widths"], config["depth"], config["hidden"], regress > 0)
+    if config.get("init_from"):
+        source = training.WEIGHTS_DIR if config["init_from"] == "weights" else Path(config["init_from"])
+        state, _ = training.load_weights(NAME, source)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"init_from {source}: the judge there does not match this config: {exc}") from None
+        if unexpected or any(not k.startswith("smile_value.") for k in missing):
+            raise ValueError(f"init_from {source}: the judge there does not match this config (missing {missing}, "
+                             f"unexpected {unexpected})")
     optimizer = adamw_with_decay_groups(model, config["lr"], config["weight_decay"])
     steps = config["steps"]
 
@@ -135,8 +170,13 @@ def build(config) -> training.Trainable:
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, accs = judge_loss(model.logits(images), {k: v.to(dev) for k, v in params.labels().items()},
+        out, value = model.outputs(images)
+        loss, accs = judge_loss(out, {k: v.to(dev) for k, v in params.labels().items()},
                                 config.get("head_weights"))
+        if value is not None:
+            target = params.attrs["smile"].float().to(dev)
+            loss = loss + regress * F.smooth_l1_loss(value, target, beta=0.1)
+            accs["smile"] = (smile_logits(value).argmax(-1) == params.labels()["smile"].to(dev)).float().mean().item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -149,6 +189,7 @@ def build(config) -> training.Trainable:
 def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
     config = dict(trainable.config)
     config["heads"] = head_sizes()
+    config["smile_regression"] = trainable.model.smile_value is not None
     config["parameters"] = count_parameters(trainable.model)
     return training.export_weights(NAME, trainable.model, config, weights_dir, dtype=torch.float16)
 
@@ -156,7 +197,8 @@ def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_D
 def load_attribute_judge(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> AttributeJudge:
     """The trained attribute judge (eval mode, frozen)."""
     state, config = training.load_weights(NAME, Path(weights_dir))
-    judge = AttributeJudge(config["heads"], config["widths"], config["depth"], config["hidden"])
+    judge = AttributeJudge(config["heads"], config["widths"], config["depth"], config["hidden"],
+                           bool(config.get("smile_regression", False)))
     judge.load_state_dict(state)
     return judge.eval().requires_grad_(False).to(device)
 
