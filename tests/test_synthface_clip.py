@@ -137,6 +137,43 @@ def test_init_from_exported_weights_continues_the_exported_network(tiny_arch, tm
     resumed.step(1)
 
 
+def test_image_aux_heads_learn_train_only_and_resume(tiny_arch, tmp_path):
+    config = tiny_config(train_clip, image_aux_heads=["smile"], image_aux_weight=1.0, steps=3)
+    training.seed_everything(0)
+    trainable = train_clip.build(config)
+    aux = trainable.extra_state["image_aux"]
+    assert list(aux) == ["smile"] and aux["smile"].out_features == 3
+    logs = trainable.step(0)
+    assert math.isfinite(logs["aux"]) and 0.0 <= logs["aux_acc_smile"] <= 1.0
+    # the head sees only the visible faces; its loss is the cross-entropy of its logits there
+    img = torch.nn.functional.normalize(torch.randn(6, 32, generator=torch.Generator().manual_seed(0)), dim=-1)
+    labels = {"smile": torch.tensor([0, 1, 2, 0, 1, 2])}
+    visible = {"smile": torch.tensor([True, True, False, False, True, True])}
+    loss, accs = train_clip.image_aux_loss(aux, img, labels, visible)
+    m = visible["smile"]
+    expected = torch.nn.functional.cross_entropy(aux["smile"](train_clip.AUX_SCALE * img[m]), labels["smile"][m])
+    assert torch.allclose(loss, expected) and set(accs) == {"aux_acc_smile"}
+    # not exported: the weights hold the CLIP only
+    train_clip.export(trainable, weights_dir=tmp_path)
+    stored, _ = training.load_weights("clip", tmp_path)
+    assert not any("aux" in k or k.startswith("smile") for k in stored)
+    # checkpointed with the run: a resumed run continues the same head
+    training.seed_everything(0)
+    full = train_clip.build(config)
+    training.run_training(full, 3, tmp_path / "full", checkpoint_every=1, threads=1)
+    training.seed_everything(0)
+    part = train_clip.build(config)
+    training.run_training(part, 2, tmp_path / "part", checkpoint_every=1, threads=1)
+    training.seed_everything(5)
+    resumed = train_clip.build(config)
+    training.run_training(resumed, 3, tmp_path / "part", checkpoint_every=1, threads=1)
+    for (k, a), b in zip(full.extra_state["image_aux"].state_dict().items(),
+                         resumed.extra_state["image_aux"].state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    with pytest.raises(ValueError, match="'smiles'.*valid: .*smile"):
+        train_clip.build(dict(config, image_aux_heads=["smiles"]))
+
+
 def test_export_load_round_trip_with_pruned_embedding(tiny_arch, tmp_path):
     training.seed_everything(0)
     trainable = train_clip.build(tiny_config(train_clip))

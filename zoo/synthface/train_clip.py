@@ -97,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     "prompt_set_from": 0,
     "prompt_set_attribute_weights": {},  # per-attribute weight of its prompt-set term (default 1), e.g.
                                          # {"smile": 10.0} to focus a continuation on an attribute still at chance
+    "image_aux_heads": [],       # training-only linear heads on the image embedding, e.g. ["smile"] (see build)
+    "image_aux_weight": 1.0,
     "init_from": None,           # "weights" (the committed export) or a weights folder: continue a network whose
                                  # runs/train checkpoint is gone (fresh optimizer; float16, unused token rows zero)
 }
@@ -379,8 +381,15 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
     if config.get("init_from"):
         source = training.WEIGHTS_DIR if config["init_from"] == "weights" else Path(config["init_from"])
         model.load_state_dict(load(name, weights_dir=source).model.state_dict())
-    opt = torch.optim.AdamW(_param_groups(model, float(config["weight_decay"])), lr=float(config["lr"]),
-                            betas=tuple(config["betas"]), eps=1e-6)
+    groups = _param_groups(model, float(config["weight_decay"]))
+    # Training-only attribute heads on the image embedding (not exported). They break a symmetric saddle: when
+    # neither tower encodes an attribute, its prompts embed identically (smile: cosine 1.000 between "a frowning /
+    # neutral / smiling face"), so the contrastive and prompt-set gradients towards it vanish. A supervised head
+    # makes the image embedding carry the attribute; the prompt-set term then pulls the prompts apart.
+    aux = image_aux_heads(config, model.visual.output_dim)
+    if aux is not None:
+        groups.append({"params": list(aux.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=float(config["lr"]), betas=tuple(config["betas"]), eps=1e-6)
     max_scale = math.log(100.0)
 
     def step(i: int) -> dict[str, float]:
@@ -406,6 +415,11 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
                                  config.get("prompt_set_attribute_weights"))
             loss = loss + weight * ps
             logs["prompt_set"] = float(ps.detach())
+        if aux is not None:
+            aux_loss, aux_acc = image_aux_loss(aux, img, {k: v.to(dev) for k, v in batch.labels.items()},
+                                               {k: v.to(dev) for k, v in batch.visible.items()})
+            loss = loss + float(config["image_aux_weight"]) * aux_loss
+            logs.update({"aux": float(aux_loss.detach()), **aux_acc})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
@@ -417,7 +431,35 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
                 "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm)}
 
     return training.Trainable(name=name, model=model, optimizer=opt, step=step, config=dict(config),
-                              extra_state={})
+                              extra_state={} if aux is None else {"image_aux": aux})
+
+
+AUX_SCALE = 10.0  # the heads read the unit-norm embedding scaled to logit range
+
+
+def image_aux_heads(config: dict[str, Any], dim: int) -> nn.ModuleDict | None:
+    """One linear head per attribute of `config["image_aux_heads"]` (None when the list is empty)."""
+    names = list(config.get("image_aux_heads") or [])
+    unknown = sorted(set(names) - set(ATTRIBUTE_SPECS))
+    if unknown:
+        raise ValueError(f"image_aux_heads: unknown attribute(s) {unknown}; valid: {', '.join(ATTRIBUTE_SPECS)}")
+    if not names:
+        return None
+    return nn.ModuleDict({a: nn.Linear(dim, len(ATTRIBUTE_SPECS[a].values)) for a in names})
+
+
+def image_aux_loss(aux: nn.ModuleDict, img: torch.Tensor, labels: dict[str, torch.Tensor],
+                   visible: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean cross-entropy of the aux heads on the faces that show their attribute, and each head's accuracy."""
+    total, accs = img.new_zeros(()), {}
+    for attr, head in aux.items():
+        mask = visible[attr]
+        if not mask.any():
+            continue
+        logits = head(AUX_SCALE * img[mask])
+        total = total + F.cross_entropy(logits, labels[attr][mask]) / len(aux)
+        accs[f"aux_acc_{attr}"] = float((logits.argmax(-1) == labels[attr][mask]).float().mean())
+    return total, accs
 
 
 def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
