@@ -2,6 +2,8 @@
 
 One head per attribute of `ATTRIBUTES` (smile is classified by its bin: frowning / neutral / smiling, as
 `FaceParams.labels()` gives it) and one head over the 8 `DOMAINS`, on a shared residual conv trunk (`nets.py`).
+With `smile_regression_weight` > 0 a smile-value head also regresses the continuous smile (smooth L1), and the
+judge's smile class is the bin of that value (`smile_logits`); the bin head keeps training beside it.
 Training data: renders with random people, attributes and pose, in every domain (photo with probability
 `photo_prob`, otherwise one of the other seven uniformly); loss: the sum of the heads' cross-entropies. The
 hair colour target is masked out of the loss in `COLOURLESS_DOMAINS` (pencil, marble), where the renderer draws
@@ -56,9 +58,10 @@ DEFAULTS = {
 }
 
 SUMMARY = """Small multi-head CNN attribute judge (residual conv trunk, BN + PReLU, shared FC feature, one linear
-head per editable attribute, smile by its bin, plus an 8-way domain head). Trained with summed cross-entropies on
-renders of random people, attributes and poses in all domains (photo about a third); the hair-colour loss is
-masked in the pencil and marble domains, where hair colour is not rendered. Gates: per-attribute accuracy on
+head per editable attribute, smile by its bin, plus an 8-way domain head; smile is read from a smile-value
+regression head, cut at the caption bins). Trained with summed cross-entropies (+ smooth L1 of the smile value) on
+renders of random people, attributes and poses in all domains; the hair-colour loss is masked in the pencil and
+marble domains, where hair colour is not rendered. Gates: per-attribute accuracy on
 held-out photo renders (hair colour on the ~93% of faces that show any hair: a bald face without facial hair has
 no visible hair colour) and domain accuracy over all domains."""
 

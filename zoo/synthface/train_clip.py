@@ -108,7 +108,8 @@ synthetic face world with varied attributes. Objective: symmetric InfoNCE (learn
 faces with the prompt's value) on the world's captions, single-attribute prompts ("a face with purple hair", "a face
 without glasses") and domain prompts, each wrapped in a random one of the 79 CLIP templates; from step 3,000 plus a
 prompt-set term (UniCL-style image-to-text InfoNCE of each face against every value prompt of each attribute it
-shows) and 30 % minimal-pair batches (groups of one face that differ in one attribute). Exported in float16 with the
+shows) and 30 % minimal-pair batches (groups of one face that differ in one attribute); the smile legs add a
+training-only linear smile head on the image embedding (`image_aux_heads`). Exported in float16 with the
 token embedding pruned to the world's vocabulary (other rows load as zeros). Gates: zero-shot accuracy with the
 79-template text embeddings on held-out photo renders (per attribute) and on the 8 domains
 (`zoo/synthface/zero_shot.py`)."""
