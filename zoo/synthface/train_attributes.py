@@ -52,7 +52,7 @@ DEFAULTS = {
     "warmup": 100,
     "head_weights": {},  # per-head loss weights (default 1), e.g. {"smile": 3.0} for a continuation
     "smile_regression_weight": 0.0,  # > 0: a smile-value head (smooth L1 on the continuous smile) that also
-                                     # decides the smile class (see AttributeJudge.smile_logits)
+                                     # decides the smile class (see smile_logits)
     "init_from": None,   # "weights" (the committed export) or a weights folder: continue the committed judge in a
                          # new run (fresh optimizer; a head the export lacks, e.g. the smile-value head, starts new)
 }
@@ -150,8 +150,8 @@ def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: di
 def build(config) -> training.Trainable:
     regress = float(config.get("smile_regression_weight", 0.0))
     model = AttributeJudge(head_sizes(), config["widths"], config["depth"], config["hidden"], regress > 0)
-    if config.get("init_from"):
-        source = training.WEIGHTS_DIR if config["init_from"] == "weights" else Path(config["init_from"])
+    source = training.init_dir(config.get("init_from"))
+    if source is not None:
         state, _ = training.load_weights(NAME, source)
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)

@@ -379,8 +379,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
     backbone = build_backbone(config["model"], trainable=True)
     model = backbone.model
-    if config.get("init_from"):
-        source = training.WEIGHTS_DIR if config["init_from"] == "weights" else Path(config["init_from"])
+    source = training.init_dir(config.get("init_from"))
+    if source is not None:
         model.load_state_dict(load(name, weights_dir=source).model.state_dict())
     groups = _param_groups(model, float(config["weight_decay"]))
     # Training-only attribute heads on the image embedding (not exported). They break a symmetric saddle: when

@@ -169,6 +169,14 @@ def load_weights(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[dict[str, 
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
 
 
+def init_dir(init_from: str | None) -> Path | None:
+    """Where a trainer's `init_from` points: None (train from scratch), "weights" (the committed
+    `WEIGHTS_DIR`) or any weights folder with the network's export."""
+    if not init_from:
+        return None
+    return WEIGHTS_DIR if init_from == "weights" else Path(init_from)
+
+
 def hardware(device: str = "cpu") -> str:
     """The card's hardware line: CPU, core count, torch build, threads, and the GPU's name when one trained."""
     line = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
