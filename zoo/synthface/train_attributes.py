@@ -129,9 +129,7 @@ def judge_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: di
     """Weighted sum of per-head cross-entropies (hair colour masked in the colourless domains; `weights` default
     1 per head) and per-head accuracies."""
     weights = weights or {}
-    unknown = sorted(set(weights) - set(logits))
-    if unknown:
-        raise ValueError(f"head_weights: unknown head(s) {unknown}; valid: {', '.join(logits)}")
+    training.check_names("head_weights", weights, logits)
     colourless = torch.tensor([DOMAIN_NAMES.index(d) for d in COLOURLESS_DOMAINS], device=labels["domain"].device)
     visible = ~torch.isin(labels["domain"], colourless)
     total = logits["domain"].new_zeros(())
@@ -174,12 +172,12 @@ def build(config) -> training.Trainable:
         for group in optimizer.param_groups:
             group["lr"] = lr
         out, value = model.outputs(images)
-        loss, accs = judge_loss(out, {k: v.to(dev) for k, v in params.labels().items()},
-                                config.get("head_weights"))
+        labels = {k: v.to(dev) for k, v in params.labels().items()}
+        loss, accs = judge_loss(out, labels, config.get("head_weights"))
         if value is not None:
             target = params.attrs["smile"].float().to(dev)
             loss = loss + regress * F.smooth_l1_loss(value, target, beta=0.1)
-            accs["smile"] = (smile_logits(value).argmax(-1) == params.labels()["smile"].to(dev)).float().mean().item()
+            accs["smile"] = (smile_logits(value).argmax(-1) == labels["smile"]).float().mean().item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -223,9 +223,7 @@ def make_minimal_batch(config: dict[str, Any], g: torch.Generator, domains: list
     groups = int(config["batch_size"]) // k
     attrs = list(ATTRIBUTE_SPECS)
     pool = list(config.get("minimal_attributes") or attrs)
-    unknown = sorted(set(pool) - set(attrs))
-    if unknown:
-        raise ValueError(f"minimal_attributes: unknown attribute(s) {unknown}; valid: {', '.join(attrs)}")
+    training.check_names("minimal_attributes", pool, attrs)
     parts, chosen = [], []
     base = sample_params(groups, generator=g, domain=domains).repeat_interleave(k)
     for j in range(groups):
@@ -337,10 +335,7 @@ def prompt_set_loss(img: torch.Tensor, prompt_emb: torch.Tensor, keys: list[tupl
     the attribute is hidden are left out of that attribute's term. The mean over the terms weights attribute `a`'s
     term by `weights[a]` (default 1)."""
     weights = weights or {}
-    unknown = sorted(set(weights) - set(ATTRIBUTE_SPECS) - {"domain"})
-    if unknown:
-        raise ValueError(f"prompt_set_attribute_weights: unknown attribute(s) {unknown}; valid: "
-                         f"{', '.join(list(ATTRIBUTE_SPECS) + ['domain'])}")
+    training.check_names("prompt_set_attribute_weights", weights, list(ATTRIBUTE_SPECS) + ["domain"])
     total, terms = img.new_zeros(()), 0
     for attr in list(ATTRIBUTE_SPECS) + ["domain"]:
         idx = [j for j, (a, _) in enumerate(keys) if a == attr]
@@ -410,15 +405,15 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
         scale = model.logit_scale.exp()
         loss, acc = contrastive_loss(img, txt[:n], scale, batch.positives.to(dev))
         logs = {}
+        labels = {k: v.to(dev) for k, v in batch.labels.items()}
+        visible = {k: v.to(dev) for k, v in batch.visible.items()}
         if weight > 0:
-            ps = prompt_set_loss(img, txt[n:], keys, scale, {k: v.to(dev) for k, v in batch.labels.items()},
-                                 {k: v.to(dev) for k, v in batch.visible.items()},
+            ps = prompt_set_loss(img, txt[n:], keys, scale, labels, visible,
                                  config.get("prompt_set_attribute_weights"))
             loss = loss + weight * ps
             logs["prompt_set"] = float(ps.detach())
         if aux is not None:
-            aux_loss, aux_acc = image_aux_loss(aux, img, {k: v.to(dev) for k, v in batch.labels.items()},
-                                               {k: v.to(dev) for k, v in batch.visible.items()})
+            aux_loss, aux_acc = image_aux_loss(aux, img, labels, visible)
             loss = loss + float(config["image_aux_weight"]) * aux_loss
             logs.update({"aux": float(aux_loss.detach()), **aux_acc})
         opt.zero_grad(set_to_none=True)
@@ -441,9 +436,7 @@ AUX_SCALE = 10.0  # the heads read the unit-norm embedding scaled to logit range
 def image_aux_heads(config: dict[str, Any], dim: int) -> nn.ModuleDict | None:
     """One linear head per attribute of `config["image_aux_heads"]` (None when the list is empty)."""
     names = list(config.get("image_aux_heads") or [])
-    unknown = sorted(set(names) - set(ATTRIBUTE_SPECS))
-    if unknown:
-        raise ValueError(f"image_aux_heads: unknown attribute(s) {unknown}; valid: {', '.join(ATTRIBUTE_SPECS)}")
+    training.check_names("image_aux_heads", names, ATTRIBUTE_SPECS)
     if not names:
         return None
     return nn.ModuleDict({a: nn.Linear(dim, len(ATTRIBUTE_SPECS[a].values)) for a in names})

@@ -169,6 +169,14 @@ def load_weights(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[dict[str, 
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
 
 
+def check_names(setting: str, names, valid) -> None:
+    """A ValueError naming the unknown entries of a trainer setting (a list or a dict's keys) and the valid ones."""
+    valid = list(valid)
+    unknown = sorted(set(names) - set(valid))
+    if unknown:
+        raise ValueError(f"{setting}: unknown name(s) {unknown}; valid: {', '.join(valid)}")
+
+
 def init_dir(init_from: str | None) -> Path | None:
     """Where a trainer's `init_from` points: None (train from scratch), "weights" (the committed
     `WEIGHTS_DIR`) or any weights folder with the network's export."""
