@@ -1,5 +1,6 @@
 """The world's trainers on another device: `python -m zoo.synthface.train NETWORK --device cuda` trains the model
-there while the data are still drawn and rendered on the CPU, so a GPU run sees the same batches as a CPU run.
+there while the data are drawn on the CPU (and rendered there too, unless render_device is "model"), so a GPU run
+sees the same batches as a CPU run, up to the last float bits of GPU renders.
 The CUDA tests run only where a GPU is present (e.g. the lent GPU machine); the argument check runs everywhere."""
 
 import pytest
@@ -47,3 +48,43 @@ def test_training_on_cuda_matches_the_cpu_and_returns_the_model_to_the_cpu(netwo
         losses[device] = result["last"]["loss"]
     # same batches, same initial weights: only kernel-level float differences separate the two runs
     assert losses["cuda"] == pytest.approx(losses["cpu"], rel=0.05, abs=1e-3)
+
+
+def test_an_unknown_render_device_is_refused_with_the_valid_choices():
+    with pytest.raises(ValueError, match=r"render_device: unknown value 'gpu'; valid: cpu, model"):
+        train_generator.build(dict(TINY["generator"][1], render_device="gpu"))
+
+
+def test_rendering_ignores_the_callers_default_device():
+    """The renderer puts its constants on the params' device through a device context of its own, so a caller's
+    default device (here meta, where any stray tensor would fail) changes nothing, in every domain."""
+    from zoo.synthface.domains import DOMAIN_NAMES
+    from zoo.synthface.params import sample_params
+    from zoo.synthface.render import render
+    params = [sample_params(6, seed=11, domain=d) for d in DOMAIN_NAMES]
+    expected = [render(p) for p in params]
+    with torch.device("meta"):
+        got = [render(p, device="cpu") for p in params]
+    for d, a, b in zip(DOMAIN_NAMES, got, expected):
+        assert a.device.type == "cpu" and torch.equal(a, b), d
+
+
+@needs_cuda
+def test_rendering_on_cuda_draws_what_the_cpu_draws():
+    from zoo.synthface.domains import DOMAIN_NAMES
+    from zoo.synthface.params import sample_params
+    from zoo.synthface.render import render
+    for d in DOMAIN_NAMES:
+        p = sample_params(16, seed=12, domain=d)
+        on_gpu = render(p, device="cuda")
+        assert on_gpu.device.type == "cuda"
+        assert (on_gpu.cpu() - render(p)).abs().max().item() < 1e-3, d
+
+
+@needs_cuda
+@pytest.mark.parametrize("network", ["generator", "encoder"])
+def test_training_with_batches_rendered_on_cuda_runs_and_returns_to_the_cpu(network, tmp_path):
+    module, config = TINY[network]
+    trainable = module.build(dict(config, steps=2, render_device="model"))
+    result = training.run_training(trainable, 2, tmp_path, checkpoint_every=1, log_every=1, device="cuda")
+    assert result["finished"] and training.device_of(trainable.model).type == "cpu"

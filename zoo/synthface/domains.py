@@ -109,11 +109,16 @@ def _edges(img: Tensor) -> Tensor:
     return mag.amax(1, keepdim=True)
 
 
+def _texture(like: Tensor, seed: int, sigma: float) -> Tensor:
+    """A fixed smooth noise field [1,1,S,S] (S = like's size) with zero mean and unit std, on like's device
+    (deterministic, shared by all images: drawn once on the CPU)."""
+    return _cpu_texture(like.shape[-1], seed, sigma).to(like.device)
+
+
 @functools.lru_cache(maxsize=8)
-def _texture(size: int, seed: int, sigma: float) -> Tensor:
-    """A fixed smooth noise field [1,1,S,S] with zero mean and unit std (deterministic, shared by all images)."""
+def _cpu_texture(size: int, seed: int, sigma: float) -> Tensor:
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(1, 1, size, size, generator=g)
+    noise = torch.randn(1, 1, size, size, generator=g, device="cpu")
     noise = _blur(noise, sigma * size / 64.0)
     return (noise - noise.mean()) / noise.std()
 
@@ -131,7 +136,7 @@ def _pencil(img: Tensor, person: Tensor) -> Tensor:
     x, y = _grid(s)
     hatch = (torch.sin((x + y) * s * 1.1) > 0.2).float()  # diagonal hatching in the darker tones
     tone = shade * (0.18 + 0.30 * hatch)
-    grain = _texture(s, 31, 0.6)
+    grain = _texture(img, 31, 0.6)
     paper = img.new_tensor([0.97, 0.96, 0.92]).view(1, 3, 1, 1)
     graphite = 0.72 * lines + tone
     val = (1 - graphite * (1 + 0.1 * grain)).clamp(0.12, 1)
@@ -158,7 +163,7 @@ def _zombie(img: Tensor, person: Tensor) -> Tensor:
     mean = img.mean(1, keepdim=True)
     out = mean + 0.6 * (img - mean)  # desaturate
     tint = img.new_tensor([0.92, 1.02, 0.88]).view(1, 3, 1, 1)
-    mottle = _texture(s, 11, 1.2)
+    mottle = _texture(img, 11, 1.2)
     out = out * tint * (1 - 0.10 * person * mottle.clamp(-1.5, 1.5))
     return (out * (0.85 + 0.15 * (1 - person))).clamp(0, 1)
 
@@ -169,7 +174,7 @@ def _mosaic(img: Tensor, person: Tensor) -> Tensor:
     tiles = F.avg_pool2d(img, cell)
     n_t = tiles.shape[-1]
     g = torch.Generator().manual_seed(5)
-    jitter = 1 + 0.06 * torch.randn(1, 1, n_t, n_t, generator=g).to(img)
+    jitter = 1 + 0.06 * torch.randn(1, 1, n_t, n_t, generator=g, device="cpu").to(img)
     tiles = (tiles * jitter).clamp(0, 1)
     out = F.interpolate(tiles, scale_factor=cell, mode="nearest")
     idx = torch.arange(s, device=img.device)
@@ -186,7 +191,7 @@ def _watercolor(img: Tensor, person: Tensor) -> Tensor:
     bleed = 0.8 * soft + 0.2 * wide
     pool = ((_edges(soft) - 0.02) * 4).clamp(0, 1)  # pigment pools at region borders
     pigment = (1 - bleed) * (0.75 + 0.45 * pool)
-    pigment = pigment * (1 + 0.07 * _texture(s, 23, 0.7)) * (1 + 0.12 * _texture(s, 29, 4.0))
+    pigment = pigment * (1 + 0.07 * _texture(img, 23, 0.7)) * (1 + 0.12 * _texture(img, 29, 4.0))
     paper = img.new_tensor([0.98, 0.96, 0.90]).view(1, 3, 1, 1)
     return (paper * (1 - 0.9 * pigment)).clamp(0, 1)
 
@@ -214,7 +219,7 @@ def _marble(img: Tensor, person: Tensor) -> Tensor:
     lum = _luma(img)
     lum = (0.35 + 0.75 * (lum - 0.35)).clamp(0, 1)
     x, y = _grid(s)
-    warp = _texture(s, 41, 5.0)
+    warp = _texture(img, 41, 5.0)
     veins = torch.abs(torch.sin(3.0 * x + 2.0 * y + 2.2 * warp))
     vein = (1 - veins / 0.12).clamp(0, 1) * 0.35
     lo = img.new_tensor([0.42, 0.42, 0.45]).view(1, 3, 1, 1)

@@ -605,7 +605,7 @@ def _cap(cv: _Canvas, G) -> None:
 
 def _render_chunk(p: FaceParams, size: int, masks: bool) -> tuple[Tensor, dict[str, Tensor]]:
     n = len(p)
-    Xg, Yg = _grid(size, "cpu")
+    Xg, Yg = _grid(size, str(p.domain.device))
     X, Y = Xg / _ZOOM, Yg / _ZOOM + _YOFF
     G = _prepare(p)
     at = p.attrs
@@ -652,30 +652,36 @@ def _render_chunk(p: FaceParams, size: int, masks: bool) -> tuple[Tensor, dict[s
 
 
 @torch.no_grad()
-def render_with_masks(params: FaceParams, size: int = 64, chunk: int = 256) -> tuple[Tensor, dict[str, Tensor]]:
+def render_with_masks(params: FaceParams, size: int = 64, chunk: int = 256,
+                      device: str | torch.device = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
     """`render` plus soft region masks [N, S, S] in [0, 1] (shape coverage, before occlusion): face, eyes (a box
     around each eye and brow, as far as glasses reach), mouth (a box the lips stay in at any smile),
     facial_hair, hair, eyewear, hat, person and background (1 - person)."""
-    return _render(params, size, chunk, True)
+    return _render(params, size, chunk, True, device)
 
 
 @torch.no_grad()
-def render(params: FaceParams, size: int = 64, chunk: int = 256) -> Tensor:
-    """Render a batch: [N, 3, size, size] float32 RGB in [-1, 1], on the CPU. Deterministic. `chunk` only bounds
-    memory (images are rendered `chunk` at a time)."""
-    return _render(params, size, chunk, False)[0]
+def render(params: FaceParams, size: int = 64, chunk: int = 256, device: str | torch.device = "cpu") -> Tensor:
+    """Render a batch: [N, 3, size, size] float32 RGB in [-1, 1], on `device` (default the CPU). Deterministic on
+    one device; another device's kernels may differ in the last float bits (a GPU trainer renders its own batches
+    there, see train_generator's `render_device`). `chunk` only bounds memory (images are rendered `chunk` at a
+    time)."""
+    return _render(params, size, chunk, False, device)[0]
 
 
-def _render(params: FaceParams, size: int, chunk: int, masks: bool):
-    params = params.to("cpu")
+def _render(params: FaceParams, size: int, chunk: int, masks: bool, device: str | torch.device = "cpu"):
+    params = params.to(device)
     n = len(params)
     if n == 0:
-        return torch.zeros(0, 3, size, size), {}
+        return torch.zeros(0, 3, size, size, device=device), {}
     imgs, all_masks = [], []
-    for i in range(0, n, chunk):
-        im, m = _render_chunk(params[i:i + chunk], size, masks)
-        imgs.append(im)
-        all_masks.append(m)
+    # the drawing code builds its colour constants with plain torch.tensor(...): the device context puts them, and
+    # every other factory call, on the params' device
+    with torch.device(device):
+        for i in range(0, n, chunk):
+            im, m = _render_chunk(params[i:i + chunk], size, masks)
+            imgs.append(im)
+            all_masks.append(m)
     out = torch.cat(imgs)
     mk = {k: torch.cat([m[k] for m in all_masks]) for k in all_masks[0]} if masks else {}
     return out, mk

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=training.DEFAULT_RUN_DIR)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (rendering the data; the model on cpu)")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda, cuda:1, ... "
-                        "(the data are rendered on the CPU either way)")
+                        "(the data are rendered on the CPU unless --set render_device='\"model\"')")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--no-export", action="store_true", help="train only (e.g. a CI smoke run)")
     args = parser.parse_args(argv)

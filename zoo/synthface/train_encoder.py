@@ -51,6 +51,7 @@ DEFAULTS = {
     "delta_weight": 1e-3,
     "edge_weight": 0.5,
     "id_weight": 0.0,
+    "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
 SUMMARY = """e4e-style inversion encoder for the synthetic generator: a small residual CNN pyramid with coarse/medium/
@@ -84,6 +85,7 @@ def build(config, generator=None) -> training.Trainable:
     identity = _identity_or_none() if config["id_weight"] > 0 else None
     if config["id_weight"] > 0 and identity is None:
         raise FileNotFoundError("id_weight > 0 needs the identity network's weights (zoo/synthface/weights/identity)")
+    training.render_device(config, torch.device("cpu"))  # an unknown render_device fails here, not at step 0
     steps = config["steps"]
 
     def step(i: int) -> dict[str, float]:
@@ -100,7 +102,8 @@ def build(config, generator=None) -> training.Trainable:
             z = torch.randn(n_sample, g.style_dim, generator=rng)
             w = g.mapping(z.to(dev))
             x_sample = g(w)
-            x_render = render(sample_params(n_render, generator=rng, domain="photo")).to(dev)
+            x_render = render(sample_params(n_render, generator=rng, domain="photo"),
+                              device=training.render_device(config, dev)).to(dev)
             x = torch.cat([x_sample, x_render])
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:

@@ -70,6 +70,7 @@ DEFAULTS = {
     "probe_pretrain_batch": 512,
     "probe_pretrain_lr": 1e-3,     # x mapping_lr_mult for the mapping network (its lr_mul 0.01 is in the weights)
     "init_from": None,
+    "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
 SUMMARY = """Distilled StyleGAN2 generator of the synthetic face world (zoo.stylegan2.Generator, 64x64, style_dim 128,
@@ -157,10 +158,10 @@ def ema_beta(config, step: int) -> float:
     return min(beta, (1 + step) / (10 + step))
 
 
-def targets(z: Tensor) -> Tensor:
-    """The renders the generator must reproduce for z."""
+def targets(z: Tensor, device: str | torch.device = "cpu") -> Tensor:
+    """The renders the generator must reproduce for z, drawn on `device`."""
     with torch.no_grad():
-        return render(params_from_z(z))
+        return render(params_from_z(z), device=device)
 
 
 def _init_path(init_from) -> Path | None:
@@ -192,6 +193,7 @@ def build(config) -> training.Trainable:
         groups.append({"params": list(aux.parameters()), "lr_mult": 1.0})
         extra["aux"] = aux
     optimizer = torch.optim.Adam(groups, lr=config["lr"], betas=tuple(config["betas"]))
+    training.render_device(config, torch.device("cpu"))  # an unknown render_device fails here, not at step 0
     steps = config["steps"]
 
     def step(i: int) -> dict[str, float]:
@@ -201,7 +203,7 @@ def build(config) -> training.Trainable:
         dev = training.device_of(g)
         rng = training.step_generator(config["seed"], i)
         z = torch.randn(config["batch"], config["style_dim"], generator=rng)
-        real = targets(z).to(dev)
+        real = targets(z, training.render_device(config, dev)).to(dev)
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]

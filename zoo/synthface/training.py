@@ -177,6 +177,19 @@ def check_names(setting: str, names, valid) -> None:
         raise ValueError(f"{setting}: unknown name(s) {unknown}; valid: {', '.join(valid)}")
 
 
+RENDER_DEVICES = ("cpu", "model")
+
+
+def render_device(config: dict[str, Any], model_device: torch.device) -> torch.device:
+    """Where a trainer renders its batches: its `render_device` setting, "cpu" (the default: the same bits on any
+    machine) or "model" (on the model's device: a GPU draws a batch of 256 faces far faster than the CPU cores
+    that would otherwise keep it waiting; its floats may differ from the CPU's in the last bits)."""
+    choice = config.get("render_device", "cpu")
+    if choice not in RENDER_DEVICES:
+        raise ValueError(f"render_device: unknown value {choice!r}; valid: {', '.join(RENDER_DEVICES)}")
+    return torch.device("cpu") if choice == "cpu" else model_device
+
+
 def init_dir(init_from: str | None) -> Path | None:
     """Where a trainer's `init_from` points: None (train from scratch), "weights" (the committed
     `WEIGHTS_DIR`) or any weights folder with the network's export."""
