@@ -108,6 +108,10 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
     "finished"}: the step it resumed from, the step reached, the run's total time and the last scalars. The model
     is back on the CPU afterwards."""
     torch.set_num_threads(threads)
+    if torch.device(device).type == "cuda":
+        # every step has the same shapes: let cuDNN time its kernels once and keep the fastest (the generator's
+        # GPU legs of 2026-11-27 ran without this at ~0.85 TFLOP/s, cards/generator.md; its effect is unmeasured)
+        torch.backends.cudnn.benchmark = True
     move(trainable, device)  # before the checkpoint: the optimizer state follows its parameters' device
     ckpt = run_dir / trainable.name / "last.pt"
     log_path = run_dir / trainable.name / "log.jsonl"
