@@ -13,6 +13,7 @@ from zoo.synthface import train_encoder, train_generator
 from zoo.synthface.encoder import Encoder, level_of_index
 from zoo.synthface.latent_params import (N_PARAM_COORDS, params_from_z, reference_dof, student_t_cdf,
                                          uniforms_from_z, z_from_uniforms)
+from zoo.synthface import training
 from zoo.synthface.training import WEIGHTS_DIR
 
 TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, steps=10,
@@ -122,6 +123,112 @@ def test_probe_pretraining_teaches_w_the_parameters():
     assert after < 0.75 * before, (before, after)
 
 
+def test_param_features_layout():
+    p = params_from_z(torch.randn(64, 128, generator=torch.Generator().manual_seed(6)))
+    f = train_generator.param_features(p)
+    assert f.shape == (64, train_generator.N_FEATURES)
+    cont, hot = f[:, :train_generator.N_CONTINUOUS], f[:, train_generator.N_CONTINUOUS:]
+    assert cont.abs().max() <= 1 and torch.allclose(cont[:, :len(IDENTITY_PARAMS)], p.identity * 2 - 1)
+    for block, name in zip(hot.split(train_generator.CATEGORICAL_SIZES, 1), train_generator.CATEGORICAL):
+        assert torch.equal(block.sum(1), torch.ones(64)) and torch.equal(block.argmax(1), p.attrs[name])
+
+
+def test_feature_teacher_is_linear_in_the_parameters_and_decodes_them():
+    torch.manual_seed(0)
+    config = dict(TINY, style_dim=64)  # > N_FEATURES + 1, as the real 128, so W* keeps every feature
+    g = train_generator.make_generator(config)
+    z = torch.randn(256, 64, generator=torch.Generator().manual_seed(7))
+    features = train_generator.FeatureW.features(params_from_z(z))
+    for teacher in (train_generator.FeatureW.fit(g), train_generator.FeatureW.random(64)):
+        w = teacher(z)
+        assert w.shape == (256, 64)
+        # W* is [features, 1] @ basis, and the decoder reads every feature back (the loss on decoded features)
+        assert torch.allclose(w @ teacher.decode, features, atol=1e-3)
+    # fit: the least-squares basis explains g's own mapping better than its mean does
+    fitted = train_generator.FeatureW.fit(g)
+    with torch.no_grad():
+        w_g = g.mapping(z)
+    assert (w_g - fitted(z)).pow(2).sum() < (w_g - w_g.mean(0)).pow(2).sum()
+
+
+def test_projected_modulations_keep_g_of_w_star_and_ignore_the_rest_of_w():
+    torch.manual_seed(0)
+    config = dict(TINY, style_dim=64)
+    g = train_generator.make_generator(config).eval()
+    teacher = train_generator.FeatureW.random(64)
+    z = torch.randn(8, 64, generator=torch.Generator().manual_seed(9))
+    w_star = teacher(z)
+    p = teacher.projection()
+    assert torch.allclose(p @ p, p, atol=1e-4) and torch.allclose(w_star @ p, w_star, atol=1e-3)
+    off_span = torch.randn(8, 64) @ (torch.eye(64) - p)  # directions the teacher's W* never takes
+    with torch.no_grad():
+        before = g(w_star)
+        assert (g(w_star + off_span) - before).abs().max() > 1e-3  # an unprojected synthesis reads them
+        teacher.project_modulations(g)
+        assert torch.allclose(g(w_star), before, atol=1e-4)
+        assert torch.allclose(g(w_star + off_span), g(w_star), atol=1e-4)
+
+
+def test_augmented_teacher_adds_class_directions_without_changing_the_images():
+    torch.manual_seed(0)
+    g = train_generator.make_generator(dict(TINY, style_dim=128)).eval()
+    teacher = train_generator.FeatureW.fit(g)
+    teacher.project_modulations(g)
+    z = torch.randn(6, 128, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        before = g(teacher(z))
+        wider = teacher.augmented(10.0)
+        added = wider.basis - teacher.basis
+        c = train_generator.N_CONTINUOUS
+        assert torch.equal(added[:c], torch.zeros_like(added[:c])) and torch.equal(added[-1], torch.zeros(128))
+        assert torch.allclose(added[c:-1].norm(dim=1), torch.full((added.shape[0] - c - 1,), 10.0))
+        assert (added[c:-1] @ teacher.projection()).abs().max() < 1e-3  # outside the old span
+        wider.project_modulations(g)
+        assert torch.allclose(g(wider(z)), before, atol=1e-4)
+
+
+def test_mapping_regression_learns_the_teacher():
+    torch.manual_seed(0)
+    g = train_generator.make_generator(TINY)
+    teacher = train_generator.FeatureW.random(TINY["style_dim"])
+    z = torch.randn(512, TINY["style_dim"], generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        before = teacher.mapping_loss(g.mapping(z), z, 100.0).item()
+    train_generator.fit_mapping(g, teacher, dict(TINY, mapping_fit_steps=300, mapping_fit_batch=256))
+    with torch.no_grad():
+        after = teacher.mapping_loss(g.mapping(z), z, 100.0).item()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_features_recipe_trains_the_synthesis_on_the_teacher_and_the_mapping_by_regression(tmp_path):
+    torch.manual_seed(0)
+    config = dict(TINY, w_target="features", mapping_fit_steps=20, mapping_fit_batch=32)
+    trainable = train_generator.build(config)
+    assert "w_teacher" in trainable.extra_state and "aux" not in trainable.extra_state
+    g = trainable.model
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    logs = [trainable.step(i) for i in range(3)]
+    assert all("mapping" in log and log["mapping"] > 0 for log in logs)
+    changed = {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"style.1.weight", "convs.0.conv.weight", "to_rgbs.0.conv.modulation.weight"} <= changed
+    # the teacher travels with the checkpoint, so a resumed run keeps the same W*
+    result = training.run_training(trainable, 4, run_dir=tmp_path, checkpoint_every=2, log_every=1)
+    assert result["finished"]
+    resumed = train_generator.build(dict(config, steps=4))
+    state = torch.load(tmp_path / "generator" / "last.pt", weights_only=False)
+    assert torch.equal(state["extra"]["w_teacher"]["basis"], trainable.extra_state["w_teacher"].basis)
+    with pytest.raises(ValueError, match="w_target must be one of"):
+        train_generator.build(dict(TINY, w_target="pixels"))
+    del resumed
+
+    # mapping_mix: part of the batch is drawn from mapping(z) instead of W*(z), so the same start gives other images
+    l1 = []
+    for mix in (0.0, 1.0):
+        torch.manual_seed(0)
+        l1.append(train_generator.build(dict(config, mapping_mix=mix)).step(0)["l1"])
+    assert l1[0] != l1[1]
+
+
 def test_encoder_shape_and_training_steps(tmp_path):
     assert level_of_index(10) == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
     enc = Encoder(10, 128)
@@ -147,6 +254,20 @@ def test_encoder_shape_and_training_steps(tmp_path):
     loaded = train_encoder.load_encoder(weights_dir=tmp_path)
     with torch.no_grad():
         assert torch.allclose(loaded(x), trainable.model.eval()(x))
+
+
+def test_encoder_render_latent_loss_pulls_renders_towards_w_star():
+    torch.manual_seed(0)
+    g = train_generator.build(dict(TINY)).model.eval()
+    config = dict(train_encoder.DEFAULTS, batch=4, steps=10, warmup=1, hidden=32, widths=[8, 8, 8, 8, 8])
+    assert "render_latent" not in train_encoder.build(config, generator=g).step(0)  # off by default
+    trainable = train_encoder.build(dict(config, render_latent_weight=1.0), generator=g)
+    logs = [trainable.step(i) for i in range(2)]
+    assert all(log["render_latent"] > 0 for log in logs)
+    # W* of parameters and of their z agree: the renders' targets live where the samples' do
+    z = torch.randn(5, TINY["style_dim"], generator=torch.Generator().manual_seed(4))
+    teacher = train_generator.FeatureW.fit(g)
+    assert torch.allclose(teacher.of_params(params_from_z(z)), teacher(z))
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / "generator.safetensors").exists(),

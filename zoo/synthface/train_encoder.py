@@ -32,7 +32,7 @@ from zoo.synthface import training
 from zoo.synthface.encoder import NAME, Encoder, load_encoder
 from zoo.synthface.params import ATTRIBUTE_SPECS, sample_params
 from zoo.synthface.render import render
-from zoo.synthface.train_generator import distillation_loss, load as load_synthetic_generator
+from zoo.synthface.train_generator import FeatureW, distillation_loss, load as load_synthetic_generator
 
 __all__ = ["DEFAULTS", "SUMMARY", "build", "export", "gates", "load_encoder", "reconstruct"]
 
@@ -51,6 +51,10 @@ DEFAULTS = {
     "delta_weight": 1e-3,
     "edge_weight": 0.5,
     "id_weight": 0.0,
+    # > 0: the renders also get a latent loss towards W* of their parameters, W* = FeatureW.fit(generator) (the
+    # least-squares map from the renderer's parameters to the generator's W; exact for a generator trained with
+    # w_target "features", whose mapping regresses such a W*)
+    "render_latent_weight": 0.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
@@ -86,6 +90,7 @@ def build(config, generator=None) -> training.Trainable:
     if config["id_weight"] > 0 and identity is None:
         raise FileNotFoundError("id_weight > 0 needs the identity network's weights (zoo/synthface/weights/identity)")
     training.render_device(config, torch.device("cpu"))  # an unknown render_device fails here, not at step 0
+    teacher = FeatureW.fit(g).to(g.device) if config.get("render_latent_weight", 0) > 0 else None
     steps = config["steps"]
 
     def step(i: int) -> dict[str, float]:
@@ -102,8 +107,8 @@ def build(config, generator=None) -> training.Trainable:
             z = torch.randn(n_sample, g.style_dim, generator=rng)
             w = g.mapping(z.to(dev))
             x_sample = g(w)
-            x_render = render(sample_params(n_render, generator=rng, domain="photo"),
-                              device=training.render_device(config, dev)).to(dev)
+            render_params = sample_params(n_render, generator=rng, domain="photo")
+            x_render = render(render_params, device=training.render_device(config, dev)).to(dev)
             x = torch.cat([x_sample, x_render])
         lr = warmup_cosine(i, steps, config["warmup"], config["lr"])
         for group in optimizer.param_groups:
@@ -117,6 +122,11 @@ def build(config, generator=None) -> training.Trainable:
         delta_loss = deltas.pow(2).mean()
         loss = image_loss + config["latent_weight"] * latent_loss + config["delta_weight"] * delta_loss
         out = {}
+        if teacher is not None and n_render:
+            w_render = teacher.to(dev).of_params(render_params)
+            render_latent = (w_plus[n_sample:] - w_render.unsqueeze(1)).pow(2).mean()
+            loss = loss + config["render_latent_weight"] * render_latent
+            out["render_latent"] = render_latent.item()
         if identity is not None:
             cos = F.cosine_similarity(identity(x[first:]), identity(recon), dim=-1).mean()
             loss = loss + config["id_weight"] * (1 - cos)
