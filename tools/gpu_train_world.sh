@@ -12,7 +12,8 @@
 #
 # Steps are sized to the budget: a short timing run (TIMING_STEPS steps in a scratch run directory) measures the
 # seconds per step, then the real run takes minutes * 60 / seconds-per-step steps, so its cosine schedule ends on
-# time. The generator starts from the committed weights (init_from "weights") at a larger batch.
+# time. The generator starts from the committed weights (init_from "weights") at a larger batch, with the
+# "features" recipe of its last CPU leg.
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
@@ -73,7 +74,10 @@ finished() {
   grep -q '"finished": true' "$RUN_DIR/$1.out" || { echo "$1: training did not finish, see $RUN_DIR/$1.out"; exit 1; }
 }
 
-GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE")
+# the "features" recipe (cards/generator.md): the synthesis learns from a teacher W* linear in the renderer's
+# parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
+GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
+          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000)
 GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}")
 echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/generator"

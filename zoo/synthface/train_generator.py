@@ -108,9 +108,10 @@ latent_params.params_from_z(z) gives renderer parameters with exactly the render
 (a scale-invariant Student-t transform of 28 coordinates, because the mapping network's PixelNorm discards |z|) and
 the generator (fixed noise buffers) regresses render(params) with L1 + multi-scale L1 (1/2, 1/4) + an L1 on image
 gradients. Last leg (w_target "features"): the synthesis draws from a teacher W*(z), a fixed linear map of the
-renderer's parameter features (the least-squares fit of the previous mapping's W), every style modulation reads only
-the span of W*, and the mapping network regresses W* (30,000 regression batches of 1,024 z before the first image
-step, then one beside each image step). Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from
+renderer's parameter features (the least-squares fit of the previous mapping's W plus, per categorical class, a
+random direction of norm 10 outside that fit's span), every style modulation reads only the span of W*, half of each
+batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
+before the first image step, then one beside each image step). Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from
 the image loss; before their first image step the mapping network alone learns a W that
 linearly encodes every parameter (3,000 steps of a training-only linear read-out, `probe_pretrain`; read-out loss
 2.0 -> 0.13, chance ~1.45); the read-out stays on during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
