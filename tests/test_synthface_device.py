@@ -13,7 +13,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 TINY = {
     "generator": (train_generator, dict(train_generator.DEFAULTS, batch=4, channels={"4": 16, "8": 16, "16": 16, "32": 8, "64": 8},
-                                        style_dim=32, n_mlp=2, probe_pretrain_steps=2, probe_pretrain_batch=8)),
+                                        style_dim=32, n_mlp=2, probe_pretrain_steps=2, probe_pretrain_batch=8,
+                                        mapping_fit_steps=5, mapping_fit_batch=16)),
     "identity": (train_identity, dict(train_identity.DEFAULTS, batch=8, n_identities=16, widths=[8, 16, 16, 16],
                                       embed_dim=16, warmup=1)),
     "attributes": (train_attributes, dict(train_attributes.DEFAULTS, batch=8, widths=[8, 16, 16, 16], hidden=16,

@@ -61,7 +61,8 @@ WEIGHTS_PATH = training.WEIGHTS_DIR / f"{NAME}.safetensors"
 LATENT_AVG_SEED = 0x5A7
 LATENT_AVG_SAMPLES = 8192
 
-# The recipe of the committed weights (cards/generator.md lists the resume legs of the run as made).
+# The recipe of the committed weights' last leg (cards/generator.md lists every leg as made; from scratch the teacher's
+# basis is FeatureW.random, from init_from weights the least-squares fit of their mapping).
 DEFAULTS = {
     "seed": 0,
     "steps": 15000,
@@ -84,15 +85,15 @@ DEFAULTS = {
     "init_from": None,
     # "features": the synthesis draws from the teacher W*(z) = param_features(params_from_z(z)) @ basis + offset and
     # the mapping network regresses W* (see FeatureW); "mapping": both learn jointly from the image loss (the
-    # recipe of the legs before 2026-11-27 evening, with the AuxProbe read-out)
-    "w_target": "mapping",
+    # recipe of the legs before 2026-11-27 evening, with the AuxProbe read-out; the probe_* keys apply to it only)
+    "w_target": "features",
     "mapping_fit_steps": 30000,    # w_target "features": mapping regression alone before the first image step
     "mapping_fit_batch": 1024,
     "mapping_fit_lr": 1e-3,        # x mapping_lr_mult, as probe_pretrain_lr
     "mapping_feature_weight": 100.0,
     # w_target "features": the share of each batch the synthesis draws from mapping(z) (detached) instead of W*(z),
     # so that it renders the mapping's actual output (never exactly one-hot) as well as the teacher's
-    "mapping_mix": 0.0,
+    "mapping_mix": 0.5,
     # w_target "features" from a fitted basis: give every categorical class its own direction of this norm, outside
     # the fitted span (0: off). A joint-trained mapping lays a many-class attribute out along one curve in W (the
     # committed one did so for hair colour and background), and style modulations, linear in W, cannot give nine
