@@ -112,9 +112,9 @@ gradients. Last leg (w_target "features"): the synthesis draws from a teacher W*
 renderer's parameter features (the least-squares fit of the previous mapping's W plus, per categorical class, a
 random direction of norm 10 outside that fit's span), every style modulation reads only the span of W*, half of each
 batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
-before the first image step, then one beside each image step). Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from
-the image loss; before their first image step the mapping network alone learns a W that
-linearly encodes every parameter (3,000 steps of a training-only linear read-out, `probe_pretrain`; read-out loss
+before the first image step, then one beside each image step). Earlier legs (w_target "mapping"): mapping and
+synthesis learnt jointly from the image loss; before their first image step the mapping network alone learns a W
+that linearly encodes every parameter (3,000 steps of a training-only linear read-out, `probe_pretrain`; read-out loss
 2.0 -> 0.13, chance ~1.45); the read-out stays on during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
 warmup + cosine decay, the mapping network at 1000x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights
 so that load_generator reads them; the optimizer compensates), modulation weights scaled by 0.1 at init. The
