@@ -257,7 +257,7 @@ def test_encoder_shape_and_training_steps(tmp_path):
         assert torch.allclose(loaded(x), trainable.model.eval()(x))
 
 
-def test_encoder_render_latent_loss_pulls_renders_towards_w_star():
+def test_encoder_render_latent_loss_switches_on_with_its_weight():
     torch.manual_seed(0)
     g = train_generator.build(dict(TINY)).model.eval()
     config = dict(train_encoder.DEFAULTS, batch=4, steps=10, warmup=1, hidden=32, widths=[8, 8, 8, 8, 8])
@@ -265,10 +265,6 @@ def test_encoder_render_latent_loss_pulls_renders_towards_w_star():
     trainable = train_encoder.build(dict(config, render_latent_weight=1.0), generator=g)
     logs = [trainable.step(i) for i in range(2)]
     assert all(log["render_latent"] > 0 for log in logs)
-    # W* of parameters and of their z agree: the renders' targets live where the samples' do
-    z = torch.randn(5, TINY["style_dim"], generator=torch.Generator().manual_seed(4))
-    teacher = train_generator.FeatureW.fit(g)
-    assert torch.allclose(teacher.of_params(params_from_z(z)), teacher(z))
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / "generator.safetensors").exists(),
