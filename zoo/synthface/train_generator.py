@@ -358,7 +358,9 @@ def build(config) -> training.Trainable:
         dev = training.device_of(g)
         rng = training.step_generator(config["seed"], i)
         z = torch.randn(config["batch"], config["style_dim"], generator=rng)
-        real = targets(z, training.render_device(config, dev)).to(dev)
+        params = params_from_z(z)  # once per step: the render, the read-out and the teacher share it
+        with torch.no_grad():
+            real = render(params, device=training.render_device(config, dev)).to(dev)
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
@@ -367,11 +369,11 @@ def build(config) -> training.Trainable:
             w = g.mapping(z.to(dev))
             loss, parts = distillation_loss(g(w), real, config["edge_weight"])
             if aux is not None:
-                aux_loss = aux.loss(w, params_from_z(z).to(dev))
+                aux_loss = aux.loss(w, params.to(dev))
                 loss = loss + config["aux_weight"] * aux_loss
                 parts["aux"] = aux_loss.item()
         else:
-            w = teacher(z).to(dev)
+            w = teacher.of_params(params).to(dev)
             n_mapped = int(round(config["mapping_mix"] * len(z)))
             if n_mapped:
                 with torch.no_grad():
