@@ -29,9 +29,11 @@ THREADS=${THREADS:-$(nproc)}
 OUT=${OUT:?set OUT to the folder the archive goes to}
 GEN_MINUTES=${GEN_MINUTES:-5}
 ENC_MINUTES=${ENC_MINUTES:-2}
-GEN_BATCH=${GEN_BATCH:-256}
+GEN_BATCH=${GEN_BATCH:-512}
+REGION_WEIGHT=${REGION_WEIGHT:-4}
+ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0.1}
 ENC_BATCH=${ENC_BATCH:-128}
-TIMING_STEPS=${TIMING_STEPS:-20}
+TIMING_STEPS=${TIMING_STEPS:-40}
 RUN_DIR=${RUN_DIR:-runs/gpu-train}
 mkdir -p "$OUT" "$RUN_DIR"
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$RUN_DIR/gpu.txt" || true
@@ -77,8 +79,9 @@ finished() {
 # the "features" recipe (cards/generator.md): the synthesis learns from a teacher W* linear in the renderer's
 # parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
-          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000)
-GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}")
+          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT")
+# (timed without the one-off mapping regression before step 0: it is not a per-step cost)
+GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}" mapping_fit_steps=0)
 echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/generator"
 python -m zoo.synthface.train generator --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
@@ -87,7 +90,9 @@ finished generator
 tar czf "$OUT/generator.tgz" zoo/synthface/weights/generator.* zoo/synthface/cards/generator.md \
   "$RUN_DIR/gpu.txt" "$RUN_DIR/render_check.txt" "$RUN_DIR/generator.out" "$RUN_DIR/generator/log.jsonl"
 
-ENC_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE")
+# the encoder: latent loss on the renders towards W* of their parameters, and e4e's identity loss
+ENC_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE" render_latent_weight=1.0
+          "id_weight=$ENC_ID_WEIGHT")
 ENC_STEPS=$(steps_for encoder "$ENC_MINUTES" "${ENC_ARGS[@]}")
 echo "encoder: $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/encoder"

@@ -23,6 +23,7 @@ weights are absent.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ def build(config, generator=None) -> training.Trainable:
     teacher = FeatureW.fit(g).to(g.device) if config.get("render_latent_weight", 0) > 0 else None
     steps = config["steps"]
 
-    def step(i: int) -> dict[str, float]:
+    def step(i: int) -> dict[str, Any]:
         from zoo.synthface.nets import warmup_cosine
         rng = training.step_generator(config["seed"], i)
         n = config["batch"]
@@ -126,18 +127,19 @@ def build(config, generator=None) -> training.Trainable:
             w_render = teacher.to(dev).of_params(render_params)
             render_latent = (w_plus[n_sample:] - w_render.unsqueeze(1)).pow(2).mean()
             loss = loss + config["render_latent_weight"] * render_latent
-            out["render_latent"] = render_latent.item()
+            out["render_latent"] = render_latent.detach()
         if identity is not None:
             cos = F.cosine_similarity(identity(x[first:]), identity(recon), dim=-1).mean()
             loss = loss + config["id_weight"] * (1 - cos)
-            out["id_cos"] = cos.item()
+            out["id_cos"] = cos.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            l1_render = (recon[n_sample - first:] - x_render).abs().mean().item() if n_render else 0.0
-        return {"loss": loss.item(), "l1": parts["l1"], "l1_render": l1_render, "latent": latent_loss.item(),
-                "delta": delta_loss.item(), "lr": lr, **out}
+            l1_render = (recon[n_sample - first:] - x_render).abs().mean() if n_render else 0.0
+        # detached tensors, read by the trainer only when it logs (a GPU step never waits for them)
+        return {"loss": loss.detach(), "l1": parts["l1"], "l1_render": l1_render, "latent": latent_loss.detach(),
+                "delta": delta_loss.detach(), "lr": lr, **out}
 
     return training.Trainable(NAME, enc, optimizer, step, dict(config))
 

@@ -44,7 +44,7 @@ class Trainable:
     name: str
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    step: Callable[[int], dict[str, float]]  # one optimisation step at the given step index → logged scalars
+    step: Callable[[int], dict[str, Any]]  # one step at the given step index → scalars to log (floats or 0-d tensors)
     config: dict[str, Any]
     extra_state: dict[str, Any] = field(default_factory=dict)  # e.g. an EMA copy, saved with the checkpoint
 
@@ -131,8 +131,9 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
         trainable.model.train()
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=trainable.name, mininterval=5)
         for step in bar:
-            last = trainable.step(step)
+            last = trainable.step(step)  # scalars may be tensors: read only when logged, so a GPU never waits
             if (step + 1) % log_every == 0 or step + 1 == steps:
+                last = {k: float(v) for k, v in last.items()}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
                 with open(log_path, "a") as handle:
                     handle.write(json.dumps({"step": step + 1, **last}) + "\n")
@@ -150,8 +151,8 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
         torch.backends.cudnn.benchmark = cudnn_benchmark
         move(trainable, "cpu")
     trainable.model.eval()
-    return {"start": start, "steps": done, "elapsed_s": elapsed + time.perf_counter() - t0, "last": last,
-            "finished": done >= steps}
+    return {"start": start, "steps": done, "elapsed_s": elapsed + time.perf_counter() - t0,
+            "last": {k: float(v) for k, v in last.items()}, "finished": done >= steps}
 
 
 def export_weights(name: str, model: nn.Module | dict[str, torch.Tensor], config: dict[str, Any],
