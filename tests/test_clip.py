@@ -274,3 +274,19 @@ def test_openai_tag_builds_quickgelu(vit_b32_file, monkeypatch):
     monkeypatch.setattr(open_clip.factory, "download_pretrained", lambda cfg, **kw: str(path))
     clip = load_clip("ViT-B-32", pretrained="openai")
     assert type(clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+
+
+def test_backbone_keeps_its_normalisation_on_the_networks_device(tiny_name):
+    # the loaders build the network on the asked-for device; the backbone's device (and the tokens it sends to the
+    # network) follow it. The speed-1024 suite on an H100 failed every text encoding before this.
+    net = open_clip.create_model(tiny_name).to("meta")
+    backbone = ClipBackbone(net, open_clip.get_tokenizer(tiny_name))
+    assert backbone.device.type == "meta" and backbone._std.device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_text_and_images_encode_on_cuda(tiny_name):
+    clip = load_clip(tiny_name, device="cuda")
+    text = clip.encode_text(["a smiling face"])
+    images = clip.encode_images(torch.rand(2, 3, 64, 64, device="cuda") * 2 - 1)
+    assert text.device.type == images.device.type == "cuda"

@@ -373,8 +373,10 @@ class ClipBackbone(nn.Module):
         self.image_size = self.image_hw[0] if self.image_hw[0] == self.image_hw[1] else self.image_hw
         self.mean = tuple(float(v) for v in cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
         self.std = tuple(float(v) for v in cfg.get("std", open_clip.OPENAI_DATASET_STD))
-        self.register_buffer("_mean", torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
+        # on the network's device: `device` reads it, and the loaders build the network on the asked-for device
+        where = next(model.parameters(), torch.empty(0)).device
+        self.register_buffer("_mean", torch.tensor(self.mean, device=where).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std, device=where).view(1, -1, 1, 1), persistent=False)
         self._text_cache: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
         self.model.requires_grad_(trainable)
         self.train(False)
