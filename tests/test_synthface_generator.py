@@ -325,3 +325,19 @@ def test_region_weight_changes_the_generator_step():
         trainable = train_generator.build(dict(config, region_weight=strength))
         losses.append(float(trainable.step(0)["l1"]))
     assert losses[0] != losses[1]
+
+
+def test_run_training_reports_the_steady_rate_without_the_first_steps(tmp_path):
+    import time
+
+    model = torch.nn.Linear(2, 2)
+
+    def step(i):
+        time.sleep(0.3 if i == 0 else 0.01)  # a slow first step, as a GPU run's (cuDNN search, mapping regression)
+        return {"loss": torch.tensor(1.0)}
+
+    trainable = training.Trainable("timing", model, torch.optim.SGD(model.parameters(), lr=0.1), step, {})
+    result = training.run_training(trainable, 10, run_dir=tmp_path, checkpoint_every=100)
+    assert result["elapsed_s"] > 0.3
+    assert 0.005 < result["steady_s_per_step"] < 0.1
+    assert result["last"] == {"loss": 1.0}

@@ -47,7 +47,9 @@ steps_for() {
   python - "$RUN_DIR/timing.json" "$minutes" "$TIMING_STEPS" <<'EOF'
 import json, sys
 result = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-per_step = result["elapsed_s"] / int(sys.argv[3])
+# the steady rate (after the first fifth of the steps): the first steps' one-off costs made the 2026-11-27 runs
+# stop at about half their budget
+per_step = result.get("steady_s_per_step") or result["elapsed_s"] / int(sys.argv[3])
 print(max(int(sys.argv[3]), int(float(sys.argv[2]) * 60 / per_step)))
 EOF
 }

@@ -126,12 +126,21 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     last: dict[str, float] = {}
     t0 = time.perf_counter()
+    # the steady rate: timed from the end of the first fifth of the steps (a GPU run's first steps pay for cuDNN's
+    # kernel search and one-off work such as the generator's mapping regression; tools/gpu_train_world.sh sizes its
+    # runs by this rate)
+    warm = start + max(1, (steps - start) // 5)
+    t_warm = None
     step = start
     try:
         trainable.model.train()
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=trainable.name, mininterval=5)
         for step in bar:
             last = trainable.step(step)  # scalars may be tensors: read only when logged, so a GPU never waits
+            if step + 1 == warm:
+                if torch.device(device).type == "cuda":
+                    torch.cuda.synchronize()
+                t_warm = time.perf_counter()
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 last = {k: float(v) for k, v in last.items()}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
@@ -151,7 +160,9 @@ def run_training(trainable: Trainable, steps: int, run_dir: Path = DEFAULT_RUN_D
         torch.backends.cudnn.benchmark = cudnn_benchmark
         move(trainable, "cpu")
     trainable.model.eval()
-    return {"start": start, "steps": done, "elapsed_s": elapsed + time.perf_counter() - t0,
+    now = time.perf_counter()
+    steady = (now - t_warm) / (done - warm) if t_warm is not None and done > warm else None
+    return {"start": start, "steps": done, "elapsed_s": elapsed + now - t0, "steady_s_per_step": steady,
             "last": {k: float(v) for k, v in last.items()}, "finished": done >= steps}
 
 
