@@ -11,9 +11,11 @@
 # (`python -m zoo.synthface.train NETWORK --device cuda`); the data are rendered on the machine's CPU cores.
 #
 # Steps are sized to the budget: a short timing run (TIMING_STEPS steps in a scratch run directory) measures the
-# seconds per step, then the real run takes minutes * 60 / seconds-per-step steps, so its cosine schedule ends on
-# time. The generator starts from the committed weights (init_from "weights") at a larger batch, with the
-# "features" recipe of its last CPU leg.
+# steady seconds per step (after its first fifth), then the real run takes minutes * 60 / seconds-per-step steps,
+# so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
+# H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
+# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT); the encoder is fitted from scratch with
+# the render latent loss and e4e's identity loss (ENC_ID_WEIGHT).
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
