@@ -63,7 +63,8 @@ SUMMARY = """e4e-style inversion encoder for the synthetic generator: a small re
 fine heads predicting a base code w and per-W+-index deltas (W+ = latent_avg + w + delta, delta_0 = 0, deltas L2-
 regularised). Trained against the frozen exported generator on half generator samples (known w: latent MSE;
 their image loss is optional and off by default) and half photo renders (image loss through the generator: L1 +
-multi-scale L1 + gradient L1). Gates: identity cosine and attribute-judge agreement between 500 held-out photo renders and their reconstructions."""
+multi-scale L1 + gradient L1). Gates: identity cosine and attribute-judge agreement between 500 held-out photo
+renders and their reconstructions."""
 
 EVAL_SEED = 9_201
 EVAL_RENDERS = 500
