@@ -119,9 +119,10 @@ random direction of norm 10 outside that fit's span), every style modulation rea
 batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
 before the first image step, then one beside each image step). The last two legs also weigh the loss per pixel,
 x5 around the eyes and the mouth (`region_weight=4`), where glasses, lipstick and the mouth's curve are.
-Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first image step the mapping network alone learns a W
-that linearly encodes every parameter (3,000 steps of a training-only linear read-out, `probe_pretrain`; read-out loss
-2.0 -> 0.13, chance ~1.45); the read-out stays on during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
+Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first
+image step the mapping network alone learns a W that linearly encodes every parameter (3,000 steps of a
+training-only linear read-out, `probe_pretrain`; read-out loss 2.0 -> 0.13, chance ~1.45); the read-out stays on
+during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
 warmup + cosine decay, the mapping network at 1000x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights
 so that load_generator reads them; the optimizer compensates), modulation weights scaled by 0.1 at init. The
 exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z)."""
@@ -173,8 +174,8 @@ def region_weights(params, size: int, strength: float, sigma_px: float,
                    device: str | torch.device = "cpu") -> Tensor:
     """Per-pixel loss weights [N, 1, size, size]: 1 + strength * a Gaussian (sigma_px pixels) around each eye and the
     mouth, normalised to mean 1 per image. Glasses, closed eyes, lipstick and the smile's curve cover a few dozen of
-    the 4,096 pixels, so an unweighted L1 barely sees them (the committed generator drew them at 1-8 % of their
-    renderer frequency); this spends more of the loss where they are."""
+    the 4,096 pixels, so an unweighted L1 barely sees them (leg B's generator drew them at 1-8 % of their renderer
+    frequency, cards/generator.md); this spends more of the loss where they are."""
     marks = landmarks(params, size)
     axis = torch.arange(size, device=device, dtype=torch.float32) + 0.5
     bumps = 0.0
@@ -196,6 +197,7 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module, beta: float) -> None:
+        # one fused update for all parameters (a per-parameter loop costs one kernel launch each on a GPU)
         torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - beta)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
@@ -402,7 +404,7 @@ def build(config) -> training.Trainable:
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
-        parts: dict[str, float] = {}
+        parts: dict[str, Tensor] = {}
         if teacher is None:
             w = g.mapping(z.to(dev))
             loss, parts = distillation_loss(g(w), real, config["edge_weight"], weight)
