@@ -15,7 +15,7 @@
 # so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
 # H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
 # recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT); the encoder is fitted from scratch with
-# the render latent loss and e4e's identity loss (ENC_ID_WEIGHT).
+# the render latent loss (and e4e's identity loss when ENC_ID_WEIGHT > 0).
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
@@ -33,7 +33,7 @@ GEN_MINUTES=${GEN_MINUTES:-5}
 ENC_MINUTES=${ENC_MINUTES:-2}
 GEN_BATCH=${GEN_BATCH:-512}
 REGION_WEIGHT=${REGION_WEIGHT:-4}
-ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0.1}
+ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0}  # e4e identity loss; 0.1 scored worse on a short GPU fit (cards/encoder.md)
 ENC_BATCH=${ENC_BATCH:-128}
 TIMING_STEPS=${TIMING_STEPS:-40}
 RUN_DIR=${RUN_DIR:-runs/gpu-train}
@@ -94,7 +94,7 @@ finished generator
 tar czf "$OUT/generator.tgz" zoo/synthface/weights/generator.* zoo/synthface/cards/generator.md \
   "$RUN_DIR/gpu.txt" "$RUN_DIR/render_check.txt" "$RUN_DIR/generator.out" "$RUN_DIR/generator/log.jsonl"
 
-# the encoder: latent loss on the renders towards W* of their parameters, and e4e's identity loss
+# the encoder: latent loss on the renders towards W* of their parameters (the committed CPU recipe)
 ENC_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE" render_latent_weight=1.0
           "id_weight=$ENC_ID_WEIGHT")
 ENC_STEPS=$(steps_for encoder "$ENC_MINUTES" "${ENC_ARGS[@]}")
