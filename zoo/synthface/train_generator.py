@@ -101,7 +101,7 @@ DEFAULTS = {
     # classes nine free colours from positions on one curve
     "w_augment": 0.0,
     # the loss weight around the eyes and the mouth (region_weights): 1 + region_weight * Gaussians of region_sigma px
-    # (legs C and D: 4; glasses coverage 0.0075 -> 0.38 in leg D; 0 turns it off)
+    # (legs C-E: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 turns it off)
     "region_weight": 4.0,
     "region_sigma": 4.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
@@ -117,7 +117,7 @@ gradients. Last leg (w_target "features"): the synthesis draws from a teacher W*
 renderer's parameter features (the least-squares fit of the previous mapping's W plus, per categorical class, a
 random direction of norm 10 outside that fit's span), every style modulation reads only the span of W*, half of each
 batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
-before the first image step, then one beside each image step). The last two legs also weigh the loss per pixel,
+before the first image step, then one beside each image step). The last three legs also weigh the loss per pixel,
 x5 around the eyes and the mouth (`region_weight=4`), where glasses, lipstick and the mouth's curve are.
 Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first
 image step the mapping network alone learns a W that linearly encodes every parameter (3,000 steps of a
