@@ -152,17 +152,16 @@ def distillation_loss(fake: Tensor, real: Tensor, edge_weight: float = 0.5,
     """L1 + multi-scale L1 (1/2, 1/4) + edge_weight * L1 of the finite differences, each optionally weighted per
     pixel by `weight` [N, 1, H, W] (mean 1 per image, `region_weights`). The parts come back as detached tensors,
     so that a GPU step never waits for them (the trainer reads them only when it logs)."""
-    if weight is None:
-        weight = torch.ones_like(fake[:, :1])
+    def wl1(a: Tensor, b: Tensor, w: Tensor | None) -> Tensor:
+        return (a - b).abs().mean() if w is None else ((a - b).abs() * w).mean()
 
-    def wl1(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
-        return ((a - b).abs() * w).mean()
-
+    pooled = {k: None if weight is None else F.avg_pool2d(weight, k) for k in (2, 4)}
     l1 = wl1(fake, real, weight)
-    ms = sum(wl1(F.avg_pool2d(fake, k), F.avg_pool2d(real, k), F.avg_pool2d(weight, k)) for k in (2, 4))
+    ms = sum(wl1(F.avg_pool2d(fake, k), F.avg_pool2d(real, k), pooled[k]) for k in (2, 4))
     fx, fy = image_gradients(fake)
     rx, ry = image_gradients(real)
-    edge = wl1(fx, rx, weight[..., :, 1:]) + wl1(fy, ry, weight[..., 1:, :])
+    wx, wy = (None, None) if weight is None else (weight[..., :, 1:], weight[..., 1:, :])
+    edge = wl1(fx, rx, wx) + wl1(fy, ry, wy)
     loss = l1 + ms + edge_weight * edge
     return loss, {"l1": l1.detach(), "ms": ms.detach(), "edge": edge.detach()}
 
