@@ -104,6 +104,8 @@ DEFAULTS = {
     # (legs C-E: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 turns it off)
     "region_weight": 4.0,
     "region_sigma": 4.0,
+    # the mouth's own strength (None: region_weight); legs C-E left the smile's curve undrawn (coverage 0.05)
+    "mouth_weight": None,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
@@ -170,9 +172,9 @@ REGION_LANDMARKS = ("left_eye", "right_eye", "mouth")
 
 
 def region_weights(params, size: int, strength: float, sigma_px: float,
-                   device: str | torch.device = "cpu") -> Tensor:
+                   device: str | torch.device = "cpu", mouth_strength: float | None = None) -> Tensor:
     """Per-pixel loss weights [N, 1, size, size]: 1 + strength * a Gaussian (sigma_px pixels) around each eye and the
-    mouth, normalised to mean 1 per image. Glasses, closed eyes, lipstick and the smile's curve cover a few dozen of
+    mouth (the mouth's own `mouth_strength` when given), normalised to mean 1 per image. Glasses, closed eyes, lipstick and the smile's curve cover a few dozen of
     the 4,096 pixels, so an unweighted L1 barely sees them (leg B's generator drew them at 1-8 % of their renderer
     frequency, cards/generator.md); this spends more of the loss where they are."""
     marks = landmarks(params, size)
@@ -182,8 +184,9 @@ def region_weights(params, size: int, strength: float, sigma_px: float,
         xy = marks[name].to(device=device, dtype=torch.float32)
         dx = axis.view(1, 1, size) - xy[:, 0].view(-1, 1, 1)
         dy = axis.view(1, size, 1) - xy[:, 1].view(-1, 1, 1)
-        bumps = bumps + torch.exp(-(dx * dx + dy * dy) / (2 * sigma_px ** 2))
-    weight = 1.0 + strength * bumps.unsqueeze(1)
+        scale = mouth_strength if name == "mouth" and mouth_strength is not None else strength
+        bumps = bumps + scale * torch.exp(-(dx * dx + dy * dy) / (2 * sigma_px ** 2))
+    weight = 1.0 + bumps.unsqueeze(1)
     return weight / weight.mean((2, 3), keepdim=True)
 
 
@@ -398,8 +401,9 @@ def build(config) -> training.Trainable:
         with torch.no_grad():
             real = render(params, device=training.render_device(config, dev)).to(dev)
             weight = None
-            if config["region_weight"] > 0:
-                weight = region_weights(params, real.shape[-1], config["region_weight"], config["region_sigma"], dev)
+            if config["region_weight"] > 0 or config.get("mouth_weight"):
+                weight = region_weights(params, real.shape[-1], config["region_weight"], config["region_sigma"], dev,
+                                        config.get("mouth_weight"))
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
