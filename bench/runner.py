@@ -1,7 +1,8 @@
 """`bench run`: a suite → cells → results in the store.
 
 A cell is (method variant, edit, source batch, seed). For each (variant, edit, seed) the method's `prepare` runs
-once (or is restored from the on-disk cache keyed by method config + backbone hashes + edit + seed), then `apply`
+once (or is restored from the on-disk cache keyed by method config + backbone hashes + edit + seed + device: the run's
+own `<out>/cache/prepare`, or a folder shared by runs, `--prepare-cache`), then `apply`
 runs per source batch; per-sample metrics score each batch and every row of the cell is written in one
 transaction. After a group's batches, a *set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the
 preparation cost. Cells already in the store are skipped, so a killed run resumes where it stopped; a failing
@@ -46,6 +47,9 @@ class RunOptions:
     limit: int | None = None  # first N sources only
     device: str = "cpu"
     resume: bool = False
+    # prepared states shared by runs (trained mappers, relevance statistics, adapted generators), so an ablation
+    # pays a long preparation once; None: the run's own <out>/cache/prepare
+    prepare_cache: Path | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -72,7 +76,8 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
             "suite_hash": suite.content_hash(), "backbone_hashes": {**losses.hashes, **judges.hashes},
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
             "python": platform.python_version(), "device": device_name(options.device),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None}
 
 
 def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:
@@ -127,7 +132,7 @@ class Runner:
                                          for m in self.metrics if m.judge_is_loss_network()}
         self.store.open_run(self.manifest, options.resume, MATCH_KEYS)
         self.images_dir = Path(options.out_dir) / "images"
-        self.cache_dir = Path(options.out_dir) / "cache" / "prepare"
+        self.cache_dir = Path(options.prepare_cache or Path(options.out_dir) / "cache" / "prepare")
         self.sources = render_batches(source_latents(suite.sources, self.losses, options.device, options.limit),
                                       self.losses, suite.sources.batch_size)
         save_pngs(torch.cat([b.images for b in self.sources]), self.images_dir / "_source")
@@ -177,10 +182,16 @@ class Runner:
             if on_cell:
                 on_cell(set_cell)
 
-    def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
-        key = hashlib.sha256(json.dumps({
+    def prepare_key(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> str:
+        """The prepare cache's key: what a prepared state depends on (a state made on another device, or for other
+        backbones, parameters, edit or seed, is never restored)."""
+        return hashlib.sha256(json.dumps({
             "method": spec.name, "params": method.params, "edit": edit.model_dump(mode="json"), "seed": seed,
-            "backbones": self.losses.hashes}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+            "backbones": self.losses.hashes, "device": self.options.device},
+            sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
+        key = self.prepare_key(method, spec, edit, seed)
         cached = self.cache_dir / f"{key}.pt"
         if cached.exists():
             blob = torch.load(cached, map_location=self.options.device, weights_only=True)

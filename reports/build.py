@@ -74,6 +74,10 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
             sizes = ", ".join(map(str, counts)) if counts else "?"
             notes[metric] = (f"computed per (edit, seed) set of {sizes} edited images ({metric}_n); small-sample "
                              f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
+    cost_notes = {}
+    if manifest.get("prepare_cache") and "latency_prepare_s" in cost:
+        cost_notes["latency_prepare_s"] = (f"prepared states shared by runs in {manifest['prepare_cache']}: a state "
+                                           f"restored from there reports the time and memory measured when it was made")
     render = markdown_table if fmt == "md" else latex_table
     parts = []
     title = f"Suite {report['suite']} ({report['suite_hash']}), device {report['device']}"
@@ -82,7 +86,8 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
         if not metrics:
             continue
         if fmt == "md":
-            parts.append(f"## {name}\n\n" + markdown_table(rows, variants, metrics, notes if name == "Quality" else None))
+            parts.append(f"## {name}\n\n" + markdown_table(rows, variants, metrics,
+                                                            notes if name == "Quality" else cost_notes))
         else:
             parts.append(render(rows, variants, metrics, caption=f"{name}. {title}"))
     families = {}

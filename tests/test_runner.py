@@ -183,6 +183,59 @@ def test_sigkill_and_resume_gives_the_uninterrupted_report(tmp_path, tiny_world)
     assert _quality_rows(interrupted) == _quality_rows(reference)
 
 
+class LearnedShift(EditMethod):
+    """Test method: `prepare` learns a shift (counted), `apply` adds it."""
+    prepared = 0
+
+    @classmethod
+    def defaults(cls):
+        return {"amount": 0.25}
+
+    def prepare(self, backbones, edit):
+        LearnedShift.prepared += 1
+        self.shift = torch.tensor(self.params["amount"] + torch.rand(()).item() * 1e-3)
+
+    def prepared_state(self):
+        return {"shift": self.shift}
+
+    def load_prepared_state(self, state):
+        self.shift = state["shift"]
+
+    def apply(self, backbones, sources, edit):
+        return EditResult(edited_images=(sources.images + self.shift).clamp(-1, 1))
+
+
+def test_shared_prepare_cache_prepares_once_across_runs(tmp_path, tiny_world):
+    METHODS.register("test_learned_shift", LearnedShift, replace=True)
+    try:
+        path = write_suite(tmp_path, tiny_world, methods="  - {name: test_learned_shift}")
+        shared = tmp_path / "shared"
+        LearnedShift.prepared = 0
+        run(path, tmp_path / "first", prepare_cache=shared)
+        assert LearnedShift.prepared == 2  # one per edit
+        assert len(list(shared.glob("*.pt"))) == 2 and not (tmp_path / "first" / "cache").exists()
+        run(path, tmp_path / "second", prepare_cache=shared)
+        assert LearnedShift.prepared == 2  # both edits restored from the shared folder
+        assert _quality_rows(tmp_path / "second") == _quality_rows(tmp_path / "first")
+        prepare_s = [sorted((r["edit"], r["mean"]) for r in report_json(d)["by_edit"]
+                            if r["metric"] == "latency_prepare_s") for d in (tmp_path / "first", tmp_path / "second")]
+        assert prepare_s[0] == prepare_s[1] and prepare_s[0]  # the time measured when the state was made
+        assert str(shared) in write_reports(tmp_path / "second")["markdown_text"]
+        # the key follows what a state depends on: another device, seed, edit or parameter is another state
+        runner = Runner(load_suite(path), path, RunOptions(tmp_path / "third", prepare_cache=shared))
+        spec, (smile, old) = runner.variants[0], runner.suite.edits
+        method = METHODS.get(spec.name)(**spec.params)
+        key = runner.prepare_key(method, spec, smile, 0)
+        assert (shared / f"{key}.pt").exists()
+        other = {runner.prepare_key(method, spec, old, 0), runner.prepare_key(method, spec, smile, 1),
+                 runner.prepare_key(METHODS.get(spec.name)(amount=0.3), spec, smile, 0)}
+        runner.options.device = "cuda:0"
+        other.add(runner.prepare_key(method, spec, smile, 0))
+        assert key not in other and len(other) == 4
+    finally:
+        METHODS._entries.pop("test_learned_shift", None)
+
+
 @pytest.mark.parametrize("case, expected", [
     ("unknown_method", "unknown method 'styleclip_nope'"),
     ("missing_checkpoint", "StyleGAN2 generator checkpoint not found"),

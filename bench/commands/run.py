@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="use only the first N sources")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
+    parser.add_argument("--prepare-cache", type=Path, metavar="DIR",
+                        help="share prepared states (trained mappers, relevance statistics, adapted generators) "
+                        "across runs in DIR, keyed by method parameters, edit, seed, backbone hashes and device; a "
+                        "restored state reports the preparation time and memory measured when it was made "
+                        "(default: <out>/cache/prepare)")
     parser.add_argument("--executor", choices=["local"], default="local", help="where cells run (default local)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); use 1 when "
                         "other jobs share the cores, since oversubscribed threads slow every step many times over")
@@ -42,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / suite.name
     console = Console(stderr=True)
     console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
-    runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume))
+    runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
+                                                                 args.prepare_cache))
     pending = runner.pending()
     total = len(runner.cells())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
