@@ -335,6 +335,43 @@ def test_region_weight_changes_the_generator_step():
     assert losses[0] != losses[1]
 
 
+def test_minimal_pairs_change_one_attribute_and_the_pair_loss_sees_it():
+    from zoo.synthface.params import attribute_class
+
+    params = sample_params(12, seed=5, domain="photo")
+    names = ["smile", "lipstick", "hair_color"]
+    pairs = train_generator.minimal_pairs(params, names, 4, torch.Generator().manual_seed(0))
+    for i in range(4):
+        a, b = pairs[i], pairs[4 + i]
+        assert torch.equal(a.identity, b.identity) and torch.equal(a.pose, b.pose)
+        changed = [k for k in ATTRIBUTE_SPECS if not torch.equal(attribute_class(a, k), attribute_class(b, k))]
+        assert len(changed) == 1 and changed[0] in names, changed
+        moved = [k for k in ATTRIBUTE_SPECS if not torch.equal(a.attrs[k], b.attrs[k])]
+        assert moved == changed  # a smile moves bins, not only its value; nothing else moves
+    assert torch.equal(pairs.identity[8:], params.identity[8:])  # faces past the pairs are untouched
+    real = render(pairs)
+    assert float(train_generator.pair_loss(real, real, 4)) == 0.0
+    blind = real.clone()
+    blind[4:8] = real[:4]  # a generator that ignores the attribute: its differences are zero
+    loss = float(train_generator.pair_loss(blind, real, 4))
+    assert loss > 0.02, loss
+    with pytest.raises(ValueError, match="valid"):
+        train_generator.minimal_pairs(params, ["smiles"], 4, torch.Generator())
+    with pytest.raises(ValueError, match="at least 14"):
+        train_generator.minimal_pairs(params, names, 7, torch.Generator())
+
+
+def test_pair_loss_joins_the_features_step():
+    config = dict(TINY, w_target="features", mapping_fit_steps=0, mapping_fit_batch=32, batch=8, mapping_mix=0.5,
+                  pair_count=2, pair_attributes=["smile", "lipstick"])
+    out = train_generator.build(config).step(0)
+    assert float(out["pair"]) > 0
+    with pytest.raises(ValueError, match="teacher part"):
+        train_generator.build(dict(config, pair_count=3))
+    with pytest.raises(ValueError, match="features"):
+        train_generator.build(dict(config, w_target="mapping"))
+
+
 def test_run_training_reports_the_steady_rate_without_the_first_steps(tmp_path):
     import time
 

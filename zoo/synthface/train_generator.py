@@ -53,7 +53,7 @@ from tqdm import tqdm
 from zoo.stylegan2 import Generator, load_generator, save_generator
 from zoo.synthface import training
 from zoo.synthface.latent_params import params_from_z
-from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, SMILE_BINS
+from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, SMILE_BINS, attribute_class
 from zoo.synthface.render import landmarks, render
 
 NAME = "generator"
@@ -106,6 +106,12 @@ DEFAULTS = {
     "region_sigma": 4.0,
     # the mouth's own strength (None: region_weight); legs C-E left the smile's curve undrawn (coverage 0.05)
     "mouth_weight": None,
+    # minimal pairs (minimal_pairs / pair_loss): `pair_count` faces of each batch's teacher half are copied with one
+    # of `pair_attributes` changed, and the generator's difference image must match the renderer's (normalised by
+    # the changed pixels, so a 20-pixel mouth curve weighs as much as a hair colour); [] turns it off
+    "pair_attributes": [],
+    "pair_count": 4,
+    "pair_weight": 1.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
@@ -188,6 +194,49 @@ def region_weights(params, size: int, strength: float, sigma_px: float,
         bumps = bumps + scale * torch.exp(-(dx * dx + dy * dy) / (2 * sigma_px ** 2))
     weight = 1.0 + bumps.unsqueeze(1)
     return weight / weight.mean((2, 3), keepdim=True)
+
+
+def minimal_pairs(params, attributes: list[str], count: int, rng: torch.Generator):
+    """A copy of `params` whose faces count..2*count-1 are faces 0..count-1 with one attribute (drawn from
+    `attributes`) moved to another class: a categorical or binary one to a different value, smile to a uniform value
+    inside another caption bin. Everything else (identity, pose, the other attributes) is the first face's."""
+    unknown = [a for a in attributes if a not in ATTRIBUTE_SPECS]
+    if unknown:
+        raise ValueError(f"pair_attributes: unknown {unknown}; valid: {', '.join(ATTRIBUTE_SPECS)}")
+    if 2 * count > len(params):
+        raise ValueError(f"pair_count {count} needs a batch of at least {2 * count} faces, got {len(params)}")
+    out = params.clone()
+    src, dst = slice(0, count), slice(count, 2 * count)
+    out.identity[dst] = params.identity[src]
+    out.pose[dst] = params.pose[src]
+    out.domain[dst] = params.domain[src]
+    for name in ATTRIBUTE_SPECS:
+        out.attrs[name][dst] = params.attrs[name][src]
+    which = torch.randint(len(attributes), (count,), generator=rng)
+    for i in range(count):
+        name = attributes[int(which[i])]
+        spec = ATTRIBUTE_SPECS[name]
+        n_classes = len(spec.values)
+        current = int(attribute_class(params[i], name))
+        new = (current + 1 + int(torch.randint(n_classes - 1, (), generator=rng))) % n_classes
+        if spec.continuous:
+            edges = (-1.0, *spec.bins, 1.0)
+            u = float(torch.rand((), generator=rng))
+            out.attrs[name][count + i] = edges[new] + u * (edges[new + 1] - edges[new])
+        else:
+            out.attrs[name][count + i] = new
+    return out
+
+
+def pair_loss(fake: Tensor, real: Tensor, count: int, threshold: float = 0.02) -> Tensor:
+    """Minimal-pair loss: L1 between the generator's and the renderer's difference images of faces i and count + i,
+    summed over pixels and divided by the number of pixels the renderer changed (at least 16). The plain L1 averages
+    over 4,096 pixels, where a smile's curve or lipstick is a few dozen; this term weighs each pair's change as a
+    whole, and also penalises changes the renderer did not make."""
+    d_fake = fake[:count] - fake[count:2 * count]
+    d_real = real[:count] - real[count:2 * count]
+    changed = (d_real.abs().amax(1) > threshold).sum((1, 2)).clamp_min(16)
+    return ((d_fake - d_real).abs().mean(1).sum((1, 2)) / changed).mean()
 
 
 class EMA(nn.Module):
@@ -386,6 +435,16 @@ def build(config) -> training.Trainable:
     optimizer = torch.optim.Adam(groups, lr=config["lr"], betas=tuple(config["betas"]))
     training.render_device(config, torch.device("cpu"))  # an unknown render_device fails here, not at step 0
     steps = config["steps"]
+    pairs = list(config.get("pair_attributes") or [])
+    if pairs:
+        if teacher is None:
+            raise ValueError("pair_attributes needs w_target 'features' (a pair's W comes from the teacher)")
+        teacher_half = config["batch"] - int(round(config["mapping_mix"] * config["batch"]))
+        if 2 * config["pair_count"] > teacher_half:
+            raise ValueError(f"pair_count {config['pair_count']} x 2 exceeds the batch's teacher part ({teacher_half} "
+                             f"of {config['batch']}; mapping_mix {config['mapping_mix']})")
+        minimal_pairs(params_from_z(torch.randn(2 * config["pair_count"], config["style_dim"])), pairs,
+                      config["pair_count"], torch.Generator())  # an unknown attribute fails here, not at step 0
 
     def step(i: int) -> dict[str, Any]:
         if i == 0 and aux is not None and init is None and config.get("probe_pretrain_steps", 0) > 0:
@@ -398,6 +457,8 @@ def build(config) -> training.Trainable:
         rng = training.step_generator(config["seed"], i)
         z = torch.randn(config["batch"], config["style_dim"], generator=rng)
         params = params_from_z(z)  # once per step: the render, the read-out and the teacher share it
+        if pairs:
+            params = minimal_pairs(params, pairs, config["pair_count"], rng)
         with torch.no_grad():
             real = render(params, device=training.render_device(config, dev)).to(dev)
             weight = None
@@ -421,7 +482,12 @@ def build(config) -> training.Trainable:
             if n_mapped:
                 with torch.no_grad():
                     w[len(z) - n_mapped:] = g.mapping(z[len(z) - n_mapped:].to(dev))
-            loss, parts = distillation_loss(g(w), real, config["edge_weight"], weight)
+            fake = g(w)
+            loss, parts = distillation_loss(fake, real, config["edge_weight"], weight)
+            if pairs:
+                parts["pair"] = pair_loss(fake, real, config["pair_count"])
+                loss = loss + config["pair_weight"] * parts["pair"]
+                parts["pair"] = parts["pair"].detach()
             zm = torch.randn(config["mapping_fit_batch"], config["style_dim"], generator=rng)
             map_loss = teacher.mapping_loss(g.mapping(zm.to(dev)), zm, config["mapping_feature_weight"])
             loss = loss + map_loss
