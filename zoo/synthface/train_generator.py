@@ -108,7 +108,9 @@ DEFAULTS = {
     "mouth_weight": None,
     # minimal pairs (minimal_pairs / pair_loss): `pair_count` faces of each batch's teacher half are copied with one
     # of `pair_attributes` changed, and the generator's difference image must match the renderer's (normalised by
-    # the changed pixels, so a 20-pixel mouth curve weighs as much as a hair colour); [] turns it off
+    # the changed pixels, so a 20-pixel mouth curve weighs as much as a hair colour); [] turns it off. Tried once
+    # (cards/generator.md, leg G: smile, lipstick, hair colour, age at weight 1 from leg E): after 2,000 steps pixel
+    # L1 0.087 -> 0.100 and every paired attribute's coverage fell; not used since
     "pair_attributes": [],
     "pair_count": 4,
     "pair_weight": 1.0,
