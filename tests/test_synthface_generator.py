@@ -190,6 +190,36 @@ def test_augmented_teacher_adds_class_directions_without_changing_the_images():
         assert torch.allclose(g(wider(z)), before, atol=1e-4)
 
 
+def test_smile_boosted_teacher_lengthens_only_the_smile_row_without_changing_the_images():
+    torch.manual_seed(0)
+    g = train_generator.make_generator(dict(TINY, style_dim=128)).eval()
+    teacher = train_generator.FeatureW.fit(g)
+    teacher.project_modulations(g)
+    z = torch.randn(6, 128, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        before = g(teacher(z))
+        boosted = teacher.smile_boosted(12.0)
+        added = boosted.basis - teacher.basis
+        k = train_generator.SMILE_FEATURE
+        assert float(added[k].norm()) == pytest.approx(12.0, rel=1e-4)
+        others = torch.cat([added[:k], added[k + 1:]])
+        assert torch.equal(others, torch.zeros_like(others))
+        assert (added[k] @ teacher.projection()).abs().max() < 1e-3  # outside the old span
+        # the smile column of param_features is the one boosted: W* moves with the smile value along the new row
+        p = params_from_z(z)
+        p.attrs["smile"] = torch.full((6,), 1.0)
+        up = boosted.of_params(p) - teacher.of_params(p)
+        p.attrs["smile"] = torch.full((6,), -1.0)
+        down = boosted.of_params(p) - teacher.of_params(p)
+        assert torch.allclose(up - down, 2 * added[k].expand(6, -1), atol=1e-3)
+        boosted.project_modulations(g)
+        assert torch.allclose(g(boosted(z)), before, atol=1e-4)
+    config = dict(TINY, style_dim=128, w_target="features", mapping_fit_steps=0, mapping_fit_batch=32,
+                  w_smile_norm=5.0, init_from=None)
+    teacher = train_generator.build(config).extra_state["w_teacher"]
+    assert float(teacher.basis[train_generator.SMILE_FEATURE].norm()) > 5.0
+
+
 def test_mapping_regression_learns_the_teacher():
     torch.manual_seed(0)
     g = train_generator.make_generator(TINY)

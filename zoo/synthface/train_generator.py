@@ -100,6 +100,9 @@ DEFAULTS = {
     # committed one did so for hair colour and background), and style modulations, linear in W, cannot give nine
     # classes nine free colours from positions on one curve
     "w_augment": 0.0,
+    # w_target "features" from a fitted basis: give the smile its own direction of this norm outside the fitted span
+    # (FeatureW.smile_boosted; 0: off)
+    "w_smile_norm": 0.0,
     # the loss weight around the eyes and the mouth (region_weights): 1 + region_weight * Gaussians of region_sigma px
     # (legs C-E: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 turns it off)
     "region_weight": 4.0,
@@ -260,6 +263,7 @@ CATEGORICAL = [k for k, s in ATTRIBUTE_SPECS.items() if not s.continuous]
 CATEGORICAL_SIZES = [len(ATTRIBUTE_SPECS[k].values) for k in CATEGORICAL]
 N_CONTINUOUS = N_ID + 1 + 3  # identity, smile, pose
 N_FEATURES = N_CONTINUOUS + sum(CATEGORICAL_SIZES)
+SMILE_FEATURE = N_ID  # param_features' smile column
 
 
 def param_features(params) -> Tensor:
@@ -348,6 +352,19 @@ class FeatureW(nn.Module):
         basis[N_CONTINUOUS:N_FEATURES] += extra
         return FeatureW(basis)
 
+    def smile_boosted(self, norm: float, seed: int = 0) -> FeatureW:
+        """A teacher whose smile row gains a random direction of length `norm`, orthogonal to this teacher's span
+        (as `augmented` does for the categorical classes). The fitted smile row is short (2.35 for leg E's mapping,
+        so frowning to smiling moved W by 4.7, where any two classes of a categorical attribute lie 15-18 apart),
+        and the synthesis never learnt to draw the mouth's curve from it. Orthogonal, so G(W*) is unchanged until
+        training uses the new direction (after `project_modulations`)."""
+        g = torch.Generator().manual_seed(FeatureW.FIT_SEED + 2 + seed)
+        extra = torch.randn(1, self.basis.shape[1], generator=g).to(self.basis)
+        extra = extra - extra @ self.projection()
+        basis = self.basis.clone()
+        basis[SMILE_FEATURE] += (extra * norm / extra.norm()).squeeze(0)
+        return FeatureW(basis)
+
     def forward(self, z: Tensor) -> Tensor:
         return self.of_params(params_from_z(z.cpu()))
 
@@ -420,6 +437,9 @@ def build(config) -> training.Trainable:
         teacher.project_modulations(g)
         if config["w_augment"] > 0:
             teacher = teacher.augmented(config["w_augment"], config["seed"])
+            teacher.project_modulations(g)
+        if config.get("w_smile_norm", 0) > 0:
+            teacher = teacher.smile_boosted(config["w_smile_norm"], config["seed"])
             teacher.project_modulations(g)
     ema = EMA(g)
     mapping = [p for n, p in g.named_parameters() if n.startswith("style.")]
