@@ -14,7 +14,7 @@
 # steady seconds per step (after its first fifth), then the real run takes minutes * 60 / seconds-per-step steps,
 # so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
 # H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
-# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT); the encoder is fitted from scratch with
+# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT); the encoder is fitted from scratch with
 # the render latent loss (and e4e's identity loss when ENC_ID_WEIGHT > 0).
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
@@ -33,6 +33,7 @@ GEN_MINUTES=${GEN_MINUTES:-5}
 ENC_MINUTES=${ENC_MINUTES:-2}
 GEN_BATCH=${GEN_BATCH:-512}
 REGION_WEIGHT=${REGION_WEIGHT:-4}
+MOUTH_WEIGHT=${MOUTH_WEIGHT:-16}
 ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0}  # e4e identity loss; 0.1 scored worse on a short GPU fit (cards/encoder.md)
 ENC_BATCH=${ENC_BATCH:-128}
 TIMING_STEPS=${TIMING_STEPS:-40}
@@ -83,7 +84,7 @@ finished() {
 # the "features" recipe (cards/generator.md): the synthesis learns from a teacher W* linear in the renderer's
 # parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
-          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT")
+          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT" "mouth_weight=$MOUTH_WEIGHT")
 # (timed without the one-off mapping regression before step 0: it is not a per-step cost)
 GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}" mapping_fit_steps=0)
 echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"

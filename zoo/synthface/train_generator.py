@@ -107,8 +107,9 @@ DEFAULTS = {
     # (legs C-E: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 turns it off)
     "region_weight": 4.0,
     "region_sigma": 4.0,
-    # the mouth's own strength (None: region_weight); legs C-E left the smile's curve undrawn (coverage 0.05)
-    "mouth_weight": None,
+    # the mouth's own strength (None: region_weight); legs F and H: 16 (lipstick coverage 0.31 -> 0.89, glasses
+    # 0.66 -> 0.89; the smile's curve still undrawn)
+    "mouth_weight": 16.0,
     # minimal pairs (minimal_pairs / pair_loss): `pair_count` faces of each batch's teacher half are copied with one
     # of `pair_attributes` changed, and the generator's difference image must match the renderer's (normalised by
     # the changed pixels, so a 20-pixel mouth curve weighs as much as a hair colour); [] turns it off. Tried once
