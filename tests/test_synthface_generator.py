@@ -173,14 +173,21 @@ def test_projected_modulations_keep_g_of_w_star_and_ignore_the_rest_of_w():
         assert torch.allclose(g(w_star + off_span), g(w_star), atol=1e-4)
 
 
-def test_augmented_teacher_adds_class_directions_without_changing_the_images():
+def projected_teacher():
+    """A tiny style_dim-128 generator whose modulations read only its fitted teacher's span, the teacher, 6 z and
+    G(W*(z))."""
     torch.manual_seed(0)
     g = train_generator.make_generator(dict(TINY, style_dim=128)).eval()
     teacher = train_generator.FeatureW.fit(g)
     teacher.project_modulations(g)
     z = torch.randn(6, 128, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
-        before = g(teacher(z))
+        return g, teacher, z, g(teacher(z))
+
+
+def test_augmented_teacher_adds_class_directions_without_changing_the_images():
+    g, teacher, z, before = projected_teacher()
+    with torch.no_grad():
         wider = teacher.augmented(10.0)
         added = wider.basis - teacher.basis
         c = train_generator.N_CONTINUOUS
@@ -192,13 +199,8 @@ def test_augmented_teacher_adds_class_directions_without_changing_the_images():
 
 
 def test_smile_boosted_teacher_lengthens_only_the_smile_row_without_changing_the_images():
-    torch.manual_seed(0)
-    g = train_generator.make_generator(dict(TINY, style_dim=128)).eval()
-    teacher = train_generator.FeatureW.fit(g)
-    teacher.project_modulations(g)
-    z = torch.randn(6, 128, generator=torch.Generator().manual_seed(10))
+    g, teacher, z, before = projected_teacher()
     with torch.no_grad():
-        before = g(teacher(z))
         boosted = teacher.smile_boosted(12.0)
         added = boosted.basis - teacher.basis
         k = train_generator.SMILE_FEATURE

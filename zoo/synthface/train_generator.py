@@ -101,10 +101,10 @@ DEFAULTS = {
     # classes nine free colours from positions on one curve
     "w_augment": 0.0,
     # w_target "features" from a fitted basis: give the smile its own direction of this norm outside the fitted span
-    # (FeatureW.smile_boosted; 0: off)
+    # (FeatureW.smile_boosted; 0: off). Leg H used 12, once: a later leg's fitted basis already carries it
     "w_smile_norm": 0.0,
     # the loss weight around the eyes and the mouth (region_weights): 1 + region_weight * Gaussians of region_sigma px
-    # (legs C-E: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 turns it off)
+    # (legs C-H: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 and mouth_weight 0 turn it off)
     "region_weight": 4.0,
     "region_sigma": 4.0,
     # the mouth's own strength (None: region_weight); legs F and H: 16 (lipstick coverage 0.31 -> 0.89, glasses
@@ -131,8 +131,9 @@ gradients. Last leg (w_target "features"): the synthesis draws from a teacher W*
 renderer's parameter features (the least-squares fit of the previous mapping's W plus, per categorical class, a
 random direction of norm 10 outside that fit's span), every style modulation reads only the span of W*, half of each
 batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
-before the first image step, then one beside each image step). The last three legs also weigh the loss per pixel,
-x5 around the eyes and the mouth (`region_weight=4`), where glasses, lipstick and the mouth's curve are.
+before the first image step, then one beside each image step). Legs C-H also weigh the loss per pixel, x5 around
+the eyes and the mouth (`region_weight=4`), where glasses, lipstick and the mouth's curve are; legs F and H the mouth
+x17 (`mouth_weight=16`); leg H gave the smile its own direction in W* (`w_smile_norm=12`).
 Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first
 image step the mapping network alone learns a W that linearly encodes every parameter (3,000 steps of a
 training-only linear read-out, `probe_pretrain`; read-out loss 2.0 -> 0.13, chance ~1.45); the read-out stays on
@@ -186,9 +187,10 @@ REGION_LANDMARKS = ("left_eye", "right_eye", "mouth")
 def region_weights(params, size: int, strength: float, sigma_px: float,
                    device: str | torch.device = "cpu", mouth_strength: float | None = None) -> Tensor:
     """Per-pixel loss weights [N, 1, size, size]: 1 + strength * a Gaussian (sigma_px pixels) around each eye and the
-    mouth (the mouth's own `mouth_strength` when given), normalised to mean 1 per image. Glasses, closed eyes, lipstick and the smile's curve cover a few dozen of
-    the 4,096 pixels, so an unweighted L1 barely sees them (leg B's generator drew them at 1-8 % of their renderer
-    frequency, cards/generator.md); this spends more of the loss where they are."""
+    mouth (the mouth's own `mouth_strength` when given), normalised to mean 1 per image. Glasses, closed eyes,
+    lipstick and the smile's curve cover a few dozen of the 4,096 pixels, so an unweighted L1 barely sees them (leg
+    B's generator drew them at 1-8 % of their renderer frequency, cards/generator.md); this spends more of the loss
+    where they are."""
     marks = landmarks(params, size)
     axis = torch.arange(size, device=device, dtype=torch.float32) + 0.5
     bumps = 0.0
@@ -344,13 +346,15 @@ class FeatureW(nn.Module):
         """A teacher whose W* adds, for every categorical class, a random direction of length `norm` orthogonal to
         this teacher's span. A synthesis whose modulations read only the old span (`project_modulations`) draws
         the same images from the new W* as from the old, so a run can switch teachers without a jump."""
-        g = torch.Generator().manual_seed(FeatureW.FIT_SEED + 1 + seed)
-        n_cat = N_FEATURES - N_CONTINUOUS
-        extra = torch.randn(n_cat, self.basis.shape[1], generator=g).to(self.basis)
+        return self._with_directions(slice(N_CONTINUOUS, N_FEATURES), norm, FeatureW.FIT_SEED + 1 + seed)
+
+    def _with_directions(self, rows: slice, norm: float, seed: int) -> FeatureW:
+        """A teacher whose basis `rows` each gain a random direction of length `norm` orthogonal to this span."""
+        n = len(range(*rows.indices(self.basis.shape[0])))
+        extra = torch.randn(n, self.basis.shape[1], generator=torch.Generator().manual_seed(seed)).to(self.basis)
         extra = extra - extra @ self.projection()
-        extra = extra * norm / extra.norm(dim=1, keepdim=True)
         basis = self.basis.clone()
-        basis[N_CONTINUOUS:N_FEATURES] += extra
+        basis[rows] += extra * norm / extra.norm(dim=1, keepdim=True)
         return FeatureW(basis)
 
     def smile_boosted(self, norm: float, seed: int = 0) -> FeatureW:
@@ -359,12 +363,7 @@ class FeatureW(nn.Module):
         so frowning to smiling moved W by 4.7, where any two classes of a categorical attribute lie 15-18 apart),
         and the synthesis never learnt to draw the mouth's curve from it. Orthogonal, so G(W*) is unchanged until
         training uses the new direction (after `project_modulations`)."""
-        g = torch.Generator().manual_seed(FeatureW.FIT_SEED + 2 + seed)
-        extra = torch.randn(1, self.basis.shape[1], generator=g).to(self.basis)
-        extra = extra - extra @ self.projection()
-        basis = self.basis.clone()
-        basis[SMILE_FEATURE] += (extra * norm / extra.norm()).squeeze(0)
-        return FeatureW(basis)
+        return self._with_directions(slice(SMILE_FEATURE, SMILE_FEATURE + 1), norm, FeatureW.FIT_SEED + 2 + seed)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.of_params(params_from_z(z.cpu()))
