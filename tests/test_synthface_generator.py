@@ -403,6 +403,8 @@ def test_pair_loss_joins_the_features_step():
         train_generator.build(dict(config, pair_count=3))
     with pytest.raises(ValueError, match="features"):
         train_generator.build(dict(config, w_target="mapping"))
+    with pytest.raises(ValueError, match="unknown"):
+        train_generator.build(dict(config, pair_attributes=["smiles"]))
 
 
 def test_run_training_reports_the_steady_rate_without_the_first_steps(tmp_path):

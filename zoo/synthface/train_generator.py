@@ -204,13 +204,17 @@ def region_weights(params, size: int, strength: float, sigma_px: float,
     return weight / weight.mean((2, 3), keepdim=True)
 
 
+def check_pair_attributes(attributes: list[str]) -> None:
+    unknown = [a for a in attributes if a not in ATTRIBUTE_SPECS]
+    if unknown:
+        raise ValueError(f"pair_attributes: unknown {unknown}; valid: {', '.join(ATTRIBUTE_SPECS)}")
+
+
 def minimal_pairs(params, attributes: list[str], count: int, rng: torch.Generator):
     """A copy of `params` whose faces count..2*count-1 are faces 0..count-1 with one attribute (drawn from
     `attributes`) moved to another class: a categorical or binary one to a different value, smile to a uniform value
     inside another caption bin. Everything else (identity, pose, the other attributes) is the first face's."""
-    unknown = [a for a in attributes if a not in ATTRIBUTE_SPECS]
-    if unknown:
-        raise ValueError(f"pair_attributes: unknown {unknown}; valid: {', '.join(ATTRIBUTE_SPECS)}")
+    check_pair_attributes(attributes)
     if 2 * count > len(params):
         raise ValueError(f"pair_count {count} needs a batch of at least {2 * count} faces, got {len(params)}")
     out = params.clone()
@@ -465,8 +469,7 @@ def build(config) -> training.Trainable:
         if 2 * config["pair_count"] > teacher_half:
             raise ValueError(f"pair_count {config['pair_count']} x 2 exceeds the batch's teacher part ({teacher_half} "
                              f"of {config['batch']}; mapping_mix {config['mapping_mix']})")
-        minimal_pairs(params_from_z(torch.randn(2 * config["pair_count"], config["style_dim"])), pairs,
-                      config["pair_count"], torch.Generator())  # an unknown attribute fails here, not at step 0
+        check_pair_attributes(pairs)  # an unknown attribute fails here, not at step 0
 
     def step(i: int) -> dict[str, Any]:
         if i == 0 and aux is not None and init is None and config.get("probe_pretrain_steps", 0) > 0:
