@@ -302,6 +302,24 @@ def test_encoder_render_latent_loss_switches_on_with_its_weight():
     assert all(log["render_latent"] > 0 for log in logs)
 
 
+def test_encoder_regression_without_the_generator():
+    """image_weight 0 on render-only batches: W*-regression in W and in parameter features, no generator pass."""
+    torch.manual_seed(0)
+    g = train_generator.build(dict(TINY)).model.eval()
+    calls = []
+    g.register_forward_hook(lambda *_: calls.append(1))
+    config = dict(train_encoder.DEFAULTS, batch=4, steps=10, warmup=1, hidden=32, widths=[8, 8, 8, 8, 8],
+                  render_fraction=1.0, image_weight=0.0, feature_weight=1.0)
+    trainable = train_encoder.build(config, generator=g)
+    logs = [trainable.step(i) for i in range(2)]
+    assert not calls
+    assert all(log["feature"] > 0 and log["render_latent"] > 0 and "l1" not in log for log in logs)
+    with pytest.raises(ValueError, match="render_latent_weight or feature_weight"):
+        train_encoder.build(dict(config, feature_weight=0.0), generator=g)
+    with pytest.raises(ValueError, match="id_weight"):
+        train_encoder.build(dict(config, id_weight=0.1), generator=g)
+
+
 @pytest.mark.skipif(not (WEIGHTS_DIR / "generator.safetensors").exists(),
                     reason="zoo/synthface/weights/generator.safetensors not trained yet "
                            "(python -m zoo.synthface.train generator)")
