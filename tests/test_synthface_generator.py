@@ -290,6 +290,12 @@ def test_encoder_shape_and_training_steps(tmp_path):
     loaded = train_encoder.load_encoder(weights_dir=tmp_path)
     with torch.no_grad():
         assert torch.allclose(loaded(x), trainable.model.eval()(x))
+    # a second leg starts from that export; a config of another shape is refused with the folder named
+    second = train_encoder.build(dict(config, init_from=str(tmp_path)), generator=g).model.eval()
+    with torch.no_grad():
+        assert torch.allclose(second(x), loaded(x))
+    with pytest.raises(ValueError, match="does not match"):
+        train_encoder.build(dict(config, init_from=str(tmp_path), hidden=16), generator=g)
 
 
 def test_encoder_render_latent_loss_switches_on_with_its_weight():

@@ -63,6 +63,7 @@ DEFAULTS = {
     # 0: no image loss and no generator pass at all (a pure regression of the renders' W*, ~10x cheaper per image;
     # needs render_latent_weight or feature_weight, and sample-free batches learn only from renders)
     "image_weight": 1.0,
+    "init_from": None,  # "weights" (the committed export) or a weights folder: continue that encoder (a second leg)
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
 }
 
@@ -89,6 +90,13 @@ def _identity_or_none(device: str = "cpu"):
 def build(config, generator=None) -> training.Trainable:
     g = (generator if generator is not None else load_synthetic_generator()).eval().requires_grad_(False)
     enc = Encoder(g.n_latent, g.style_dim, config["widths"], config["hidden"])
+    source = training.init_dir(config.get("init_from"))
+    if source is not None:
+        state, _ = training.load_weights(NAME, source)
+        try:
+            enc.load_state_dict(state)
+        except RuntimeError as exc:  # missing keys or shape mismatches
+            raise ValueError(f"init_from {source}: the encoder there does not match this config: {exc}") from None
     enc.set_latent_avg(g.get_latent_avg())
     decay, no_decay = [], []
     for p in enc.parameters():
