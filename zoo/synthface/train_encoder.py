@@ -56,12 +56,13 @@ DEFAULTS = {
     # least-squares map from the renderer's parameters to the generator's W; exact for a generator trained with
     # w_target "features", whose mapping regresses such a W*)
     "render_latent_weight": 0.0,
-    # > 0: the renders' latent error is also measured in the teacher's parameter features ((E(x) - W*) @ decode, the
-    # per-feature error): W-space MSE weighs a feature by its basis row's length, and the identity rows are ~2.5 long
-    # where the categorical ones are 11-75, so under W-space MSE alone the encoder learnt no identity (card)
+    # > 0: the latent error (renders: to W* of their parameters; samples: to their w) is also measured in the
+    # teacher's parameter features ((E(x) - W*) @ decode, the per-feature error): W-space MSE weighs a feature by
+    # its basis row's length, and the identity rows are ~2.5 long where the categorical ones are 11-75, so under
+    # W-space MSE alone the encoder learnt no identity (cards/encoder.md)
     "feature_weight": 0.0,
-    # 0: no image loss and no generator pass at all (a pure regression of the renders' W*, ~10x cheaper per image;
-    # needs render_latent_weight or feature_weight, and sample-free batches learn only from renders)
+    # 0: no image loss and no generator pass (a pure regression of W*: 78 images/s on 2 threads against 41 with
+    # the generator in the loop); needs render_latent_weight or feature_weight
     "image_weight": 1.0,
     "init_from": None,  # "weights" (the committed export) or a weights folder: continue that encoder (a second leg)
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
@@ -149,12 +150,16 @@ def build(config, generator=None) -> training.Trainable:
             image_loss, parts = distillation_loss(recon, x[first:], config["edge_weight"])
             loss = loss + image_weight * image_loss
             out["l1"] = parts["l1"]
-        if teacher is not None and n_render:
-            error = w_plus[n_sample:] - teacher.to(dev).of_params(render_params).unsqueeze(1)
-            render_latent = error.pow(2).mean()
-            feature = (error @ teacher.decode).pow(2).mean()
-            loss = loss + config["render_latent_weight"] * render_latent + config["feature_weight"] * feature
-            out["render_latent"], out["feature"] = render_latent.detach(), feature.detach()
+        if teacher is not None:
+            errors = [w_plus[:n_sample] - w.unsqueeze(1)]  # the samples' known w (empty without samples)
+            if n_render:
+                errors.append(w_plus[n_sample:] - teacher.to(dev).of_params(render_params).unsqueeze(1))
+                render_latent = errors[-1].pow(2).mean()
+                loss = loss + config["render_latent_weight"] * render_latent
+                out["render_latent"] = render_latent.detach()
+            feature = (torch.cat(errors) @ teacher.decode).pow(2).mean()  # samples and renders alike
+            loss = loss + config["feature_weight"] * feature
+            out["feature"] = feature.detach()
         if identity is not None and recon is not None:
             cos = F.cosine_similarity(identity(x[first:]), identity(recon), dim=-1).mean()
             loss = loss + config["id_weight"] * (1 - cos)
