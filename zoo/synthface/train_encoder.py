@@ -1,15 +1,18 @@
 """Training the synthetic world's inversion encoder (`encoder.py`, e4e-style image -> W+) on the frozen generator.
 
-Each step (batch `batch`, half generator samples, half renders):
+Each step (batch `batch`: a `render_fraction` of renders, the rest generator samples):
 
 * generator samples: z ~ N(0, I), w = mapping(z) (known), x = G(w); the encoder's W+ is pulled to w (latent loss,
   mean squared error) and, with `sample_image_loss` (off by default: it doubles the generator's backward cost on
   2 shared cores), G(E(x)) to x;
-* renders: random photo renders (`sample_params(domain="photo")`), the "real" photos the methods invert; only the
-  image loss, through the frozen generator;
+* renders: random photo renders (`sample_params(domain="photo")`), the "real" photos the methods invert: the image
+  loss through the frozen generator (weight `image_weight`; 0 skips the generator) and, optionally, a latent loss
+  towards W* of the render's parameters (`FeatureW.fit(generator)`);
 
     loss = latent_weight * MSE(E(x), w)  [samples]
-         + L1(G(E(x)), x) + L1 at 1/2 and 1/4 scale + edge_weight * L1 of the image gradients  [renders]
+         + image_weight * (L1(G(E(x)), x) + L1 at 1/2 and 1/4 scale + edge_weight * L1 of image gradients) [renders]
+         + render_latent_weight * MSE(E(x), W*)  [renders]
+         + feature_weight * MSE((E(x) - target) @ decode)  [both: the error in the parameter features]
          + delta_weight * mean(delta^2)   (e4e's delta regularisation: keeps W+ close to W)
          + id_weight * (1 - cos(identity(x), identity(G(E(x)))))  [optional, needs weights/identity]
 
@@ -70,10 +73,11 @@ DEFAULTS = {
 
 SUMMARY = """e4e-style inversion encoder for the synthetic generator: a small residual CNN pyramid with coarse/medium/
 fine heads predicting a base code w and per-W+-index deltas (W+ = latent_avg + w + delta, delta_0 = 0, deltas L2-
-regularised). Trained against the frozen exported generator on half generator samples (known w: latent MSE;
-their image loss is optional and off by default) and half photo renders (image loss through the generator: L1 +
-multi-scale L1 + gradient L1). Gates: identity cosine and attribute-judge agreement between 500 held-out photo
-renders and their reconstructions."""
+regularised). Trainable on generator samples (known w: latent loss) and photo renders (image loss through the
+frozen generator, and with `render_latent_weight` / `feature_weight` a latent loss towards W* of the render's
+parameters, in W and in the parameter features). The committed fit is a pure regression of the renders' W* (no
+generator in the loop). Gates: identity cosine and attribute-judge agreement between 500 held-out photo renders and
+their reconstructions, each beside the generator's bound G(W*)."""
 
 EVAL_SEED = 9_201
 EVAL_RENDERS = 500
