@@ -14,8 +14,9 @@
 # steady seconds per step (after its first fifth), then the real run takes minutes * 60 / seconds-per-step steps,
 # so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
 # H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
-# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT); the encoder is fitted from scratch with
-# the render latent loss (and e4e's identity loss when ENC_ID_WEIGHT > 0).
+# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT); the encoder is fitted from
+# scratch in two legs: a regression of W* of the renders' parameters, then the image loss (and e4e's identity loss
+# when ENC_ID_WEIGHT > 0).
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
@@ -34,6 +35,7 @@ ENC_MINUTES=${ENC_MINUTES:-2}
 GEN_BATCH=${GEN_BATCH:-512}
 REGION_WEIGHT=${REGION_WEIGHT:-4}
 MOUTH_WEIGHT=${MOUTH_WEIGHT:-16}
+ENC_IMAGE_SHARE=${ENC_IMAGE_SHARE:-0.25}  # the encoder's second leg (image loss) gets this share of ENC_MINUTES
 ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0}  # e4e identity loss; 0.1 scored worse on a short GPU fit (cards/encoder.md)
 ENC_BATCH=${ENC_BATCH:-128}
 TIMING_STEPS=${TIMING_STEPS:-40}
@@ -95,14 +97,26 @@ finished generator
 tar czf "$OUT/generator.tgz" zoo/synthface/weights/generator.* zoo/synthface/cards/generator.md \
   "$RUN_DIR/gpu.txt" "$RUN_DIR/render_check.txt" "$RUN_DIR/generator.out" "$RUN_DIR/generator/log.jsonl"
 
-# the encoder: latent loss on the renders towards W* of their parameters (the committed CPU recipe)
-ENC_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE" render_latent_weight=1.0
-          "id_weight=$ENC_ID_WEIGHT")
-ENC_STEPS=$(steps_for encoder "$ENC_MINUTES" "${ENC_ARGS[@]}")
-echo "encoder: $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
+# the encoder, the committed CPU recipe in two legs (cards/encoder.md): a regression of the renders' W* in W and in
+# the parameter features without the generator (ENC_MINUTES x (1 - ENC_IMAGE_SHARE)), then, from its export, the
+# image loss on half renders and the latent terms on half samples
+ENC_LATENT_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE" render_fraction=1.0 image_weight=0
+                 render_latent_weight=0.05 feature_weight=10.0)
+ENC_IMAGE_ARGS=(--set "batch=$ENC_BATCH" warmup=20 "render_device=$RENDER_DEVICE" 'init_from="weights"' lr=0.0003
+                render_fraction=0.5 latent_weight=0.05 render_latent_weight=0.05 feature_weight=10.0
+                "id_weight=$ENC_ID_WEIGHT")
+LATENT_MINUTES=$(python -c "print($ENC_MINUTES * (1 - $ENC_IMAGE_SHARE))")
+IMAGE_MINUTES=$(python -c "print($ENC_MINUTES * $ENC_IMAGE_SHARE)")
+ENC_STEPS=$(steps_for encoder "$LATENT_MINUTES" "${ENC_LATENT_ARGS[@]}")
+echo "encoder leg 1 (W* regression): $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/encoder"
 python -m zoo.synthface.train encoder --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
-  --steps "$ENC_STEPS" "${ENC_ARGS[@]}" 2>&1 | tee "$RUN_DIR/encoder.out" || true
+  --steps "$ENC_STEPS" "${ENC_LATENT_ARGS[@]}" 2>&1 | tee "$RUN_DIR/encoder.out" || true
+ENC_STEPS=$(steps_for encoder "$IMAGE_MINUTES" "${ENC_IMAGE_ARGS[@]}")
+echo "encoder leg 2 (image loss, from leg 1): $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
+rm -rf "$RUN_DIR/encoder"
+python -m zoo.synthface.train encoder --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
+  --steps "$ENC_STEPS" "${ENC_IMAGE_ARGS[@]}" 2>&1 | tee -a "$RUN_DIR/encoder.out" || true
 finished encoder
 
 tar czf "$OUT/world.tgz" zoo/synthface/weights/generator.* zoo/synthface/weights/encoder.* \
