@@ -19,4 +19,4 @@ METHODS.register("tedigan_text2latent", "methods.tedigan:TediganText2Latent",
                  "TediGAN-style learned CLIP-text → W+ mapping (stand-in), edit by latent difference or mixing")
 METHODS.register("synthface_oracle", "methods.synthface_oracle:SynthfaceOracle",
                  "synthetic world only: the edit's expected attribute written into the generator's parameter-linear "
-                 "W (no text): the ceiling of what the generator draws")
+                 "W (no text): what the generator draws for the exact edit")
