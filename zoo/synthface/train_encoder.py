@@ -64,7 +64,7 @@ DEFAULTS = {
     # its basis row's length, and the identity rows are ~2.5 long where the categorical ones are 11-75, so under
     # W-space MSE alone the encoder learnt no identity (cards/encoder.md)
     "feature_weight": 0.0,
-    # 0: no image loss and no generator pass (a pure regression of W*: 78 images/s on 2 threads against 41 with
+    # 0: no image loss and no generator pass (a pure regression of W*: 77 images/s on 2 threads against 41 with
     # the generator in the loop); needs render_latent_weight or feature_weight
     "image_weight": 1.0,
     "init_from": None,  # "weights" (the committed export) or a weights folder: continue that encoder (a second leg)
