@@ -30,7 +30,7 @@ MAX_UNEXPLAINED = 0.05
 
 
 class SynthfaceOracle(EditMethod):
-    """Ground-truth attribute edit in the synthetic generator's parameter-linear W (a reference, not a text-guided method)."""
+    """Ground-truth attribute edit in the synthetic generator's parameter-linear W (a reference, not text-guided)."""
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

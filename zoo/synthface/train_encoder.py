@@ -76,8 +76,8 @@ fine heads predicting a base code w and per-W+-index deltas (W+ = latent_avg + w
 regularised). Trainable on generator samples (known w: latent loss) and photo renders (image loss through the
 frozen generator, and with `render_latent_weight` / `feature_weight` a latent loss towards W* of the render's
 parameters, in W and in the parameter features). The committed fit: a regression of the renders' W* without the
-generator, then a short leg with the image loss. Gates: identity cosine and attribute-judge agreement between 500 held-out photo renders and
-their reconstructions, each beside the generator's bound G(W*)."""
+generator, then a short leg with the image loss. Gates: identity cosine and attribute-judge agreement between 500
+held-out photo renders and their reconstructions, each beside the generator's bound G(W*)."""
 
 EVAL_SEED = 9_201
 EVAL_RENDERS = 500
