@@ -118,6 +118,15 @@ def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
     resumed = train_generator.build(dict(TINY, init_from=str(path)))
     assert torch.equal(resumed.model.state_dict()["conv1.conv.weight"], ema.state_dict()["conv1.conv.weight"])
 
+    # init_from with more channels at 32 and 64 px: widened, drawing the same images; fewer channels are refused
+    wider = dict(TINY, init_from=str(path), channels={"4": 8, "8": 8, "16": 8, "32": 12, "64": 16})
+    widened = train_generator.build(wider).model.eval()
+    assert widened.channels == {4: 8, 8: 8, 16: 8, 32: 12, 64: 16}
+    with torch.no_grad():
+        torch.testing.assert_close(widened(z, input_space="z"), loaded(z, input_space="z"), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="narrower than the source at 64 px"):
+        train_generator.build(dict(TINY, init_from=str(path), channels={"4": 8, "8": 8, "16": 8, "32": 8, "64": 4}))
+
 
 def test_probe_pretraining_teaches_w_the_parameters():
     torch.manual_seed(0)

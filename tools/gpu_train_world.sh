@@ -3,6 +3,7 @@
 # budget, and pack the new weights, model cards and training logs into one archive.
 #
 #   GEN_MINUTES=5 ENC_MINUTES=2 bash tools/gpu_train_world.sh            # on the lent GPU machine ($OUT set there)
+#   GEN_CHANNELS='{"4":64,"8":64,"16":64,"32":64,"64":48}' CLIP_MINUTES=5 ...  # widen G; CLIP legs alongside
 #   DEVICE=cpu GEN_MINUTES=0.5 ENC_MINUTES=0.3 OUT=/tmp/o bash tools/gpu_train_world.sh   # a dry run on a CPU
 #
 # Why these two: the generator is the world's longest pole (cards/generator.md: blurred, its coverage gates fail on
@@ -22,7 +23,13 @@
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
 # so that a call cut off during the encoder still brings them back.
 #
-# Only torch, safetensors, numpy, tqdm and onnx are needed (no open_clip): the machines' image has them.
+# GEN_CHANNELS widens the generator first (zoo/stylegan2/widen.py: the same images, new channels free to learn).
+# CLIP_MINUTES > 0 also continues the two CLIPs (the smile recipe of cards/clip.md and cards/judge_clip.md at
+# CLIP_BATCH) in the background, each on its own CLIP_THREADS CPU cores for rendering, packed into clip.tgz and
+# judge_clip.tgz as each finishes.
+#
+# The generator and encoder need only torch, safetensors, numpy, tqdm and onnx: the machines' image has them. The
+# CLIPs need open_clip: wheels in .whl/ (carried) are installed into /tmp/site first when the folder is there.
 # Back here: unpack with `tar xzf world.tgz` in the repository root, read the cards, run the tests, commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,16 +47,25 @@ ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0}  # e4e identity loss; 0.1 scored worse on a sh
 ENC_BATCH=${ENC_BATCH:-128}
 TIMING_STEPS=${TIMING_STEPS:-40}
 RUN_DIR=${RUN_DIR:-runs/gpu-train}
+GEN_CHANNELS=${GEN_CHANNELS:-}  # empty: the committed widths
+CLIP_MINUTES=${CLIP_MINUTES:-0}
+CLIP_BATCH=${CLIP_BATCH:-256}
+CLIP_THREADS=${CLIP_THREADS:-1}
 mkdir -p "$OUT" "$RUN_DIR"
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$RUN_DIR/gpu.txt" || true
 
-# steps NETWORK MINUTES ARGS...: time TIMING_STEPS steps in a scratch run directory, print the steps that fit
+# steps_for NETWORK MINUTES THREADS ARGS...: time TIMING_STEPS steps in a scratch run directory, print the steps that fit
 steps_for() {
-  local network=$1 minutes=$2; shift 2
-  rm -rf "$RUN_DIR/timing"
-  python -m zoo.synthface.train "$network" --device "$DEVICE" --threads "$THREADS" --no-export \
-    --run-dir "$RUN_DIR/timing" --steps "$TIMING_STEPS" --checkpoint-every 100000 "$@" > "$RUN_DIR/timing.json"
-  python - "$RUN_DIR/timing.json" "$minutes" "$TIMING_STEPS" <<'EOF'
+  local network=$1 minutes=$2 threads=$3; shift 3
+  rm -rf "$RUN_DIR/timing-$network"
+  python -m zoo.synthface.train "$network" --device "$DEVICE" --threads "$threads" --no-export \
+    --run-dir "$RUN_DIR/timing-$network" --steps "$TIMING_STEPS" --checkpoint-every 100000 "$@" \
+    > "$RUN_DIR/timing-$network.json"
+  python - "$RUN_DIR/timing-$network.json" "$minutes" "$TIMING_STEPS" <<'EOF'
 import json, sys
 result = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 # the steady rate (after the first fifth of the steps): the first steps' one-off costs made the 2026-11-27 runs
@@ -78,17 +94,40 @@ EOF
 )
 echo "rendering on: $RENDER_DEVICE"
 
+# clip_leg NAME ARGS...: one CLIP continued from its committed weights, sized to CLIP_MINUTES, packed when done
+clip_leg() {
+  local name=$1; shift
+  local steps
+  steps=$(steps_for "$name" "$CLIP_MINUTES" "$CLIP_THREADS" "$@")
+  echo "$name: $steps steps of batch $CLIP_BATCH on $DEVICE"
+  rm -rf "$RUN_DIR/$name"
+  python -m zoo.synthface.train "$name" --device "$DEVICE" --threads "$CLIP_THREADS" --run-dir "$RUN_DIR" \
+    --steps "$steps" "$@" > "$RUN_DIR/$name.out" 2>&1 || true  # gates failing exits 1
+  tar czf "$OUT/$name.tgz" zoo/synthface/weights/"$name".* zoo/synthface/cards/"$name".md "$RUN_DIR/$name.out" \
+    "$RUN_DIR/$name/log.jsonl" 2>/dev/null || echo "$name: nothing to pack, see $RUN_DIR/$name.out"
+}
+# the smile legs' recipe (cards/clip.md, cards/judge_clip.md) with a new data seed and a larger batch
+CLIP_COMMON=(init_from='"weights"' "batch_size=$CLIP_BATCH" warmup=20 lr=0.0004 prompt_set_weight=1.0 prompt_set_from=0
+             p_minimal_batch=0.3 minimal_from=0 p_attribute_from=0 'image_aux_heads=["smile"]' image_aux_weight=6.0)
+if [ "$CLIP_MINUTES" != 0 ]; then
+  clip_leg clip --set "${CLIP_COMMON[@]}" seed=20 hard_batch_from=0 'minimal_attributes=["smile"]' \
+    'prompt_set_attribute_weights={"smile": 5.0}' &
+  clip_leg judge_clip --set "${CLIP_COMMON[@]}" seed=22 'minimal_attributes=["smile","lipstick"]' \
+    'prompt_set_attribute_weights={"smile": 5.0, "lipstick": 2.0}' &
+fi
+
 # finished NETWORK: stop the script when a training crashed (failing gates still export and are kept)
 finished() {
-  grep -q '"finished": true' "$RUN_DIR/$1.out" || { echo "$1: training did not finish, see $RUN_DIR/$1.out"; exit 1; }
+  grep -q '"finished": true' "$RUN_DIR/$1.out" || { echo "$1: training did not finish, see $RUN_DIR/$1.out"; wait; exit 1; }
 }
 
 # the "features" recipe (cards/generator.md): the synthesis learns from a teacher W* linear in the renderer's
 # parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
           'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT" "mouth_weight=$MOUTH_WEIGHT")
+[ -n "$GEN_CHANNELS" ] && GEN_ARGS+=("channels=$GEN_CHANNELS")
 # (timed without the one-off mapping regression before step 0: it is not a per-step cost)
-GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "${GEN_ARGS[@]}" mapping_fit_steps=0)
+GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "$THREADS" "${GEN_ARGS[@]}" mapping_fit_steps=0)
 echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/generator"
 python -m zoo.synthface.train generator --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
@@ -107,12 +146,12 @@ ENC_IMAGE_ARGS=(--set "batch=$ENC_BATCH" warmup=20 "render_device=$RENDER_DEVICE
                 "id_weight=$ENC_ID_WEIGHT")
 LATENT_MINUTES=$(python -c "print($ENC_MINUTES * (1 - $ENC_IMAGE_SHARE))")
 IMAGE_MINUTES=$(python -c "print($ENC_MINUTES * $ENC_IMAGE_SHARE)")
-ENC_STEPS=$(steps_for encoder "$LATENT_MINUTES" "${ENC_LATENT_ARGS[@]}")
+ENC_STEPS=$(steps_for encoder "$LATENT_MINUTES" "$THREADS" "${ENC_LATENT_ARGS[@]}")
 echo "encoder leg 1 (W* regression): $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/encoder"
 python -m zoo.synthface.train encoder --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
   --steps "$ENC_STEPS" "${ENC_LATENT_ARGS[@]}" 2>&1 | tee "$RUN_DIR/encoder.out" || true
-ENC_STEPS=$(steps_for encoder "$IMAGE_MINUTES" "${ENC_IMAGE_ARGS[@]}")
+ENC_STEPS=$(steps_for encoder "$IMAGE_MINUTES" "$THREADS" "${ENC_IMAGE_ARGS[@]}")
 echo "encoder leg 2 (image loss, from leg 1): $ENC_STEPS steps of batch $ENC_BATCH on $DEVICE"
 rm -rf "$RUN_DIR/encoder"
 python -m zoo.synthface.train encoder --device "$DEVICE" --threads "$THREADS" --run-dir "$RUN_DIR" \
@@ -123,4 +162,5 @@ tar czf "$OUT/world.tgz" zoo/synthface/weights/generator.* zoo/synthface/weights
   zoo/synthface/cards/generator.md zoo/synthface/cards/encoder.md \
   "$RUN_DIR/gpu.txt" "$RUN_DIR/render_check.txt" "$RUN_DIR/generator.out" "$RUN_DIR/encoder.out" \
   "$RUN_DIR/generator/log.jsonl" "$RUN_DIR/encoder/log.jsonl"
+wait  # the CLIP legs
 ls -l "$OUT"

@@ -30,7 +30,8 @@ thousand images) is kept and exported, with `latent_avg` = mean of mapping(z) ov
 
 `--set init_from="weights"` starts from the committed `weights/generator.safetensors` (g and g_ema) so a later
 session can continue without the uncommitted `runs/train/generator/last.pt`; any other string is a path to a
-generator file `load_generator` accepts.
+generator file `load_generator` accepts. A `channels` table wider than those weights widens them first
+(`zoo.stylegan2.widen`: the same images, new channels free to learn); a narrower one is refused.
 
 `load(device)` returns the exported generator through `zoo.stylegan2.load_generator` (with its `latent_avg`).
 Gates: over 2,000 samples at truncation 1.0 the attribute judge finds every attribute value at >= 50 % of its
@@ -51,6 +52,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.stylegan2 import Generator, load_generator, save_generator
+from zoo.stylegan2.widen import widen_generator
 from zoo.synthface import training
 from zoo.synthface.latent_params import params_from_z
 from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, SMILE_BINS, attribute_class
@@ -427,6 +429,8 @@ def build(config) -> training.Trainable:
     init = _init_path(config.get("init_from"))
     if init is not None:
         loaded = load_generator(init)
+        if loaded.channels != g.channels:  # more channels than the weights: widened, drawing the same images
+            loaded = widen_generator(loaded, g.channels, seed=config["seed"])
         g.load_state_dict(loaded.state_dict())
     elif config["modulation_init"] != 1.0:
         with torch.no_grad():  # small style modulation at init: every sample starts as the same image
