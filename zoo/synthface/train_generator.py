@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from zoo.stylegan2 import Generator, load_generator, save_generator
 from zoo.stylegan2.widen import widen_generator
-from zoo.synthface import training
+from zoo.synthface import mouth_gan, training
 from zoo.synthface.latent_params import params_from_z
 from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, SMILE_BINS, attribute_class
 from zoo.synthface.render import landmarks, render
@@ -121,6 +121,12 @@ DEFAULTS = {
     "pair_count": 4,
     "pair_weight": 1.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
+    # a conditional patch discriminator on 16 x 16 mouth crops, told the smile bin (zoo/synthface/mouth_gan.py): the
+    # generator's loss adds mouth_gan_weight x its non-saturating loss (0: off); the discriminator trains beside it
+    # (Adam, mouth_gan_lr, betas (0, 0.99), R1 weight mouth_gan_r1 on the real crops)
+    "mouth_gan_weight": 0.0,
+    "mouth_gan_lr": 1e-3,
+    "mouth_gan_r1": 1.0,
 }
 
 SUMMARY = """Distilled StyleGAN2 generator of the synthetic face world (zoo.stylegan2.Generator, 64x64, style_dim 128,
@@ -463,6 +469,14 @@ def build(config) -> training.Trainable:
         groups.append({"params": list(aux.parameters()), "lr_mult": 1.0})
         extra["aux"] = aux
     optimizer = torch.optim.Adam(groups, lr=config["lr"], betas=tuple(config["betas"]))
+    mouth_d = None
+    if config.get("mouth_gan_weight", 0) > 0:  # training-only, saved in checkpoints with its optimizer
+        if teacher is None:
+            raise ValueError("mouth_gan_weight needs w_target 'features' (the recipe it was written for)")
+        mouth_d = mouth_gan.MouthDiscriminator()
+        extra["mouth_d"] = mouth_d
+        extra["mouth_d_optimizer"] = torch.optim.Adam(mouth_d.parameters(), lr=config["mouth_gan_lr"],
+                                                      betas=(0.0, 0.99))
     training.render_device(config, torch.device("cpu"))  # an unknown render_device fails here, not at step 0
     steps = config["steps"]
     pairs = list(config.get("pair_attributes") or [])
@@ -513,6 +527,12 @@ def build(config) -> training.Trainable:
                     w[len(z) - n_mapped:] = g.mapping(z[len(z) - n_mapped:].to(dev))
             fake = g(w)
             loss, parts = distillation_loss(fake, real, config["edge_weight"], weight)
+            if mouth_d is not None:
+                smile = mouth_gan.smile_classes(params).to(dev)
+                fake_crops, real_crops = mouth_gan.mouth_crops(fake, params), mouth_gan.mouth_crops(real, params)
+                parts["mouth_g"] = mouth_gan.generator_loss(mouth_d, fake_crops, smile)
+                loss = loss + config["mouth_gan_weight"] * parts["mouth_g"]
+                parts["mouth_g"] = parts["mouth_g"].detach()
             if pairs:
                 parts["pair"] = pair_loss(fake, real, config["pair_count"])
                 loss = loss + config["pair_weight"] * parts["pair"]
@@ -524,6 +544,14 @@ def build(config) -> training.Trainable:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if mouth_d is not None:  # the discriminator's step (its gradients from the generator's loss are dropped)
+            d_optimizer = extra["mouth_d_optimizer"]
+            d_optimizer.zero_grad(set_to_none=True)
+            d_loss, d_parts = mouth_gan.discriminator_loss(mouth_d, real_crops, fake_crops, smile,
+                                                           config["mouth_gan_r1"])
+            d_loss.backward()
+            d_optimizer.step()
+            parts.update(mouth_d=d_loss.detach(), **d_parts)
         if teacher is not None:
             teacher.project_modulations(g)
         ema.update(g, ema_beta(config, i))
