@@ -93,7 +93,12 @@ def feature_delta(expect: dict[str, Any]) -> list[tuple[slice, Any]]:
     constant row (each block's rows sum to it in a fitted teacher): the new one-hot keeps the block's sum, so the
     edit does not rescale the rest of the face."""
     from zoo.synthface.params import ATTRIBUTE_SPECS, value_index
-    from zoo.synthface.train_generator import CATEGORICAL, CATEGORICAL_SIZES, N_CONTINUOUS, SMILE_FEATURE
+    from zoo.synthface.train_generator import (CATEGORICAL, CATEGORICAL_SIZES, N_CONTINUOUS, SMILE_BIN_FEATURES,
+                                               SMILE_FEATURE)
+
+    def one_hot(cur: torch.Tensor, cls: int, size: int) -> torch.Tensor:
+        offset = (cur.sum(-1, keepdim=True) - 1) / size
+        return torch.nn.functional.one_hot(torch.tensor(cls), size).to(cur) + offset
 
     if not expect:
         raise BenchError("synthface_oracle: the edit declares no `expect` (the attribute value to write)")
@@ -110,14 +115,11 @@ def feature_delta(expect: dict[str, Any]) -> list[tuple[slice, Any]]:
         if spec.continuous:
             centre = float(spec.centers[cls])
             out.append((slice(SMILE_FEATURE, SMILE_FEATURE + 1), lambda cur, c=centre: torch.full_like(cur, c)))
+            bins = SMILE_BIN_FEATURES.stop - SMILE_BIN_FEATURES.start  # and the teacher's one-hot of its bin
+            out.append((SMILE_BIN_FEATURES, lambda cur, c=cls, n=bins: one_hot(cur, c, n)))
             continue
         k = CATEGORICAL.index(name)
         start = N_CONTINUOUS + sum(CATEGORICAL_SIZES[:k])
         size = CATEGORICAL_SIZES[k]
-
-        def one_hot(cur: torch.Tensor, cls=cls, size=size) -> torch.Tensor:
-            offset = (cur.sum(-1, keepdim=True) - 1) / size
-            return torch.nn.functional.one_hot(torch.tensor(cls), size).to(cur) + offset
-
-        out.append((slice(start, start + size), one_hot))
+        out.append((slice(start, start + size), lambda cur, c=cls, n=size: one_hot(cur, c, n)))
     return out

@@ -204,10 +204,10 @@ def test_augmented_teacher_adds_class_directions_without_changing_the_images():
     with torch.no_grad():
         wider = teacher.augmented(10.0)
         added = wider.basis - teacher.basis
-        c = train_generator.N_CONTINUOUS
-        assert torch.equal(added[:c], torch.zeros_like(added[:c])) and torch.equal(added[-1], torch.zeros(128))
-        assert torch.allclose(added[c:-1].norm(dim=1), torch.full((added.shape[0] - c - 1,), 10.0))
-        assert (added[c:-1] @ teacher.projection()).abs().max() < 1e-3  # outside the old span
+        c, f = train_generator.N_CONTINUOUS, train_generator.N_FEATURES
+        assert torch.equal(added[:c], torch.zeros_like(added[:c])) and torch.equal(added[f:], torch.zeros_like(added[f:]))
+        assert torch.allclose(added[c:f].norm(dim=1), torch.full((f - c,), 10.0))
+        assert (added[c:f] @ teacher.projection()).abs().max() < 1e-3  # outside the old span
         wider.project_modulations(g)
         assert torch.allclose(g(wider(z)), before, atol=1e-4)
 
@@ -235,6 +235,31 @@ def test_smile_boosted_teacher_lengthens_only_the_smile_row_without_changing_the
                   w_smile_norm=5.0, init_from=None)
     teacher = train_generator.build(config).extra_state["w_teacher"]
     assert float(teacher.basis[train_generator.SMILE_FEATURE].norm()) > 5.0
+
+
+def test_smile_binned_teacher_gives_each_smile_class_its_own_direction_without_changing_the_images():
+    g, teacher, z, before = projected_teacher()
+    rows = train_generator.SMILE_BIN_FEATURES
+    assert train_generator.FeatureW.features(params_from_z(z)).shape == (6, train_generator.N_TEACHER_FEATURES + 1)
+    with torch.no_grad():
+        binned = teacher.smile_binned(12.0)
+        added = binned.basis - teacher.basis
+        assert torch.allclose(added[rows].norm(dim=1), torch.full((3,), 12.0))
+        others = torch.cat([added[:rows.start], added[rows.stop:]])
+        assert torch.equal(others, torch.zeros_like(others))
+        assert (added[rows] @ teacher.projection()).abs().max() < 1e-3  # outside the old span
+        # W* of a frown, a neutral mouth and a smile: each moves by its own bin's new row
+        p = params_from_z(z)
+        for value, k in ((-0.9, 0), (0.0, 1), (0.9, 2)):
+            p.attrs["smile"] = torch.full((6,), value)
+            moved = binned.of_params(p) - teacher.of_params(p)
+            assert torch.allclose(moved, added[rows.start + k].expand(6, -1), atol=1e-3)
+        binned.project_modulations(g)
+        assert torch.allclose(g(binned(z)), before, atol=1e-4)
+    config = dict(TINY, style_dim=128, w_target="features", mapping_fit_steps=0, mapping_fit_batch=32,
+                  w_smile_bins=6.0, init_from=None)
+    teacher = train_generator.build(config).extra_state["w_teacher"]
+    assert (teacher.basis[rows].norm(dim=1) > 5.0).all()
 
 
 def test_mapping_regression_learns_the_teacher():

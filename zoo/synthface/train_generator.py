@@ -105,6 +105,9 @@ DEFAULTS = {
     # w_target "features" from a fitted basis: give the smile its own direction of this norm outside the fitted span
     # (FeatureW.smile_boosted; 0: off). Leg H used 12, once: a later leg's fitted basis already carries it
     "w_smile_norm": 0.0,
+    # w_target "features" from a fitted basis: give each smile bin its own direction of this norm outside the fitted
+    # span (FeatureW.smile_binned; 0: off), once, as w_smile_norm
+    "w_smile_bins": 0.0,
     # the loss weight around the eyes and the mouth (region_weights): 1 + region_weight * Gaussians of region_sigma px
     # (legs C-H: 4; glasses coverage 0.0075 -> 0.66 over legs D and E; 0 and mouth_weight 0 turn it off)
     "region_weight": 4.0,
@@ -279,6 +282,9 @@ CATEGORICAL_SIZES = [len(ATTRIBUTE_SPECS[k].values) for k in CATEGORICAL]
 N_CONTINUOUS = N_ID + 1 + 3  # identity, smile, pose
 N_FEATURES = N_CONTINUOUS + sum(CATEGORICAL_SIZES)
 SMILE_FEATURE = N_ID  # param_features' smile column
+# the teacher's own columns after param_features: the smile's caption bin as a one-hot (FeatureW.features)
+SMILE_BIN_FEATURES = slice(N_FEATURES, N_FEATURES + len(SMILE_BINS) + 1)
+N_TEACHER_FEATURES = SMILE_BIN_FEATURES.stop
 
 
 def param_features(params) -> Tensor:
@@ -334,9 +340,13 @@ class FeatureW(nn.Module):
 
     @staticmethod
     def features(params) -> Tensor:
-        """[N, N_FEATURES + 1]: param_features and a constant 1 (the basis's last row is W*'s offset)."""
+        """[N, N_TEACHER_FEATURES + 1]: param_features, the smile's bin as a one-hot (SMILE_BIN_FEATURES) and a
+        constant 1 (the basis's last row is W*'s offset). The bin columns let a teacher give each smile class its own
+        direction (`smile_binned`): a frown's curve, a flat mouth and a grin with teeth are three shapes, and style
+        modulations, linear in W, draw them poorly from positions along one smile coordinate."""
         f = param_features(params)
-        return torch.cat([f, torch.ones_like(f[:, :1])], 1)
+        bins = F.one_hot(attribute_class(params, "smile"), SMILE_BIN_FEATURES.stop - SMILE_BIN_FEATURES.start)
+        return torch.cat([f, bins.to(f), torch.ones_like(f[:, :1])], 1)
 
     def of_params(self, params) -> Tensor:
         """W* of renderer parameters (e.g. of a render's, for an encoder's latent loss)."""
@@ -352,7 +362,7 @@ class FeatureW(nn.Module):
     @classmethod
     def random(cls, style_dim: int, seed: int = 0) -> FeatureW:
         g = torch.Generator().manual_seed(FeatureW.FIT_SEED + seed)
-        return cls(torch.randn(N_FEATURES + 1, style_dim, generator=g) * 3 / (N_FEATURES + 1) ** 0.5)
+        return cls(torch.randn(N_TEACHER_FEATURES + 1, style_dim, generator=g) * 3 / (N_TEACHER_FEATURES + 1) ** 0.5)
 
     def augmented(self, norm: float, seed: int = 0) -> FeatureW:
         """A teacher whose W* adds, for every categorical class, a random direction of length `norm` orthogonal to
@@ -376,6 +386,12 @@ class FeatureW(nn.Module):
         and the synthesis never learnt to draw the mouth's curve from it. Orthogonal, so G(W*) is unchanged until
         training uses the new direction (after `project_modulations`)."""
         return self._with_directions(slice(SMILE_FEATURE, SMILE_FEATURE + 1), norm, FeatureW.FIT_SEED + 2 + seed)
+
+    def smile_binned(self, norm: float, seed: int = 0) -> FeatureW:
+        """A teacher whose three smile-bin rows each gain a random direction of length `norm`, orthogonal to this
+        teacher's span: W* then moves by about norm * sqrt(2) between any two smile classes, as `augmented` does for
+        the categorical classes, and G(W*) is unchanged until training uses the new directions."""
+        return self._with_directions(SMILE_BIN_FEATURES, norm, FeatureW.FIT_SEED + 3 + seed)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.of_params(params_from_z(z.cpu()))
@@ -402,8 +418,9 @@ class FeatureW(nn.Module):
         decoded = g.mapping(z.to(g.device)).cpu() @ self.decode.cpu()
         truth = self.features(params_from_z(z))
         out = {"continuous_mae": float((decoded - truth)[:, :N_CONTINUOUS].abs().mean())}
-        blocks = decoded[:, N_CONTINUOUS:-1].split(CATEGORICAL_SIZES, 1)
-        for name, block, labels in zip(CATEGORICAL, blocks, truth[:, N_CONTINUOUS:-1].split(CATEGORICAL_SIZES, 1)):
+        blocks = decoded[:, N_CONTINUOUS:N_FEATURES].split(CATEGORICAL_SIZES, 1)
+        truths = truth[:, N_CONTINUOUS:N_FEATURES].split(CATEGORICAL_SIZES, 1)
+        for name, block, labels in zip(CATEGORICAL, blocks, truths):
             out[name] = float((block.argmax(1) == labels.argmax(1)).float().mean())
         return out
 
@@ -454,6 +471,9 @@ def build(config) -> training.Trainable:
             teacher.project_modulations(g)
         if config.get("w_smile_norm", 0) > 0:
             teacher = teacher.smile_boosted(config["w_smile_norm"], config["seed"])
+            teacher.project_modulations(g)
+        if config.get("w_smile_bins", 0) > 0:
+            teacher = teacher.smile_binned(config["w_smile_bins"], config["seed"])
             teacher.project_modulations(g)
     ema = EMA(g)
     mapping = [p for n, p in g.named_parameters() if n.startswith("style.")]
