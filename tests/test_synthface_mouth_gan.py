@@ -89,3 +89,14 @@ def test_mouth_gan_off_by_default_and_refused_without_the_teacher():
     assert "mouth_d" not in train_generator.build(dict(FEATURES, mouth_gan_weight=0.0)).extra_state
     with pytest.raises(ValueError, match="mouth_gan_weight needs w_target 'features'"):
         train_generator.build(dict(FEATURES, w_target="mapping"))
+
+
+def test_centred_crops_hide_the_mean_colour_only():
+    params = sample_params(4, seed=6)
+    crops = mouth_gan.mouth_crops(render(params), params)
+    tinted = crops + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    assert torch.allclose(mouth_gan.centred(tinted), mouth_gan.centred(crops), atol=1e-6)
+    assert torch.allclose(mouth_gan.centred(crops).mean((2, 3)), torch.zeros(4, 3), atol=1e-6)
+    assert not torch.allclose(mouth_gan.centred(crops), torch.zeros_like(crops))
+    out = train_generator.build(dict(FEATURES, mouth_gan_centre=True)).step(0)
+    assert float(out["mouth_g"]) > 0

@@ -38,6 +38,13 @@ def mouth_crops(images: Tensor, params, crop: int = CROP) -> Tensor:
     return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
+def centred(crops: Tensor) -> Tensor:
+    """Each crop minus its own mean colour: a discriminator that sees these judges the mouth's shape and contrast,
+    not its colours, which stay the distillation loss's job (with raw crops, legs m and n of 2026-11-28 drew the
+    smile but shifted blond and grey hair towards brown and red: cards/generator.md)."""
+    return crops - crops.mean((2, 3), keepdim=True)
+
+
 def smile_classes(params) -> Tensor:
     """The smile bin (frowning / neutral / smiling) each crop is judged against."""
     return attribute_class(params, "smile")

@@ -130,6 +130,7 @@ DEFAULTS = {
     "mouth_gan_weight": 0.0,
     "mouth_gan_lr": 1e-3,
     "mouth_gan_r1": 1.0,
+    "mouth_gan_centre": False,  # the discriminator sees each crop minus its mean colour (mouth_gan.centred)
 }
 
 SUMMARY = """Distilled StyleGAN2 generator of the synthetic face world (zoo.stylegan2.Generator, 64x64, style_dim 128,
@@ -550,6 +551,8 @@ def build(config) -> training.Trainable:
             if mouth_d is not None:
                 smile = mouth_gan.smile_classes(params).to(dev)
                 fake_crops, real_crops = mouth_gan.mouth_crops(fake, params), mouth_gan.mouth_crops(real, params)
+                if config.get("mouth_gan_centre"):
+                    fake_crops, real_crops = mouth_gan.centred(fake_crops), mouth_gan.centred(real_crops)
                 parts["mouth_g"] = mouth_gan.generator_loss(mouth_d, fake_crops, smile)
                 loss = loss + config["mouth_gan_weight"] * parts["mouth_g"]
                 parts["mouth_g"] = parts["mouth_g"].detach()
