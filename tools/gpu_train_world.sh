@@ -15,9 +15,9 @@
 # steady seconds per step (after its first fifth), then the real run takes minutes * 60 / seconds-per-step steps,
 # so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
 # H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
-# recipe and the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT); the encoder is fitted from
-# scratch in two legs: a regression of W* of the renders' parameters, then the image loss (and e4e's identity loss
-# when ENC_ID_WEIGHT > 0).
+# recipe, the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT) and the centred mouth
+# discriminator (MOUTH_GAN); the encoder is fitted from scratch in two legs: a regression of W* of the renders'
+# parameters, then the image loss (and e4e's identity loss when ENC_ID_WEIGHT > 0).
 #
 # The batches are rendered on the GPU (render_device "model") when a first check finds the GPU's renders equal to the
 # CPU's; otherwise on the CPU cores. The generator's results are packed into $OUT/generator.tgz as soon as it is done,
@@ -42,6 +42,7 @@ ENC_MINUTES=${ENC_MINUTES:-2}
 GEN_BATCH=${GEN_BATCH:-512}
 REGION_WEIGHT=${REGION_WEIGHT:-4}
 MOUTH_WEIGHT=${MOUTH_WEIGHT:-16}
+MOUTH_GAN=${MOUTH_GAN:-0.15}  # the mouth discriminator's weight (legs M-Q, cards/generator.md); 0 turns it off
 ENC_IMAGE_SHARE=${ENC_IMAGE_SHARE:-0.25}  # the encoder's second leg (image loss) gets this share of ENC_MINUTES
 ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0}  # e4e identity loss; 0.1 scored worse on a short GPU fit (cards/encoder.md)
 ENC_BATCH=${ENC_BATCH:-128}
@@ -58,7 +59,8 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$RUN_DIR/gpu.txt" || true
 
-# steps_for NETWORK MINUTES THREADS ARGS...: time TIMING_STEPS steps in a scratch run directory, print the steps that fit
+# steps_for NETWORK MINUTES THREADS ARGS...: time TIMING_STEPS steps in a scratch run directory, print the steps
+# that fit
 steps_for() {
   local network=$1 minutes=$2 threads=$3; shift 3
   rm -rf "$RUN_DIR/timing-$network"
@@ -118,13 +120,17 @@ fi
 
 # finished NETWORK: stop the script when a training crashed (failing gates still export and are kept)
 finished() {
-  grep -q '"finished": true' "$RUN_DIR/$1.out" || { echo "$1: training did not finish, see $RUN_DIR/$1.out"; wait; exit 1; }
+  grep -q '"finished": true' "$RUN_DIR/$1.out" && return
+  echo "$1: training did not finish, see $RUN_DIR/$1.out"
+  wait  # the CLIP legs, if any, still pack their archives
+  exit 1
 }
 
 # the "features" recipe (cards/generator.md): the synthesis learns from a teacher W* linear in the renderer's
 # parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
-          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT" "mouth_weight=$MOUTH_WEIGHT")
+          'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT"
+          "mouth_weight=$MOUTH_WEIGHT" "mouth_gan_weight=$MOUTH_GAN" mouth_gan_centre=true)
 [ -n "$GEN_CHANNELS" ] && GEN_ARGS+=("channels=$GEN_CHANNELS")
 # (timed without the one-off mapping regression before step 0: it is not a per-step cost)
 GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "$THREADS" "${GEN_ARGS[@]}" mapping_fit_steps=0)

@@ -134,8 +134,9 @@ DEFAULTS = {
 }
 
 SUMMARY = """Distilled StyleGAN2 generator of the synthetic face world (zoo.stylegan2.Generator, 64x64, style_dim 128,
-4-layer mapping network, channels 64/64/64/32/32 at 4/8/16/32/64 px, 0.39 M parameters). Not trained adversarially:
-adversarial training is too slow on 2 shared CPU cores, and every latent's ground truth is known. For z ~ N(0, I),
+4-layer mapping network, channels 64/64/64/32/32 at 4/8/16/32/64 px, 0.39 M parameters). Distilled, not trained as a
+GAN: adversarial training is too slow on 2 shared CPU cores, and every latent's ground truth is known; only the mouth
+has a small conditional discriminator beside the distillation loss (legs M-Q, below). For z ~ N(0, I),
 latent_params.params_from_z(z) gives renderer parameters with exactly the renderer's (photo) sampling distribution
 (a scale-invariant Student-t transform of 28 coordinates, because the mapping network's PixelNorm discards |z|) and
 the generator (fixed noise buffers) regresses render(params) with L1 + multi-scale L1 (1/2, 1/4) + an L1 on image
@@ -145,7 +146,11 @@ random direction of norm 10 outside that fit's span), every style modulation rea
 batch is drawn from mapping(z) instead, and the mapping network regresses W* (30,000 regression batches of 1,024 z
 before the first image step, then one beside each image step). Legs C-H also weigh the loss per pixel, x5 around
 the eyes and the mouth (`region_weight=4`), where glasses, lipstick and the mouth's curve are; legs F and H the mouth
-x17 (`mouth_weight=16`); leg H gave the smile its own direction in W* (`w_smile_norm=12`).
+x17 (`mouth_weight=16`); leg H gave the smile its own direction in W* (`w_smile_norm=12`). Legs M-Q drew the smile:
+each smile class (frowning / neutral / smiling) got its own direction in W* (`w_smile_bins=12`, leg M), and a
+conditional patch discriminator on 16 x 16 mouth crops, told the smile class, adds 0.15 x its non-saturating loss
+(`mouth_gan_weight`, zoo/synthface/mouth_gan.py; from leg O it sees each crop minus its mean colour,
+`mouth_gan_centre`).
 Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first
 image step the mapping network alone learns a W that linearly encodes every parameter (3,000 steps of a
 training-only linear read-out, `probe_pretrain`; read-out loss 2.0 -> 0.13, chance ~1.45); the read-out stays on
