@@ -131,7 +131,7 @@ finished() {
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
           'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT"
           "mouth_weight=$MOUTH_WEIGHT" "mouth_gan_weight=$MOUTH_GAN" mouth_gan_centre=true)
-[ -n "$GEN_CHANNELS" ] && GEN_ARGS+=("channels=$GEN_CHANNELS")
+if [ -n "$GEN_CHANNELS" ]; then GEN_ARGS+=("channels=$GEN_CHANNELS"); fi  # (a bare `[ ] &&` reads as a failure)
 # (timed without the one-off mapping regression before step 0: it is not a per-step cost)
 GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "$THREADS" "${GEN_ARGS[@]}" mapping_fit_steps=0)
 echo "generator: $GEN_STEPS steps of batch $GEN_BATCH on $DEVICE"
