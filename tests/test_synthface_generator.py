@@ -3,13 +3,15 @@ tiny configs, the export -> `load_generator` round trip, and (when committed) a 
 weights against the renderer."""
 
 from __future__ import annotations
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.stylegan2 import load_generator
+from zoo.stylegan2 import load_generator, save_generator
+from zoo.stylegan2.w_scale import scale_w, w_coordinate_std
 from zoo.synthface import ATTRIBUTE_SPECS, IDENTITY_PARAMS, render, sample_params
 from zoo.synthface.render import landmarks
 from zoo.synthface import train_encoder, train_generator
@@ -18,6 +20,7 @@ from zoo.synthface.encoder import Encoder, level_of_index
 from zoo.synthface.latent_params import (N_PARAM_COORDS, params_from_z, reference_dof, student_t_cdf,
                                          uniforms_from_z, z_from_uniforms)
 from zoo.synthface import training
+from zoo.synthface.standardise_w import standardise
 from zoo.synthface.training import WEIGHTS_DIR
 
 TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, steps=10,
@@ -107,12 +110,20 @@ def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
 
     path = train_generator.export_generator(ema, trainable.config, tmp_path)
     loaded = load_generator(path)
+    # exported with W standardised: coordinate std 1, the same images; only W's writer and readers are rescaled
+    trained_std = w_coordinate_std(ema.eval())
+    assert w_coordinate_std(loaded) == pytest.approx(1.0, rel=1e-4)
+    sidecar = json.loads((tmp_path / "generator.json").read_text())
+    assert sidecar["w_scale_factor"] == pytest.approx(1 / trained_std, rel=1e-4)
+    assert sidecar["w_coordinate_std_trained"] == pytest.approx(trained_std, rel=1e-4)
+    last = f"style.{ema.n_mlp}."
     for k, v in ema.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v), k
+        rescaled = k.endswith("modulation.weight") or k.startswith(last)
+        assert torch.equal(loaded.state_dict()[k], v) != rescaled, k
     assert loaded.latent_avg is not None and loaded.latent_avg.shape == (32,)
     z = torch.randn(2, 32)
     with torch.no_grad():
-        assert torch.equal(loaded(z, input_space="z"), ema.eval()(z, input_space="z"))
+        torch.testing.assert_close(loaded(z, input_space="z"), ema(z, input_space="z"), atol=1e-5, rtol=0)
     assert train_generator.load(weights_dir=tmp_path).channels == {4: 8, 8: 8, 16: 8, 32: 8, 64: 8}
 
     # init_from a generator file: the weights start from it
@@ -337,6 +348,36 @@ def test_encoder_shape_and_training_steps(tmp_path):
         assert torch.allclose(second(x), loaded(x))
     with pytest.raises(ValueError, match="does not match"):
         train_encoder.build(dict(config, init_from=str(tmp_path), hidden=16), generator=g)
+    # against a generator whose W is rescaled (the same images), the second leg starts from rescaled codes
+    assert json.loads((tmp_path / "encoder.json").read_text())["generator_w_std"] == pytest.approx(
+        w_coordinate_std(g), rel=1e-5)
+    scaled = train_encoder.build(dict(config, init_from=str(tmp_path)), generator=scale_w(g, 3.0)).model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(x), 3.0 * loaded(x), atol=1e-4, rtol=1e-5)
+
+
+def test_standardise_w_rescales_an_older_generator_and_its_encoder_together(tmp_path):
+    torch.manual_seed(0)
+    g = scale_w(train_generator.build(dict(TINY)).model.eval(), 5.0)  # an export from before W was standardised
+    save_generator(g, tmp_path / "generator.safetensors", latent_avg=train_generator.compute_latent_avg(g))
+    (tmp_path / "generator.json").write_text(json.dumps(dict(TINY)))
+    config = dict(train_encoder.DEFAULTS, batch=4, steps=10, warmup=1, hidden=32, widths=[8, 8, 8, 8, 8])
+    trainable = train_encoder.build(config, generator=g)
+    for i in range(2):
+        trainable.step(i)
+    train_encoder.export(trainable, tmp_path)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    enc = train_encoder.load_encoder(weights_dir=tmp_path)
+    with torch.no_grad():
+        before = g(enc(x))
+    facts = standardise(tmp_path)
+    assert facts["generator_w_std_before"] == pytest.approx(w_coordinate_std(g))
+    assert facts["generator_w_std_after"] == pytest.approx(1.0, rel=1e-4)
+    assert facts["encoder_factor"] == pytest.approx(1 / facts["generator_w_std_before"], rel=1e-3)
+    g2, enc2 = train_generator.load(weights_dir=tmp_path), train_encoder.load_encoder(weights_dir=tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(g2(enc2(x)), before, atol=1e-4, rtol=0)
+    assert standardise(tmp_path)["encoder_factor"] == 1.0  # idempotent
 
 
 def test_encoder_render_latent_loss_switches_on_with_its_weight():

@@ -94,6 +94,18 @@ class Encoder(nn.Module):
     def set_latent_avg(self, latent_avg: Tensor) -> None:
         self.latent_avg.copy_(latent_avg.detach().reshape(-1).to(self.latent_avg))
 
+    @torch.no_grad()
+    def scale_w(self, factor: float) -> Encoder:
+        """In place: every code this encoder returns becomes ``factor`` x what it was (the heads' output layers and
+        ``latent_avg``), for a generator whose W was rescaled by ``zoo.stylegan2.w_scale.scale_w``."""
+        if not factor > 0:
+            raise ValueError(f"factor must be a positive number, got {factor!r}")
+        for head in self.heads:
+            head.out.weight.mul_(factor)
+            head.out.bias.mul_(factor)
+        self.latent_avg.mul_(factor)
+        return self
+
     def parts(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(base w offset [N, D], deltas [N, n_latent, D] with deltas[:, 0] = 0)."""
         if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):

@@ -17,6 +17,8 @@ Each step (batch `batch`: a `render_fraction` of renders, the rest generator sam
          + id_weight * (1 - cos(identity(x), identity(G(E(x)))))  [optional, needs weights/identity]
 
 AdamW, warmup + cosine decay, `torch.set_num_threads(1)`. The encoder's `latent_avg` buffer is the generator's.
+The export records the generator's W scale (`generator_w_std`, `zoo.stylegan2.w_scale.w_coordinate_std`); an
+`init_from` encoder trained against a generator of another W scale is rescaled to this one's (`Encoder.scale_w`).
 Gates (500 held-out photo renders): identity cosine between a render and its reconstruction (mean >= 0.8) with
 `train_identity.load_identity`, and attribute-judge agreement between the render and its reconstruction (mean over
 attributes >= 0.9) with `train_attributes.load_attribute_judge`; each is skipped with a message when the network's
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.stylegan2.w_scale import w_coordinate_std
 from zoo.synthface import training
 from zoo.synthface.encoder import NAME, Encoder, load_encoder
 from zoo.synthface.params import ATTRIBUTE_SPECS, sample_params
@@ -96,13 +99,15 @@ def _identity_or_none(device: str = "cpu"):
 def build(config, generator=None) -> training.Trainable:
     g = (generator if generator is not None else load_synthetic_generator()).eval().requires_grad_(False)
     enc = Encoder(g.n_latent, g.style_dim, config["widths"], config["hidden"])
+    enc.generator_w_std = w_coordinate_std(g)  # recorded by export
     source = training.init_dir(config.get("init_from"))
     if source is not None:
-        state, _ = training.load_weights(NAME, source)
+        state, saved = training.load_weights(NAME, source)
         try:
             enc.load_state_dict(state)
         except RuntimeError as exc:  # missing keys or shape mismatches
             raise ValueError(f"init_from {source}: the encoder there does not match this config: {exc}") from None
+        follow_w_scale(enc, saved.get("generator_w_std"), enc.generator_w_std)
     enc.set_latent_avg(g.get_latent_avg())
     decay, no_decay = [], []
     for p in enc.parameters():
@@ -181,11 +186,26 @@ def build(config, generator=None) -> training.Trainable:
     return training.Trainable(NAME, enc, optimizer, step, dict(config))
 
 
+def follow_w_scale(enc: Encoder, trained_std: float | None, current_std: float, tolerance: float = 1e-3) -> float:
+    """Rescale ``enc`` (in place) from the W scale it was trained against to the generator's current one (a
+    generator re-exported with standardised W draws the same images from W scaled by the ratio); returns the
+    factor applied (1 when the scales agree or the encoder's export predates the record)."""
+    if trained_std is None or abs(current_std / trained_std - 1) <= tolerance:
+        return 1.0
+    factor = current_std / trained_std
+    print(f"encoder: trained against W of coordinate std {trained_std:.4g}, the generator's is {current_std:.4g}; "
+          f"its codes are rescaled by {factor:.4g}")
+    enc.scale_w(factor)
+    return factor
+
+
 def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
     config = dict(trainable.config)
     config["architecture"] = trainable.model.config()
     config["parameters"] = sum(p.numel() for p in trainable.model.parameters())
     config["generator"] = "zoo/synthface/weights/generator.safetensors"
+    if getattr(trainable.model, "generator_w_std", None) is not None:
+        config["generator_w_std"] = round(float(trainable.model.generator_w_std), 6)
     return training.export_weights(NAME, trainable.model, config, weights_dir)
 
 

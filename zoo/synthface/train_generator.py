@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.stylegan2 import Generator, load_generator, save_generator
+from zoo.stylegan2.w_scale import standardise_w, w_coordinate_std
 from zoo.stylegan2.widen import widen_generator
 from zoo.synthface import mouth_gan, training
 from zoo.synthface.latent_params import params_from_z
@@ -649,12 +650,16 @@ def compute_latent_avg(g: Generator, n: int = LATENT_AVG_SAMPLES) -> Tensor:
 
 def export_generator(g_ema: Generator, config, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
     """`<weights_dir>/generator.safetensors` (g_ema state dict + latent_avg, float32; loads through
-    `zoo.stylegan2.load_generator` unchanged) and the JSON sidecar."""
+    `zoo.stylegan2.load_generator` unchanged) and the JSON sidecar. W is standardised on the way (`standardise_w`:
+    coordinate std 1, the same images); the sidecar records the trained scale and the factor."""
     weights_dir = Path(weights_dir)
-    g_ema = g_ema.eval()
+    trained_std = w_coordinate_std(g_ema.eval())
+    # W rescaled to coordinate std 1, the scale the methods' absolute defaults assume (zoo/stylegan2/w_scale.py)
+    g_ema, factor = standardise_w(g_ema)
     latent_avg = compute_latent_avg(g_ema)
     path = save_generator(g_ema, weights_dir / f"{NAME}.safetensors", latent_avg=latent_avg)
     sidecar = dict(config)
+    sidecar.update({"w_coordinate_std_trained": round(trained_std, 6), "w_scale_factor": round(factor, 6)})
     sidecar.update({"architecture": {k: v for k, v in g_ema.config().items()},
                     "parameters": sum(p.numel() for p in g_ema.parameters()),
                     "latent_avg_samples": LATENT_AVG_SAMPLES, "format": "rosinality g_ema state dict + latent_avg",
