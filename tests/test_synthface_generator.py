@@ -126,9 +126,11 @@ def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
         torch.testing.assert_close(loaded(z, input_space="z"), ema(z, input_space="z"), atol=1e-5, rtol=0)
     assert train_generator.load(weights_dir=tmp_path).channels == {4: 8, 8: 8, 16: 8, 32: 8, 64: 8}
 
-    # init_from a generator file: the weights start from it
+    # init_from a generator file: the weights start from it, back at the W scale they were trained at
     resumed = train_generator.build(dict(TINY, init_from=str(path)))
     assert torch.equal(resumed.model.state_dict()["conv1.conv.weight"], ema.state_dict()["conv1.conv.weight"])
+    for k in (f"{last}weight", "conv1.conv.modulation.weight", "to_rgbs.1.conv.modulation.weight"):
+        torch.testing.assert_close(resumed.model.state_dict()[k], ema.state_dict()[k], rtol=1e-4, atol=1e-6)
 
     # init_from with more channels at 32 and 64 px: widened, drawing the same images; fewer channels are refused
     wider = dict(TINY, init_from=str(path), channels={"4": 8, "8": 8, "16": 8, "32": 12, "64": 16})

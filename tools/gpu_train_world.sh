@@ -144,12 +144,13 @@ tar czf "$OUT/generator.tgz" zoo/synthface/weights/generator.* zoo/synthface/car
 
 # the encoder, the committed CPU recipe in two legs (cards/encoder.md): a regression of the renders' W* in W and in
 # the parameter features without the generator (ENC_MINUTES x (1 - ENC_IMAGE_SHARE)), then, from its export, the
-# image loss on half renders and the latent terms on half samples
+# image loss on half renders and the latent terms on half samples. The W-space weights are the CPU recipe's (0.05,
+# delta 1e-3) x 21.5, the square of the factor by which the export's standardisation shrank W (4.645 -> 1)
 ENC_LATENT_ARGS=(--set "batch=$ENC_BATCH" warmup=50 "render_device=$RENDER_DEVICE" render_fraction=1.0 image_weight=0
-                 render_latent_weight=0.05 feature_weight=10.0)
+                 render_latent_weight=1.075 delta_weight=0.0215 feature_weight=10.0)
 ENC_IMAGE_ARGS=(--set "batch=$ENC_BATCH" warmup=20 "render_device=$RENDER_DEVICE" 'init_from="weights"' lr=0.0003
-                render_fraction=0.5 latent_weight=0.05 render_latent_weight=0.05 feature_weight=10.0
-                "id_weight=$ENC_ID_WEIGHT")
+                render_fraction=0.5 latent_weight=1.075 render_latent_weight=1.075 delta_weight=0.0215
+                feature_weight=10.0 "id_weight=$ENC_ID_WEIGHT")
 LATENT_MINUTES=$(python -c "print($ENC_MINUTES * (1 - $ENC_IMAGE_SHARE))")
 IMAGE_MINUTES=$(python -c "print($ENC_MINUTES * $ENC_IMAGE_SHARE)")
 ENC_STEPS=$(steps_for encoder "$LATENT_MINUTES" "$THREADS" "${ENC_LATENT_ARGS[@]}")

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.stylegan2 import Generator, load_generator, save_generator
-from zoo.stylegan2.w_scale import standardise_w, w_coordinate_std
+from zoo.stylegan2.w_scale import scale_w, standardise_w, w_coordinate_std
 from zoo.stylegan2.widen import widen_generator
 from zoo.synthface import mouth_gan, training
 from zoo.synthface.latent_params import params_from_z
@@ -454,11 +454,19 @@ def _init_path(init_from) -> Path | None:
     return WEIGHTS_PATH if init_from == "weights" else Path(init_from)
 
 
+def trained_scale(g: Generator, path: Path) -> Generator:
+    """An exported generator back at the W scale it was trained at (its sidecar's `w_coordinate_std_trained`; the same
+    images), so that a further leg's optimiser meets the weights it left; unchanged without a sidecar."""
+    sidecar = Path(path).with_suffix(".json")
+    trained = json.loads(sidecar.read_text()).get("w_coordinate_std_trained") if sidecar.exists() else None
+    return scale_w(g, trained / w_coordinate_std(g)) if trained else g
+
+
 def build(config) -> training.Trainable:
     g = make_generator(config)
     init = _init_path(config.get("init_from"))
     if init is not None:
-        loaded = load_generator(init)
+        loaded = trained_scale(load_generator(init), init)
         if loaded.channels != g.channels:  # more channels than the weights: widened, drawing the same images
             loaded = widen_generator(loaded, g.channels, seed=config["seed"])
         g.load_state_dict(loaded.state_dict())
