@@ -447,6 +447,18 @@ def test_trained_generator_draws_the_smile_at_the_mouth():
                     or not (WEIGHTS_DIR / "generator.safetensors").exists(),
                     reason="zoo/synthface/weights/encoder.safetensors not trained yet "
                            "(python -m zoo.synthface.train encoder)")
+def test_committed_generator_has_unit_scale_w_and_the_encoder_was_fitted_at_it():
+    # the methods' absolute defaults (StyleCLIP's lr 0.1 and λ_L2 0.008, the mapper's 0.1 · M(w)) assume it
+    # (cards/generator.md, "W's scale"); an export that skipped the standardisation, or an encoder left at another
+    # scale, fails here
+    assert w_coordinate_std(train_generator.load()) == pytest.approx(1.0, abs=1e-3)
+    assert json.loads((WEIGHTS_DIR / "encoder.json").read_text())["generator_w_std"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "encoder.safetensors").exists()
+                    or not (WEIGHTS_DIR / "generator.safetensors").exists(),
+                    reason="zoo/synthface/weights/encoder.safetensors not trained yet "
+                           "(python -m zoo.synthface.train encoder)")
 def test_trained_encoder_inverts_renders():
     g, enc = train_generator.load(), train_encoder.load_encoder()
     x = render(sample_params(64, seed=54321))
