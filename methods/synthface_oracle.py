@@ -7,10 +7,10 @@ attribute's one-hot block, or the smile's bin centre and the one-hot of its bin)
 that change,
 w' = w + (f' - f) @ basis. Everything else about the face stays where it was. Its judged `attr_target` is what
 the generator draws for the exact parameter change it was trained on: an edit on which it stays low (blond hair at
-0.25 on the faces suite with generator leg Q; the smile at 0 with leg I, 0.69 with leg Q) is the generator's failure,
-not the text-guided method's. It is not a strict ceiling: a method that moves further along a direction (global
-directions' "old" at alpha 4.1: 1.0 where the oracle reaches 0.69 on the faces suite) can exceed it, at a cost in
-identity.
+0.5 on the faces suite with generator leg V, 0.25 with leg Q; the smile at 0 with leg I, 0.69 with leg Q, 1.0 with
+leg V) is the generator's failure, not the text-guided method's. It is not a strict ceiling: a method that moves
+further along a direction (global directions' "old" at alpha 4.1: 1.0 where the oracle reaches 0.875 on the faces
+suite) can exceed it, at a cost in identity.
 
 Only for a generator trained with that linear teacher: `prepare` fits the teacher to the backbone set's mapping
 and refuses a generator whose mapping the fit does not explain.
@@ -27,8 +27,8 @@ from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import generator_of, source_latents_or_invert
 
 # The least-squares teacher leaves 1.0 % of the committed generator's mapping variance unexplained (measured on
-# 1,024 z for leg V; 1.1 % for leg Q, 1.0 % for leg I); a generator not trained on it (a real StyleGAN2, a random one) leaves most of it
-# unexplained.
+# 1,024 z for leg V; 1.1 % for leg Q, 1.0 % for leg I); a generator not trained on it (a real StyleGAN2, a random
+# one) leaves most of it unexplained.
 MAX_UNEXPLAINED = 0.05
 
 

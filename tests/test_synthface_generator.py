@@ -26,10 +26,10 @@ from zoo.synthface.training import WEIGHTS_DIR
 TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, steps=10,
             channels={"4": 8, "8": 8, "16": 8, "32": 8, "64": 8}, probe_pretrain_steps=5, probe_pretrain_batch=16,
             w_target="mapping", mapping_mix=0.0)  # the joint recipe; the "features" tests set their own
-# measured on the committed weights (cards/generator.md, leg V): 0.0670 on these 32 z (0.0733 on 500 held-out z); leg Q
-# 0.0716, leg I 0.072, leg H 0.074, leg E 0.079, leg B 0.093, the GPU-trained joint recipe 0.116 and the mean image of the renders
-# 0.39, so the threshold (with a margin for other CPUs' arithmetic) says "a features-recipe generator of leg E or
-# later, not an earlier one or the mean face"
+# measured on the committed weights (cards/generator.md, leg V): 0.0670 on these 32 z (0.0733 on 500 held-out z);
+# leg Q 0.0716, leg I 0.072, leg H 0.074, leg E 0.079, leg B 0.093, the GPU-trained joint recipe 0.116 and the mean
+# image of the renders 0.39, so the threshold (with a margin for other CPUs' arithmetic) says "a features-recipe
+# generator of leg E or later, not an earlier one or the mean face"
 TRAINED_L1_MAX = 0.085
 # G(E(x)) vs x on these 64 renders: 0.061 measured for the committed encoder (leg 5; 0.0601 on the 500 gate renders;
 # cards/encoder.md), 0.065 for leg 3, 0.068 for leg 2, 0.136 for the one before it (a W-space latent loss); the mean

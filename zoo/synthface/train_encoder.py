@@ -204,8 +204,7 @@ def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_D
     config["architecture"] = trainable.model.config()
     config["parameters"] = sum(p.numel() for p in trainable.model.parameters())
     config["generator"] = "zoo/synthface/weights/generator.safetensors"
-    if getattr(trainable.model, "generator_w_std", None) is not None:
-        config["generator_w_std"] = round(float(trainable.model.generator_w_std), 6)
+    config["generator_w_std"] = round(float(trainable.model.generator_w_std), 6)  # set by build
     return training.export_weights(NAME, trainable.model, config, weights_dir)
 
 

@@ -661,9 +661,9 @@ def export_generator(g_ema: Generator, config, weights_dir: Path = training.WEIG
     `zoo.stylegan2.load_generator` unchanged) and the JSON sidecar. W is standardised on the way (`standardise_w`:
     coordinate std 1, the same images); the sidecar records the trained scale and the factor."""
     weights_dir = Path(weights_dir)
-    trained_std = w_coordinate_std(g_ema.eval())
     # W rescaled to coordinate std 1, the scale the methods' absolute defaults assume (zoo/stylegan2/w_scale.py)
-    g_ema, factor = standardise_w(g_ema)
+    g_ema, factor = standardise_w(g_ema.eval())
+    trained_std = 1.0 / factor
     latent_avg = compute_latent_avg(g_ema)
     path = save_generator(g_ema, weights_dir / f"{NAME}.safetensors", latent_avg=latent_avg)
     sidecar = dict(config)
