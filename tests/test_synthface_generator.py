@@ -131,6 +131,12 @@ def test_generator_training_steps_ema_and_export_round_trip(tmp_path):
     assert torch.equal(resumed.model.state_dict()["conv1.conv.weight"], ema.state_dict()["conv1.conv.weight"])
     for k in (f"{last}weight", "conv1.conv.modulation.weight", "to_rgbs.1.conv.modulation.weight"):
         torch.testing.assert_close(resumed.model.state_dict()[k], ema.state_dict()[k], rtol=1e-4, atol=1e-6)
+    # a generator file without its sidecar is taken as it is
+    bare = tmp_path / "bare" / "generator.safetensors"
+    bare.parent.mkdir()
+    bare.write_bytes(path.read_bytes())
+    as_is = train_generator.build(dict(TINY, init_from=str(bare)))
+    assert torch.equal(as_is.model.state_dict()[f"{last}weight"], loaded.state_dict()[f"{last}weight"])
 
     # init_from with more channels at 32 and 64 px: widened, drawing the same images; fewer channels are refused
     wider = dict(TINY, init_from=str(path), channels={"4": 8, "8": 8, "16": 8, "32": 12, "64": 16})
