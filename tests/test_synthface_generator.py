@@ -283,6 +283,23 @@ def test_smile_binned_teacher_gives_each_smile_class_its_own_direction_without_c
     assert (teacher.basis[rows].norm(dim=1) > 5.0).all()
 
 
+def test_hair_colour_loss_compares_mean_colours_over_the_hair():
+    real = torch.zeros(3, 3, 8, 8)
+    hair = torch.zeros(3, 8, 8)
+    hair[:2, :3] = 1.0  # faces 0 and 1: 24 pixels of hair; face 2 is bald
+    fake = real.clone()
+    assert float(train_generator.hair_colour_loss(fake, real, hair)) == 0.0
+    fake[:2, 0, :3] += 0.3  # a red cast over the hair: mean |difference| over 3 channels = 0.1
+    fake[:, :, 5:] += 1.0  # errors outside the hair do not count
+    assert float(train_generator.hair_colour_loss(fake, real, hair)) == pytest.approx(0.1)
+    bald = train_generator.hair_colour_loss(fake, real, torch.zeros(3, 8, 8))
+    assert float(bald) == 0.0
+    config = dict(TINY, hair_colour_weight=1.0)
+    logs = train_generator.build(config).step(0)
+    assert math.isfinite(float(logs["hair_colour"])) and float(logs["hair_colour"]) > 0
+    assert "hair_colour" not in train_generator.build(dict(TINY)).step(0)
+
+
 def test_mapping_regression_learns_the_teacher():
     torch.manual_seed(0)
     g = train_generator.make_generator(TINY)

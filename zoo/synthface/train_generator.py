@@ -57,7 +57,7 @@ from zoo.stylegan2.widen import widen_generator
 from zoo.synthface import mouth_gan, training
 from zoo.synthface.latent_params import params_from_z
 from zoo.synthface.params import ATTRIBUTE_SPECS, N_ID, SMILE_BINS, attribute_class
-from zoo.synthface.render import landmarks, render
+from zoo.synthface.render import landmarks, render, render_with_masks
 
 NAME = "generator"
 SIZE = 64
@@ -124,6 +124,10 @@ DEFAULTS = {
     "pair_attributes": [],
     "pair_count": 4,
     "pair_weight": 1.0,
+    # the hair's mean colour (hair_colour_loss: over the renderer's hair mask, generator against renderer) x this
+    # weight (0: off; the batches are then rendered with masks). Blond and grey hair came out browner than the
+    # renders, which the per-pixel L1, averaged over the whole face, barely weighs (cards/generator.md)
+    "hair_colour_weight": 0.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
     # a conditional patch discriminator on 16 x 16 mouth crops, told the smile bin (zoo/synthface/mouth_gan.py): the
     # generator's loss adds mouth_gan_weight x its non-saturating loss (0: off); the discriminator trains beside it
@@ -267,6 +271,19 @@ def pair_loss(fake: Tensor, real: Tensor, count: int, threshold: float = 0.02) -
     d_real = real[:count] - real[count:2 * count]
     changed = (d_real.abs().amax(1) > threshold).sum((1, 2)).clamp_min(16)
     return ((d_fake - d_real).abs().mean(1).sum((1, 2)) / changed).mean()
+
+
+def hair_colour_loss(fake: Tensor, real: Tensor, hair: Tensor, min_area: float = 8.0) -> Tensor:
+    """L1 between the generator's and the renderer's mean colour over each face's hair mask (`hair` [N, H, W] in
+    [0, 1], `render_with_masks`), averaged over the faces with at least `min_area` pixels of hair (bald heads have
+    none); a per-pixel L1 weighs a colour cast over the hair no more than the same error anywhere else."""
+    area = hair.sum((1, 2))
+    keep = area >= min_area
+    if not keep.any():
+        return fake.new_zeros(())
+    m = hair[keep].unsqueeze(1)
+    mean = lambda x: (x[keep] * m).sum((2, 3)) / area[keep].unsqueeze(1)  # noqa: E731 - one line, used twice
+    return (mean(fake) - mean(real)).abs().mean()
 
 
 class EMA(nn.Module):
@@ -538,7 +555,12 @@ def build(config) -> training.Trainable:
         if pairs:
             params = minimal_pairs(params, pairs, config["pair_count"], rng)
         with torch.no_grad():
-            real = render(params, device=training.render_device(config, dev)).to(dev)
+            hair = None
+            if config.get("hair_colour_weight", 0) > 0:
+                real, masks = render_with_masks(params, device=training.render_device(config, dev))
+                real, hair = real.to(dev), (masks["hair"] * (1 - masks["hat"])).to(dev)  # a hat covers the hair
+            else:
+                real = render(params, device=training.render_device(config, dev)).to(dev)
             weight = None
             if config["region_weight"] > 0 or config.get("mouth_weight"):
                 weight = region_weights(params, real.shape[-1], config["region_weight"], config["region_sigma"], dev,
@@ -549,7 +571,8 @@ def build(config) -> training.Trainable:
         parts: dict[str, Tensor] = {}
         if teacher is None:
             w = g.mapping(z.to(dev))
-            loss, parts = distillation_loss(g(w), real, config["edge_weight"], weight)
+            fake = g(w)
+            loss, parts = distillation_loss(fake, real, config["edge_weight"], weight)
             if aux is not None:
                 aux_loss = aux.loss(w, params.to(dev))
                 loss = loss + config["aux_weight"] * aux_loss
@@ -578,6 +601,10 @@ def build(config) -> training.Trainable:
             map_loss = teacher.mapping_loss(g.mapping(zm.to(dev)), zm, config["mapping_feature_weight"])
             loss = loss + map_loss
             parts["mapping"] = map_loss.detach()
+        if hair is not None:
+            parts["hair_colour"] = hair_colour_loss(fake, real, hair)
+            loss = loss + config["hair_colour_weight"] * parts["hair_colour"]
+            parts["hair_colour"] = parts["hair_colour"].detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
