@@ -686,15 +686,14 @@ def compute_latent_avg(g: Generator, n: int = LATENT_AVG_SAMPLES) -> Tensor:
 def export_generator(g_ema: Generator, config, weights_dir: Path = training.WEIGHTS_DIR) -> Path:
     """`<weights_dir>/generator.safetensors` (g_ema state dict + latent_avg, float32; loads through
     `zoo.stylegan2.load_generator` unchanged) and the JSON sidecar. W is standardised on the way (`standardise_w`:
-    coordinate std 1, the same images); the sidecar records the trained scale and the factor."""
+    coordinate std 1, the same images); the sidecar records the trained scale."""
     weights_dir = Path(weights_dir)
     # W rescaled to coordinate std 1, the scale the methods' absolute defaults assume (zoo/stylegan2/w_scale.py)
     g_ema, factor = standardise_w(g_ema.eval())
-    trained_std = 1.0 / factor
     latent_avg = compute_latent_avg(g_ema)
     path = save_generator(g_ema, weights_dir / f"{NAME}.safetensors", latent_avg=latent_avg)
     sidecar = dict(config)
-    sidecar.update({"w_coordinate_std_trained": round(trained_std, 6), "w_scale_factor": round(factor, 6)})
+    sidecar["w_coordinate_std_trained"] = round(1.0 / factor, 6)  # the factor is its inverse
     sidecar.update({"architecture": {k: v for k, v in g_ema.config().items()},
                     "parameters": sum(p.numel() for p in g_ema.parameters()),
                     "latent_avg_samples": LATENT_AVG_SAMPLES, "format": "rosinality g_ema state dict + latent_avg",
