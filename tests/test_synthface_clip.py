@@ -174,6 +174,28 @@ def test_image_aux_heads_learn_train_only_and_resume(tiny_arch, tmp_path):
         train_clip.build(dict(config, image_aux_heads=["smiles"]))
 
 
+def test_image_aux_smile_regression_head(tiny_arch):
+    config = tiny_config(train_clip, image_aux_smile_regression=2.0, steps=2)
+    training.seed_everything(0)
+    trainable = train_clip.build(config)
+    aux = trainable.extra_state["image_aux"]
+    assert list(aux) == ["smile_value"] and aux["smile_value"].out_features == 1  # no class head asked for
+    batch = train_clip.make_labelled_batch(config, 0)
+    edges = train_clip.ATTRIBUTE_SPECS["smile"].bins
+    assert torch.equal(torch.bucketize(batch.smile, torch.tensor(edges)), batch.labels["smile"])  # value and bin agree
+    logs = trainable.step(0)
+    assert math.isfinite(logs["aux"]) and logs["aux_smile_l1"] > 0
+    # the loss: the regression weight x smooth L1 (beta 0.1) of the head's output against the continuous value
+    img = torch.nn.functional.normalize(torch.randn(4, 32, generator=torch.Generator().manual_seed(1)), dim=-1)
+    smile = torch.tensor([-0.9, -0.2, 0.3, 0.8])
+    loss, accs = train_clip.image_aux_loss(aux, img, {}, {}, smile, 2.0)
+    value = aux["smile_value"](train_clip.AUX_SCALE * img).squeeze(-1)
+    assert torch.allclose(loss, 2.0 * torch.nn.functional.smooth_l1_loss(value, smile, beta=0.1))
+    assert accs["aux_smile_l1"] == pytest.approx(float((value - smile).abs().mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="continuous smile"):
+        train_clip.image_aux_loss(aux, img, {}, {})
+
+
 def test_export_load_round_trip_with_pruned_embedding(tiny_arch, tmp_path):
     training.seed_everything(0)
     trainable = train_clip.build(tiny_config(train_clip))

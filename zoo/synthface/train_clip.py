@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
                                          # {"smile": 10.0} to focus a continuation on an attribute still at chance
     "image_aux_heads": [],       # training-only linear heads on the image embedding, e.g. ["smile"] (see build)
     "image_aux_weight": 1.0,
+    "image_aux_smile_regression": 0.0,  # > 0: one more training-only head regresses the continuous smile value
+                                        # (smooth L1, beta 0.1, this weight), as the attribute judge's smile head does
     "init_from": None,           # "weights" (the committed export) or a weights folder: continue a network whose
                                  # runs/train checkpoint is gone (fresh optimizer; float16, unused token rows zero)
 }
@@ -200,6 +202,7 @@ class Batch(NamedTuple):
     positives: torch.Tensor             # [B images, B texts] bool
     labels: dict[str, torch.Tensor]     # attribute classes and domain per face
     visible: dict[str, torch.Tensor]    # per attribute: [B] bool, is it visible on the face
+    smile: torch.Tensor                 # [B] the continuous smile value in [-1, 1] (labels hold its bin)
 
 
 def _visible(p: FaceParams, labels: dict[str, torch.Tensor], attr: str) -> torch.Tensor:
@@ -244,7 +247,7 @@ def make_minimal_batch(config: dict[str, Any], g: torch.Generator, domains: list
         pos[:, i] |= (labels[a] == v) & vis[a]
         text = VALUE_PROMPTS[a][ATTRIBUTE_SPECS[a].values[v]]
         texts.append(wrap_in_template(text, rng) if rng.random() < config["p_template"] else text)
-    return Batch(render(p), texts, pos, labels, vis)
+    return Batch(render(p), texts, pos, labels, vis, p.attrs["smile"].float())
 
 
 def make_batch(config: dict[str, Any], step: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
@@ -297,7 +300,7 @@ def make_labelled_batch(config: dict[str, Any], step: int) -> Batch:
         if rng.random() < config["p_template"]:
             text = wrap_in_template(text, rng)
         texts.append(text)
-    return Batch(render(p), texts, pos, labels, vis)
+    return Batch(render(p), texts, pos, labels, vis, p.attrs["smile"].float())
 
 
 def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, pos: torch.Tensor
@@ -413,7 +416,8 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
             loss = loss + weight * ps
             logs["prompt_set"] = float(ps.detach())
         if aux is not None:
-            aux_loss, aux_acc = image_aux_loss(aux, img, labels, visible)
+            aux_loss, aux_acc = image_aux_loss(aux, img, labels, visible, batch.smile.to(dev),
+                                               float(config.get("image_aux_smile_regression", 0.0)))
             loss = loss + float(config["image_aux_weight"]) * aux_loss
             logs.update({"aux": float(aux_loss.detach()), **aux_acc})
         opt.zero_grad(set_to_none=True)
@@ -434,25 +438,41 @@ AUX_SCALE = 10.0  # the heads read the unit-norm embedding scaled to logit range
 
 
 def image_aux_heads(config: dict[str, Any], dim: int) -> nn.ModuleDict | None:
-    """One linear head per attribute of `config["image_aux_heads"]` (None when the list is empty)."""
+    """One linear head per attribute of `config["image_aux_heads"]`, plus a one-output `smile_value` head when
+    `image_aux_smile_regression` > 0 (None when there is no head)."""
     names = list(config.get("image_aux_heads") or [])
     training.check_names("image_aux_heads", names, ATTRIBUTE_SPECS)
-    if not names:
-        return None
-    return nn.ModuleDict({a: nn.Linear(dim, len(ATTRIBUTE_SPECS[a].values)) for a in names})
+    heads = {a: nn.Linear(dim, len(ATTRIBUTE_SPECS[a].values)) for a in names}
+    if float(config.get("image_aux_smile_regression", 0.0)) > 0:
+        heads[SMILE_VALUE_HEAD] = nn.Linear(dim, 1)
+    return nn.ModuleDict(heads) if heads else None
+
+
+SMILE_VALUE_HEAD = "smile_value"
 
 
 def image_aux_loss(aux: nn.ModuleDict, img: torch.Tensor, labels: dict[str, torch.Tensor],
-                   visible: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean cross-entropy of the aux heads on the faces that show their attribute, and each head's accuracy."""
+                   visible: dict[str, torch.Tensor], smile: torch.Tensor | None = None,
+                   smile_regression: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean cross-entropy of the class heads on the faces that show their attribute, and each head's accuracy;
+    with a `smile_value` head, plus `smile_regression` x smooth L1 (beta 0.1) of its output against `smile`, the
+    continuous value (an ordinal target: a face 0.01 past a bin edge costs little, one at the far end much)."""
     total, accs = img.new_zeros(()), {}
-    for attr, head in aux.items():
+    classes = [a for a in aux if a != SMILE_VALUE_HEAD]
+    for attr in classes:
         mask = visible[attr]
         if not mask.any():
             continue
-        logits = head(AUX_SCALE * img[mask])
-        total = total + F.cross_entropy(logits, labels[attr][mask]) / len(aux)
+        logits = aux[attr](AUX_SCALE * img[mask])
+        total = total + F.cross_entropy(logits, labels[attr][mask]) / len(classes)
         accs[f"aux_acc_{attr}"] = float((logits.argmax(-1) == labels[attr][mask]).float().mean())
+    if SMILE_VALUE_HEAD in aux:
+        if smile is None:
+            raise ValueError("the smile_value head needs the batch's continuous smile values")
+        value = aux[SMILE_VALUE_HEAD](AUX_SCALE * img).squeeze(-1)
+        regression = F.smooth_l1_loss(value, smile, beta=0.1)
+        total = total + smile_regression * regression
+        accs["aux_smile_l1"] = float((value - smile).abs().mean())
     return total, accs
 
 
