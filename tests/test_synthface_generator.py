@@ -31,12 +31,13 @@ TINY = dict(train_generator.DEFAULTS, style_dim=32, n_mlp=2, batch=4, warmup=2, 
 # image of the renders 0.39, so the threshold (with a margin for other CPUs' arithmetic) says "a features-recipe
 # generator of leg E or later, not an earlier one or the mean face"
 TRAINED_L1_MAX = 0.085
-# G(E(x)) vs x on these 64 renders: 0.061 measured for the committed encoder (leg 5; 0.0601 on the 500 gate renders;
-# cards/encoder.md), 0.065 for leg 3, 0.068 for leg 2, 0.136 for the one before it (a W-space latent loss); the mean
-# image of the renders scores 0.39
+# G(E(x)) vs x on these 64 renders: 0.062 measured for the committed encoder (leg 6; 0.0608 on the 500 gate renders;
+# cards/encoder.md), 0.061 for leg 5, 0.065 for leg 3, 0.068 for leg 2, 0.136 for the one before it (a W-space latent
+# loss); the mean image of the renders scores 0.39
 ENCODER_L1_MAX = 0.09
-# identity cosine render vs G(E(render)) on the same 64: 0.788 measured (0.774 on the gate renders), leg 3 0.748,
-# leg 2 0.702, 0.118 for the encoder before it, which had learnt no identity
+# identity cosine render vs G(E(render)) on the same 64: 0.830 measured (0.824 on the gate renders; leg 6 trained with
+# this network as its identity loss), leg 5 0.788, leg 3 0.748, leg 2 0.702, 0.118 for the encoder before it, which
+# had learnt no identity
 ENCODER_IDENTITY_MIN = 0.6
 
 
