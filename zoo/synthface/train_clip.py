@@ -111,7 +111,8 @@ faces with the prompt's value) on the world's captions, single-attribute prompts
 without glasses") and domain prompts, each wrapped in a random one of the 79 CLIP templates; from step 3,000 plus a
 prompt-set term (UniCL-style image-to-text InfoNCE of each face against every value prompt of each attribute it
 shows) and 30 % minimal-pair batches (groups of one face that differ in one attribute); the smile legs add a
-training-only linear smile head on the image embedding (`image_aux_heads`). Exported in float16 with the
+training-only linear smile head on the image embedding (`image_aux_heads`), later with a second one that regresses
+the continuous smile value (`image_aux_smile_regression`). Exported in float16 with the
 token embedding pruned to the world's vocabulary (other rows load as zeros). Gates: zero-shot accuracy with the
 79-template text embeddings on held-out photo renders (per attribute) and on the 8 domains
 (`zoo/synthface/zero_shot.py`)."""
@@ -472,7 +473,7 @@ def image_aux_loss(aux: nn.ModuleDict, img: torch.Tensor, labels: dict[str, torc
         value = aux[SMILE_VALUE_HEAD](AUX_SCALE * img).squeeze(-1)
         regression = F.smooth_l1_loss(value, smile, beta=0.1)
         total = total + smile_regression * regression
-        accs["aux_smile_l1"] = float((value - smile).abs().mean())
+        accs["aux_smile_l1"] = float((value.detach() - smile).abs().mean())
     return total, accs
 
 
