@@ -108,9 +108,10 @@ clip_leg() {
   tar czf "$OUT/$name.tgz" zoo/synthface/weights/"$name".* zoo/synthface/cards/"$name".md "$RUN_DIR/$name.out" \
     "$RUN_DIR/$name/log.jsonl" 2>/dev/null || echo "$name: nothing to pack, see $RUN_DIR/$name.out"
 }
-# the smile legs' recipe (cards/clip.md, cards/judge_clip.md) with a new data seed and a larger batch
+# the third runs' smile recipe (cards/clip.md, cards/judge_clip.md) with a new data seed and a larger batch
 CLIP_COMMON=(init_from='"weights"' "batch_size=$CLIP_BATCH" warmup=20 lr=0.0004 prompt_set_weight=1.0 prompt_set_from=0
-             p_minimal_batch=0.3 minimal_from=0 p_attribute_from=0 'image_aux_heads=["smile"]' image_aux_weight=6.0)
+             p_minimal_batch=0.3 minimal_from=0 p_attribute_from=0 'image_aux_heads=["smile"]' image_aux_weight=6.0
+             image_aux_smile_regression=3.0)
 if [ "$CLIP_MINUTES" != 0 ]; then
   clip_leg clip --set "${CLIP_COMMON[@]}" seed=20 hard_batch_from=0 'minimal_attributes=["smile"]' \
     'prompt_set_attribute_weights={"smile": 5.0}' &
