@@ -28,7 +28,6 @@ from zoo.synthface import train_encoder, train_identity, training  # noqa: E402
 from zoo.synthface.encoder import load_encoder  # noqa: E402
 from zoo.synthface.params import sample_params  # noqa: E402
 from zoo.synthface.render import render  # noqa: E402
-from zoo.synthface.train_generator import FeatureW  # noqa: E402
 
 
 def identity_from_checkpoint(path: Path) -> torch.nn.Module:
@@ -56,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     g = train_encoder.load_synthetic_generator()
     params = sample_params(train_encoder.EVAL_RENDERS, seed=train_encoder.EVAL_SEED, domain="photo")
     x = render(params)
-    with torch.no_grad():
-        w_star = FeatureW.fit(g).of_params(params)
-        bound = torch.cat([g(w_star[i:i + 100], input_space="w") for i in range(0, len(x), 100)]).clamp(-1, 1)
+    bound = train_encoder.generator_bound(g, params).clamp(-1, 1)
     print("| encoder | pixel L1 | identity, committed network | identity, check network |\n|---|---|---|---|")
     print(f"| bound G(W*) | {(bound - x).abs().mean():.4f} | {mean_cosine(loss_net, x, bound):.4f} "
           f"| {mean_cosine(check, x, bound):.4f} |")

@@ -214,18 +214,21 @@ def reconstruct(enc: Encoder, g, images: Tensor, batch: int = 100) -> Tensor:
     return torch.cat([g(enc(images[i:i + batch])) for i in range(0, len(images), batch)])
 
 
+@torch.no_grad()
+def generator_bound(g, params, batch: int = 100) -> Tensor:
+    """G(W*) of each face's own parameters (no encoder): what an exact inversion into the teacher's W would give,
+    the bound an encoder's reconstructions are compared with."""
+    w_star = FeatureW.fit(g).of_params(params).to(g.device)
+    return torch.cat([g(w_star[i:i + batch], input_space="w") for i in range(0, len(params), batch)])
+
+
 def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_RENDERS) -> list[dict]:
     g = load_synthetic_generator(device, weights_dir)
     enc = load_encoder(device, weights_dir)
     params = sample_params(n, seed=EVAL_SEED, domain="photo")
     images = render(params).to(device)
     recon = reconstruct(enc, g, images)
-    # the generator's bound: G(W*) of each render's own parameters (no encoder), what an exact inversion into the
-    # teacher's W would give (info rows beside each gate)
-    teacher = FeatureW.fit(g)
-    with torch.no_grad():
-        w_star = teacher.of_params(params).to(device)
-        bound = torch.cat([g(w_star[i:i + 100], input_space="w") for i in range(0, n, 100)])
+    bound = generator_bound(g, params)  # info rows beside each gate
     results = [{"name": f"pixel L1 render vs G(E(render)), {n} held-out photo renders (info)",
                 "value": float((recon - images).abs().mean()), "threshold": "info", "passed": True},
                {"name": "pixel L1 render vs G(W* of its parameters), the generator's bound (info)",
