@@ -436,6 +436,7 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
 
 
 AUX_SCALE = 10.0  # the heads read the unit-norm embedding scaled to logit range
+SMILE_VALUE_HEAD = "smile_value"  # the aux head regressing the continuous smile (not a class head)
 
 
 def image_aux_heads(config: dict[str, Any], dim: int) -> nn.ModuleDict | None:
@@ -447,9 +448,6 @@ def image_aux_heads(config: dict[str, Any], dim: int) -> nn.ModuleDict | None:
     if float(config.get("image_aux_smile_regression", 0.0)) > 0:
         heads[SMILE_VALUE_HEAD] = nn.Linear(dim, 1)
     return nn.ModuleDict(heads) if heads else None
-
-
-SMILE_VALUE_HEAD = "smile_value"
 
 
 def image_aux_loss(aux: nn.ModuleDict, img: torch.Tensor, labels: dict[str, torch.Tensor],
