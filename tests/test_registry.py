@@ -55,3 +55,22 @@ def test_shipped_registries_resolve_every_entry():
         for entry in registry:
             assert entry.load() is not None
     assert {"stylegan2", "clip", "arcface_irse50", "insightface_onnx", "synthface"} <= set(BACKBONES.names())
+
+
+def test_synthface_set_loads_from_another_weights_folder(tmp_path):
+    """`backbones: {set: {synthface: DIR}}`: the world's networks from DIR (here only a generator)."""
+    import shutil
+
+    from bench.errors import CheckpointError
+    from bench.suite import BackboneSpec
+    from zoo.synthface.backbones import WEIGHTS_DIR, load_synthface
+
+    for name in ("generator.safetensors", "generator.json"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    spec = BackboneSpec.model_validate({"synthface": str(tmp_path)})
+    assert spec.kind == "synthface" and spec.arg == str(tmp_path)
+    loaded = load_synthface(spec.arg)
+    assert set(loaded.roles) == {"generator"}  # only what the folder holds
+    assert loaded.hashes["generator"] == load_synthface().hashes["generator"]
+    with pytest.raises(CheckpointError, match="weights folder not found"):
+        load_synthface(tmp_path / "missing")

@@ -373,3 +373,61 @@ def test_restarted_schedule_warms_up_and_decays_from_schedule_start():
     assert math.isclose(train_clip.lr_at(cfg, 100), 1e-4)
     assert math.isclose(train_clip.lr_at(cfg, 109), 1e-3)
     assert math.isclose(train_clip.lr_at(cfg, 1100), 2e-5)
+
+
+TINY_P8 = "synthface-clip-test-tiny-p8"
+
+
+def test_finer_patches_carry_a_trained_clip_to_patch_8(tiny_arch, tmp_path):
+    cfg = {**TINY_CFG, "vision_cfg": {**TINY_CFG["vision_cfg"], "patch_size": 8}}
+    register_model_config(TINY_P8, cfg, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
+    training.seed_everything(0)
+    coarse = train_clip.build(tiny_config(train_clip))
+    coarse.step(0)
+    train_clip.export(coarse, weights_dir=tmp_path)
+    exported = train_clip.load("clip", weights_dir=tmp_path).model
+    fine = train_clip.build(tiny_config(train_clip, model=TINY_P8, init_from=str(tmp_path))).model
+    # the patch embedding is exactly the old one on a 2x nearest-upsampled image
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    assert torch.allclose(fine.visual.conv1(x), exported.visual.conv1.float()(up), atol=1e-5)
+    assert fine.visual.positional_embedding.shape == (1 + 8 * 8, 32)  # 4 x 4 grid resized to 8 x 8
+    assert torch.equal(fine.visual.positional_embedding[0], exported.visual.positional_embedding[0].float())
+    # everything else (both towers' transformers, the text tower) carries over unchanged
+    carried = {k: v for k, v in exported.state_dict().items()
+               if k not in ("visual.conv1.weight", "visual.positional_embedding")}
+    for key, value in carried.items():
+        assert torch.equal(fine.state_dict()[key], value.to(torch.float32)), key
+    # the same patch size: nothing to do; a patch that does not divide the old one: a clear error
+    state = exported.state_dict()
+    assert train_clip.finer_patches(state, exported) is state
+    odd = {**state, "visual.conv1.weight": torch.zeros(32, 3, 12, 12)}
+    with pytest.raises(ValueError, match="8 must divide 12"):
+        train_clip.finer_patches(odd, fine)
+
+
+def test_adversarial_images_stay_in_the_ball_raise_the_loss_and_train(tiny_arch):
+    torch.manual_seed(0)
+    target = torch.randn(6, 8)
+    proj = torch.randn(3 * 64 * 64, 8) / 64
+
+    def encode(images):
+        return images.flatten(1) @ proj
+
+    def loss_of(emb):  # a loss the clean images do well on
+        return (emb - target).pow(2).sum()
+
+    images = (torch.rand(6, 3, 64, 64) * 2 - 1).clamp(-0.98, 0.98)
+    eps = 0.03
+    moved = train_clip.adversarial_images(encode, loss_of, images, eps, 4, torch.Generator().manual_seed(1))
+    assert moved.shape == (4, 3, 64, 64) and not moved.requires_grad
+    assert (moved - images[:4]).abs().max() <= eps + 1e-6 and moved.abs().max() <= 1
+    attacked = torch.cat([moved, images[4:]])
+    assert loss_of(encode(attacked)) > loss_of(encode(images))
+    # a trainer step on half-adversarial batches stays finite and moves the model
+    config = tiny_config(train_clip, adversarial_eps=eps, adversarial_fraction=0.5, steps=2)
+    training.seed_everything(0)
+    trainable = train_clip.build(config)
+    before = trainable.model.visual.proj.detach().clone()
+    logs = trainable.step(0)
+    assert math.isfinite(logs["loss"]) and not torch.equal(before, trainable.model.visual.proj)

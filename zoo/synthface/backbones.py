@@ -46,10 +46,17 @@ def _call(target: str, role: str, device: str, weights_dir: Path):
 
 
 def load_synthface(arg=None, device: str = "cpu", weights_dir: str | Path | None = None):
-    """Every synthetic-world network whose weights exist, as a `BackboneSet` with content hashes."""
+    """Every synthetic-world network whose weights exist, as a `BackboneSet` with content hashes.
+
+    `arg` (the suite's `{synthface: DIR}`) or `weights_dir` names another folder of the world's weights, e.g. a
+    retrained network beside copies of the committed others; default the committed `weights/`."""
     from bench.backbone_set import BackboneSet
 
-    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    folder = weights_dir if weights_dir is not None else arg
+    weights_dir = Path(folder).expanduser() if folder is not None else WEIGHTS_DIR
+    if not weights_dir.is_dir():
+        raise CheckpointError(f"synthface weights folder not found: {weights_dir} (the committed one is "
+                              f"{WEIGHTS_DIR})")
     present = {role: spec for role, spec in ROLES.items() if (weights_dir / spec[0]).is_file()}
     if "generator" not in present:
         raise CheckpointError(
