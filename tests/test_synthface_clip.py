@@ -53,6 +53,12 @@ def test_configs_register_and_build_through_open_clip():
         x = torch.rand(2, 3, 64, 64) * 2 - 1
         assert torch.equal(backbone.preprocess(x), (((x + 1) / 2) - 0.5) / 0.5)  # renders reach the ViT as-is
     assert widths["clip"] != widths["judge_clip"]
+    for arch in ARCHS.values():  # the patch-8 variants (train_clip.finer_patches) differ in the patch size only
+        coarse, _ = train_clip.read_config(arch)
+        fine, _ = train_clip.read_config(f"{arch}-p8")
+        assert f"{arch}-p8" in names and fine["vision_cfg"].pop("patch_size") == 8
+        coarse["vision_cfg"].pop("patch_size")
+        assert fine == coarse
     assert train_judge_clip.DEFAULTS["seed"] != train_clip.DEFAULTS["seed"]
 
 

@@ -52,6 +52,10 @@ GEN_CHANNELS=${GEN_CHANNELS:-}  # empty: the committed widths
 CLIP_MINUTES=${CLIP_MINUTES:-0}
 CLIP_BATCH=${CLIP_BATCH:-256}
 CLIP_THREADS=${CLIP_THREADS:-1}
+CLIP_LR=${CLIP_LR:-0.0004}
+# 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/clip.md, "Finer patches"); the CPU
+# trial recovered too slowly for a CPU session, so give it minutes and CLIP_LR=0.0008
+CLIP_PATCH=${CLIP_PATCH:-16}
 mkdir -p "$OUT" "$RUN_DIR"
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -109,13 +113,17 @@ clip_leg() {
     "$RUN_DIR/$name/log.jsonl" 2>/dev/null || echo "$name: nothing to pack, see $RUN_DIR/$name.out"
 }
 # the third runs' smile recipe (cards/clip.md, cards/judge_clip.md) with a new data seed and a larger batch
-CLIP_COMMON=(init_from='"weights"' "batch_size=$CLIP_BATCH" warmup=20 lr=0.0004 prompt_set_weight=1.0 prompt_set_from=0
+CLIP_COMMON=(init_from='"weights"' "batch_size=$CLIP_BATCH" warmup=20 "lr=$CLIP_LR" prompt_set_weight=1.0 prompt_set_from=0
              p_minimal_batch=0.3 minimal_from=0 p_attribute_from=0 'image_aux_heads=["smile"]' image_aux_weight=6.0
              image_aux_smile_regression=3.0)
+CLIP_MODEL=(); JUDGE_MODEL=()
+if [ "$CLIP_PATCH" != 16 ]; then
+  CLIP_MODEL=("model=\"synthface-clip-p$CLIP_PATCH\""); JUDGE_MODEL=("model=\"synthface-judge-clip-p$CLIP_PATCH\"")
+fi
 if [ "$CLIP_MINUTES" != 0 ]; then
-  clip_leg clip --set "${CLIP_COMMON[@]}" seed=20 hard_batch_from=0 'minimal_attributes=["smile"]' \
+  clip_leg clip --set "${CLIP_COMMON[@]}" "${CLIP_MODEL[@]}" seed=20 hard_batch_from=0 'minimal_attributes=["smile"]' \
     'prompt_set_attribute_weights={"smile": 5.0}' &
-  clip_leg judge_clip --set "${CLIP_COMMON[@]}" seed=22 'minimal_attributes=["smile","lipstick"]' \
+  clip_leg judge_clip --set "${CLIP_COMMON[@]}" "${JUDGE_MODEL[@]}" seed=22 'minimal_attributes=["smile","lipstick"]' \
     'prompt_set_attribute_weights={"smile": 5.0, "lipstick": 2.0}' &
 fi
 
