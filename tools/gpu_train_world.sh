@@ -53,7 +53,7 @@ CLIP_MINUTES=${CLIP_MINUTES:-0}
 CLIP_BATCH=${CLIP_BATCH:-256}
 CLIP_THREADS=${CLIP_THREADS:-1}
 CLIP_LR=${CLIP_LR:-0.0004}
-# 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/clip.md, "Finer patches"); the CPU
+# 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/judge_clip.md, "Finer patches"); the CPU
 # trial recovered too slowly for a CPU session, so give it minutes and CLIP_LR=0.0008
 CLIP_PATCH=${CLIP_PATCH:-16}
 mkdir -p "$OUT" "$RUN_DIR"

@@ -137,8 +137,8 @@ def finer_patches(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tens
     q x q kernel cell sums the k x k old cells it covers), so every token starts as the old network's token of a
     k-times zoomed face; the position grid is resized with open_clip's `resize_pos_embed` (bicubic). Fine-tuning
     then starts from the trained towers instead of from scratch. Why: at patch 16 a 64-pixel face is 4 x 4 tokens
-    and the mouth falls inside one or two of them; the smile was the attribute both CLIPs held only at their gate's
-    edge (cards/clip.md, cards/judge_clip.md). Written here because open_clip resizes position grids, not patches."""
+    and the mouth falls inside one or two of them; the smile is the attribute both CLIPs read worst (cards/clip.md,
+    cards/judge_clip.md). Written here because open_clip resizes position grids, not patches."""
     from open_clip.model import resize_pos_embed
 
     key = "visual.conv1.weight"
@@ -487,10 +487,11 @@ def adversarial_images(encode, loss_of, images: torch.Tensor, eps: float, count:
     negatives stay what they are; only the first `count` images move).
 
     Why: a CLIP used as a loss (StyleCLIP, NADA) is followed along its pixel gradient. The small ViT trained on clean
-    renders had a gradient nearly orthogonal to every attribute change (cosine 0.01-0.09 with the pixel change of the
-    ground-truth edit), so gradient-following edits changed colours and skin instead of adding sunglasses. Robust
-    training is the known cure for such gradients (perceptually aligned gradients: Santurkar et al. 2019; for
-    CLIP, Ganz and Elad 2023). Written here because no listed library trains CLIP adversarially."""
+    renders had a gradient nearly orthogonal to every attribute change (cosine 0.006-0.13 with the pixel change of the
+    ground-truth edit, tools/guidance_check.py), so gradient-following edits changed colours and skin instead of
+    adding sunglasses. Robust training is the known cure for such gradients (perceptually aligned gradients:
+    Santurkar et al. 2019; for CLIP, Ganz and Elad 2023); here a 500-step trial helped optimisation a little and cost
+    the smile gate (cards/clip.md). Written here because no listed library trains CLIP adversarially."""
     x = images[:count]
     delta = (torch.rand(x.shape, generator=rng) * 2 - 1).to(x) * eps
     moved = (x + delta).clamp(-1, 1).requires_grad_(True)
