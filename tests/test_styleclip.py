@@ -327,6 +327,7 @@ def test_guidance_check_compares_source_ground_truth_and_optimisation():
     import importlib.util
     from pathlib import Path
 
+    from bench.sources import source_latents
     from bench.suite import load_suite
     from zoo.synthface.backbones import load_synthface
     from zoo.synthface.train_generator import FeatureW
@@ -335,13 +336,11 @@ def test_guidance_check_compares_source_ground_truth_and_optimisation():
     spec = importlib.util.spec_from_file_location("guidance_check", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    edit = next(e for e in load_suite(Path(__file__).resolve().parents[1] / "suites" / "faces.yaml").edits
-                if e.name == "sunglasses")
+    suite = load_suite(Path(__file__).resolve().parents[1] / "suites" / "faces.yaml")
+    edit = next(e for e in suite.edits if e.name == "sunglasses")
     bb = load_synthface()
     g = bb["generator"]
-    z = torch.randn(4, g.style_dim, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        w = g.truncate(g.mapping(z), 0.7).unsqueeze(1).repeat(1, g.n_latent, 1)
+    w = source_latents(suite.sources, bb, limit=4)
     row = tool.check_edit(g, bb["clip"], bb["judge_attributes"], FeatureW.fit(g), w, edit, steps=3, l2_lambda=0.008)
     assert row["edit"] == "sunglasses" and row["source"]["l2"] == 0.0
     assert row["optimisation"]["l2"] > 0 and row["oracle"]["l2"] > row["optimisation"]["l2"]

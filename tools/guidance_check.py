@@ -1,10 +1,10 @@
 """Is a CLIP-guided edit's miss the optimiser's failure or its guide's? A check in the synthetic face world.
 
-For every edit of a suite (default `suites/faces.yaml`: 12 edits) on N generator sources (truncation 0.7, seed 0,
-as the suite draws them), compare three latents: the source, the world's ground-truth edit (`synthface_oracle`,
-what the generator draws for the exact parameter change) and StyleCLIP latent optimisation's result (`steps`,
-λ_L2). For each: the CLIP loss the optimisation minimises (1 - cos with the plain target text), Σ(w - w_s)² over
-W+, and the share the attribute judge reads as the edit's target. Plus the cosine between CLIP's pixel gradient at
+For every edit of a suite (default `suites/faces.yaml`: 12 edits) on the first N of the suite's sources (drawn by
+`bench.sources.source_latents`, as `bench run` draws them), compare three latents: the source, the world's
+ground-truth edit (`synthface_oracle`, what the generator draws for the exact parameter change) and StyleCLIP
+latent optimisation's result (`steps`, λ_L2). For each: the CLIP loss the optimisation minimises (1 - cos with the
+plain target text), Σ(w - w_s)² over W+, and the share the attribute judge reads as the edit's target. Plus the cosine between CLIP's pixel gradient at
 the source and the pixel change of the ground-truth edit (1 would be a guide pointing straight at the edit).
 
     python tools/guidance_check.py [--weights DIR] [--sources 16] [--steps 60] [--json]
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.sources import source_latents  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 from methods.losses import prompt_features, styleclip_clip_loss  # noqa: E402
 from methods.styleclip_optimization import optimize  # noqa: E402
@@ -42,15 +43,15 @@ def check_edit(generator, clip, judge, teacher, w: torch.Tensor, edit, steps: in
     text = prompt_features(clip, edit.target)
     w_oracle = edit_latents(teacher, w, edit.expect)
     w_opt, _ = optimize(generator, [(clip, 1.0)], w, [text], steps=steps, l2_lambda=l2_lambda)
-    row = {"edit": edit.name}
+    row, images = {"edit": edit.name}, {}
     with torch.no_grad():
         for name, latent in (("source", w), ("oracle", w_oracle), ("optimisation", w_opt)):
-            images = generator(latent, input_space="w+")
-            row[name] = {"clip_loss": float(styleclip_clip_loss(clip, images, text).mean()),
+            images[name] = generator(latent, input_space="w+")
+            row[name] = {"clip_loss": float(styleclip_clip_loss(clip, images[name], text).mean()),
                          "l2": float((latent - w).pow(2).flatten(1).sum(1).mean()),
-                         "judge_target": float(judge_hits(judge, images, edit.expect).mean())}
-        change = generator(w_oracle, input_space="w+") - generator(w, input_space="w+")
-    pixels = generator(w, input_space="w+").detach().requires_grad_(True)
+                         "judge_target": float(judge_hits(judge, images[name], edit.expect).mean())}
+    change = images["oracle"] - images["source"]
+    pixels = images["source"].clone().requires_grad_(True)
     grad, = torch.autograd.grad(styleclip_clip_loss(clip, pixels, text).sum(), pixels)
     row["gradient_cosine"] = float(F.cosine_similarity(-grad.flatten(1), change.flatten(1), dim=1).mean())
     return row
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="suites/faces.yaml", help="suite whose edits (with `expect`) to check")
     parser.add_argument("--weights", default=None, help="a folder of the world's weights (default: the committed)")
-    parser.add_argument("--sources", type=int, default=16)
+    parser.add_argument("--sources", type=int, default=16, help="the first N of the suite's sources")
     parser.add_argument("--steps", type=int, default=60, help="optimisation steps (the faces suite's 60)")
     parser.add_argument("--l2-lambda", type=float, default=0.008)
     parser.add_argument("--threads", type=int, default=None)
@@ -68,13 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    edits = [e for e in load_suite(args.suite).edits if e.expect]
+    suite = load_suite(args.suite)
+    edits = [e for e in suite.edits if e.expect]
     backbones = load_synthface(args.weights)
     generator, clip, judge = backbones["generator"], backbones["clip"], backbones["judge_attributes"]
     teacher = FeatureW.fit(generator)
-    z = torch.randn(args.sources, generator.style_dim, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        w = generator.truncate(generator.mapping(z), 0.7).unsqueeze(1).repeat(1, generator.n_latent, 1)
+    w = source_latents(suite.sources, backbones, limit=args.sources)  # the suite's own sources
     rows = [check_edit(generator, clip, judge, teacher, w, edit, args.steps, args.l2_lambda) for edit in edits]
     if args.json:
         print(json.dumps(rows, indent=1))
