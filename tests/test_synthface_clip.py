@@ -340,6 +340,28 @@ def test_minimal_attributes_focus_the_groups_and_reject_unknown_names():
         train_clip.make_batch(dict(cfg, minimal_attributes=["lipstik"]), 0)
 
 
+def test_generator_fraction_draws_the_last_faces_with_the_generator_and_their_latents_labels():
+    from zoo.synthface.latent_params import params_from_z
+    from zoo.synthface.render import render
+    cfg = dict(train_clip.DEFAULTS, batch_size=16, p_hard_batch=0.0, p_minimal_batch=0.0, generator_fraction=0.25)
+    plain = train_clip.make_labelled_batch(dict(cfg, generator_fraction=0.0), 0)
+    mixed = train_clip.make_labelled_batch(cfg, 0)
+    assert torch.equal(mixed.images[:12], plain.images[:12])
+    g = training.step_generator(int(cfg["seed"]), 0)  # replay the draws: sample_params, text seed, then z
+    sample_params(16, generator=g, domain=["photo"] * int(cfg["photo_weight"]) +
+                  [d for d in DOMAIN_NAMES if d != "photo"])
+    torch.randint(2 ** 31 - 1, (1,), generator=g)
+    z = torch.randn(4, 128, generator=g)
+    truth = params_from_z(z)
+    for name, value in truth.labels().items():
+        assert torch.equal(mixed.labels[name][12:], value), name
+    drawn = mixed.images[12:]
+    assert torch.allclose(drawn, train_clip.generator_images(z))
+    assert float((drawn - render(truth)).abs().mean()) < 0.15  # the generator's drawing of those faces
+    with pytest.raises(ValueError, match="generator_fraction must be in"):
+        train_clip.make_labelled_batch(dict(cfg, generator_fraction=2.0), 0)
+
+
 def test_prompt_set_loss_prefers_the_right_value_and_skips_hidden_attributes():
     rng = random.Random(0)
     texts, keys = train_clip.prompt_set_texts(rng, p_template=0.0)

@@ -300,6 +300,26 @@ def test_hair_colour_loss_compares_mean_colours_over_the_hair():
     assert "hair_colour" not in train_generator.build(dict(TINY)).step(0)
 
 
+def test_hair_weights_raise_the_hair_pixels_and_keep_mean_one():
+    hair = torch.zeros(2, 8, 8)
+    hair[0, :2] = 1.0  # face 0: 16 hair pixels; face 1 is bald
+    w = train_generator.hair_weights(hair, 4.0)
+    assert w.shape == (2, 1, 8, 8)
+    assert torch.allclose(w.mean((2, 3)), torch.ones(2, 1))
+    assert float(w[0, 0, 0, 0]) == pytest.approx(5 * float(w[0, 0, 7, 7]))
+    assert torch.allclose(w[1], torch.ones(1, 8, 8))
+    region = torch.ones(2, 1, 8, 8)
+    region[:, :, 7, 7] = 3.0
+    both = train_generator.hair_weights(hair, 4.0, region)
+    assert torch.allclose(both.mean((2, 3)), torch.ones(2, 1))
+    assert float(both[1, 0, 7, 7]) == pytest.approx(3 * float(both[1, 0, 0, 0]))
+    torch.manual_seed(0)
+    plain = train_generator.build(dict(TINY)).step(0)
+    torch.manual_seed(0)
+    weighted = train_generator.build(dict(TINY, hair_weight=4.0)).step(0)
+    assert "hair_colour" not in weighted and float(weighted["l1"]) != pytest.approx(float(plain["l1"]))
+
+
 def test_mapping_regression_learns_the_teacher():
     torch.manual_seed(0)
     g = train_generator.make_generator(TINY)

@@ -144,6 +144,36 @@ def test_smile_value_head_decides_smile_round_trips_and_continues_the_committed_
         train_attributes.build(dict(TINY_ATTRIBUTES, hidden=32, init_from=str(tmp_path / "plain")))
 
 
+def test_near_edges_redraws_only_the_requested_share_next_to_a_smile_bin_edge():
+    g = torch.Generator().manual_seed(0)
+    params = sample_params(200, seed=1)
+    before = params.clone()
+    train_attributes.near_edges(params, 0.25, g)
+    smile = params.attrs["smile"]
+    edge = torch.stack([(smile - b).abs() for b in ATTRIBUTE_SPECS["smile"].bins]).min(0).values
+    assert bool((edge[:50] <= train_attributes.SMILE_CLEAR_MARGIN).all())
+    assert torch.equal(smile[50:], before.attrs["smile"][50:])
+    assert {int(c) for c in params.labels()["smile"][:50]} == {0, 1, 2}  # both sides of both edges
+    for k, v in params.attrs.items():
+        if k != "smile":
+            assert torch.equal(v, before.attrs[k]), k
+    train_attributes.near_edges(params, 0.0, g)
+    with pytest.raises(ValueError, match="smile_edge_fraction must be in"):
+        train_attributes.near_edges(params, 1.5, g)
+
+
+def test_blur_some_softens_only_the_last_share_of_the_batch():
+    images = render(sample_params(8, seed=2))
+    out = train_attributes.blur_some(images, 0.25, 1.2, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:6], images[:6])
+    for i in (6, 7):  # blurred: less high-frequency energy, same mean colour (up to the border)
+        assert out[i].diff(dim=-1).abs().mean() < 0.8 * images[i].diff(dim=-1).abs().mean()
+        assert torch.allclose(out[i].mean((1, 2)), images[i].mean((1, 2)), atol=0.02)
+    assert train_attributes.blur_some(images, 0.0, 1.2, torch.Generator()) is images
+    with pytest.raises(ValueError, match="blur_fraction must be in"):
+        train_attributes.blur_some(images, -0.1, 1.2, torch.Generator())
+
+
 def test_hair_colour_masked_in_colourless_domains():
     logits = {k: torch.zeros(2, len(v)) for k, v in {**ATTRIBUTES, "domain": DOMAIN_NAMES}.items()}
     labels = {k: torch.zeros(2, dtype=torch.long) for k in logits}

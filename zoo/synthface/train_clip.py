@@ -105,6 +105,8 @@ DEFAULTS: dict[str, Any] = {
                                  # runs/train checkpoint is gone (fresh optimizer; float16, unused token rows zero)
     "adversarial_eps": 0.0,      # > 0: train on adversarial renders (FGSM with a random start, L-inf radius in the
     "adversarial_fraction": 0.5,  # [-1, 1] pixel scale) for this share of each batch; see adversarial_images
+    "generator_fraction": 0.0,   # share of each plain batch drawn by the committed generator, G(z) captioned from
+                                 # params_from_z(z) (photo); see make_labelled_batch
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch on renders of all 8 domains of the
@@ -296,6 +298,7 @@ def make_labelled_batch(config: dict[str, Any], step: int) -> Batch:
         return make_minimal_batch(config, g, domains)
     p = sample_params(n, generator=g, domain=domains)
     text_seed = int(torch.randint(2 ** 31 - 1, (1,), generator=g))
+    z = None  # latents of the generator-drawn faces, if any
     if step >= config.get("hard_batch_from", 0) and float(torch.rand(1, generator=g)) < config.get("p_hard_batch", 0):
         # a hard batch: every face has the same domain and background, so only the other attributes tell the
         # captions apart (domain and background are learnt first and otherwise starve the rest of gradient)
@@ -303,6 +306,8 @@ def make_labelled_batch(config: dict[str, Any], step: int) -> Batch:
         bg = int(torch.randint(len(ATTRIBUTE_SPECS["background"].values), (1,), generator=g))
         p.domain = torch.full_like(p.domain, DOMAIN_NAMES.index(d))
         p.attrs["background"] = torch.full_like(p.attrs["background"], bg)
+    else:
+        p, z = with_generator_faces(p, float(config.get("generator_fraction", 0.0)), g)
     rng = random.Random(text_seed)
     labels = p.labels()
     long_caps = captions(p, seed=text_seed)
@@ -330,7 +335,41 @@ def make_labelled_batch(config: dict[str, Any], step: int) -> Batch:
         if rng.random() < config["p_template"]:
             text = wrap_in_template(text, rng)
         texts.append(text)
-    return Batch(render(p), texts, pos, labels, vis, p.attrs["smile"].float())
+    images = render(p)
+    if z is not None:
+        images[len(p) - len(z):] = generator_images(z)
+    return Batch(images, texts, pos, labels, vis, p.attrs["smile"].float())
+
+
+@lru_cache(maxsize=1)
+def _committed_generator():
+    from .train_generator import load
+    return load()
+
+
+def with_generator_faces(p: FaceParams, fraction: float, g: torch.Generator
+                         ) -> tuple[FaceParams, torch.Tensor | None]:
+    """(`p` with its last round(fraction * N) faces replaced by params_from_z(z), z) for new z ~ N(0, I), or (p, None).
+
+    The CLIP guides edits of *generator* images, which draw the world more softly than the renderer (grey hair's
+    stripes as a blur, beards as smudges; cards/generator.md), and StyleCLIP's optimisation finds images the
+    render-trained CLIP scores above the true edit (docs/results/styleclip-guidance.md). Showing the CLIP the
+    generator's own drawing, captioned with the world's ground truth of the latent, is the synthetic analogue of a
+    web-trained CLIP having seen photographs like the generator's outputs."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"generator_fraction must be in [0, 1], got {fraction}")
+    k = round(fraction * len(p))
+    if k == 0:
+        return p, None
+    from .latent_params import params_from_z
+    z = torch.randn(k, _committed_generator().style_dim, generator=g)
+    return FaceParams.cat([p[:len(p) - k], params_from_z(z)]), z
+
+
+@torch.no_grad()
+def generator_images(z: torch.Tensor) -> torch.Tensor:
+    """G(z) of the committed generator, [-1, 1] (fixed noise, truncation 1)."""
+    return _committed_generator()(z, input_space="z").clamp(-1, 1)
 
 
 def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, pos: torch.Tensor

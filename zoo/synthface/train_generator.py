@@ -128,6 +128,10 @@ DEFAULTS = {
     # weight (0: off; the batches are then rendered with masks). Blond and grey hair came out browner than the
     # renders, which the per-pixel L1, averaged over the whole face, barely weighs (cards/generator.md)
     "hair_colour_weight": 0.0,
+    # the per-pixel loss weight over the renderer's hair mask (hat excluded): x (1 + hair_weight), then normalised to
+    # mean 1 per image as region_weights (0: off). Grey hair's stripes were drawn as a bluish blur the judge reads as
+    # blue (cards/generator.md): the mean-colour term above cannot ask for the stripes, a pixel weight can
+    "hair_weight": 0.0,
     "render_device": "cpu",  # "model": render the batches on the training device (a GPU), see training.render_device
     # a conditional patch discriminator on 16 x 16 mouth crops, told the smile bin (zoo/synthface/mouth_gan.py): the
     # generator's loss adds mouth_gan_weight x its non-saturating loss (0: off); the discriminator trains beside it
@@ -155,14 +159,16 @@ x17 (`mouth_weight=16`); leg H gave the smile its own direction in W* (`w_smile_
 each smile class (frowning / neutral / smiling) got its own direction in W* (`w_smile_bins=12`, leg M), and a
 conditional patch discriminator on 16 x 16 mouth crops, told the smile class, adds 0.15 x its non-saturating loss
 (`mouth_gan_weight`, zoo/synthface/mouth_gan.py; from leg O it sees each crop minus its mean colour,
-`mouth_gan_centre`).
+`mouth_gan_centre`). Legs Z and Z2 also weigh the renderer's hair pixels x5 (`hair_weight=4`), where grey hair's
+stripes are.
 Earlier legs (w_target "mapping"): mapping and synthesis learnt jointly from the image loss; before their first
 image step the mapping network alone learns a W that linearly encodes every parameter (3,000 steps of a
 training-only linear read-out, `probe_pretrain`; read-out loss 2.0 -> 0.13, chance ~1.45); the read-out stays on
 during training (weight 1). Adam (betas 0.9, 0.99), lr 2e-3 with
 warmup + cosine decay, the mapping network at 1000x the StyleGAN2 mapping rate (lr_mul 0.01 is kept in the weights
 so that load_generator reads them; the optimizer compensates), modulation weights scaled by 0.1 at init. The
-exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z)."""
+exported weights are the EMA (g_ema) plus latent_avg (mean of mapping(z) over 8192 z), with W standardised to
+coordinate std 1 (the same images; see "W's scale" below)."""
 
 W_TARGETS = ("mapping", "features")
 
@@ -224,6 +230,15 @@ def region_weights(params, size: int, strength: float, sigma_px: float,
         bumps = bumps + scale * torch.exp(-(dx * dx + dy * dy) / (2 * sigma_px ** 2))
     weight = 1.0 + bumps.unsqueeze(1)
     return weight / weight.mean((2, 3), keepdim=True)
+
+
+def hair_weights(hair: Tensor, strength: float, weight: Tensor | None = None) -> Tensor:
+    """Per-pixel loss weights [N, 1, H, W]: `weight` (or 1) x (1 + strength x the hair mask `hair` [N, H, W]),
+    normalised to mean 1 per image."""
+    out = 1.0 + strength * hair.unsqueeze(1)
+    if weight is not None:
+        out = out * weight
+    return out / out.mean((2, 3), keepdim=True)
 
 
 def check_pair_attributes(attributes: list[str]) -> None:
@@ -556,7 +571,7 @@ def build(config) -> training.Trainable:
             params = minimal_pairs(params, pairs, config["pair_count"], rng)
         with torch.no_grad():
             hair = None
-            if config.get("hair_colour_weight", 0) > 0:
+            if config.get("hair_colour_weight", 0) > 0 or config.get("hair_weight", 0) > 0:
                 real, masks = render_with_masks(params, device=training.render_device(config, dev))
                 real, hair = real.to(dev), (masks["hair"] * (1 - masks["hat"])).to(dev)  # a hat covers the hair
             else:
@@ -565,6 +580,10 @@ def build(config) -> training.Trainable:
             if config["region_weight"] > 0 or config.get("mouth_weight"):
                 weight = region_weights(params, real.shape[-1], config["region_weight"], config["region_sigma"], dev,
                                         config.get("mouth_weight"))
+            if config.get("hair_weight", 0) > 0:
+                weight = hair_weights(hair, config["hair_weight"], weight)
+            if not config.get("hair_colour_weight", 0) > 0:
+                hair = None  # the masks were rendered for the pixel weight only
         lr = lr_at(config, i, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
