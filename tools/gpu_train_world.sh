@@ -15,7 +15,8 @@
 # steady seconds per step (after its first fifth), then the real run takes minutes * 60 / seconds-per-step steps,
 # so its cosine schedule ends on time (plus the one-off costs: the generator's mapping regression took 40 s on an
 # H100). The generator starts from the committed weights (init_from "weights") at batch 512 with the "features"
-# recipe, the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT) and the centred mouth
+# recipe, the loss weighted around the eyes and mouth (REGION_WEIGHT, the mouth MOUTH_WEIGHT) and over the hair
+# (HAIR_WEIGHT), and the centred mouth
 # discriminator (MOUTH_GAN); the encoder is fitted from scratch in two legs: a regression of W* of the renders'
 # parameters, then the image loss (and e4e's identity loss when ENC_ID_WEIGHT > 0).
 #
@@ -43,6 +44,7 @@ GEN_BATCH=${GEN_BATCH:-512}
 REGION_WEIGHT=${REGION_WEIGHT:-4}
 MOUTH_WEIGHT=${MOUTH_WEIGHT:-16}
 MOUTH_GAN=${MOUTH_GAN:-0.15}  # the mouth discriminator's weight (legs M-Q, cards/generator.md); 0 turns it off
+HAIR_WEIGHT=${HAIR_WEIGHT:-4}  # the hair pixels' extra loss weight (legs Z-Z2, cards/generator.md); 0 turns it off
 ENC_IMAGE_SHARE=${ENC_IMAGE_SHARE:-0.25}  # the encoder's second leg (image loss) gets this share of ENC_MINUTES
 ENC_ID_WEIGHT=${ENC_ID_WEIGHT:-0.5}  # e4e identity loss in the image leg (the committed leg 6, cards/encoder.md)
 ENC_BATCH=${ENC_BATCH:-128}
@@ -139,7 +141,7 @@ finished() {
 # parameters, re-fitted to the committed mapping (which regresses such a W* already, so a short mapping re-fit)
 GEN_ARGS=(--set 'init_from="weights"' "batch=$GEN_BATCH" warmup=100 "render_device=$RENDER_DEVICE"
           'w_target="features"' mapping_mix=0.5 mapping_fit_steps=5000 "region_weight=$REGION_WEIGHT"
-          "mouth_weight=$MOUTH_WEIGHT" "mouth_gan_weight=$MOUTH_GAN" mouth_gan_centre=true)
+          "mouth_weight=$MOUTH_WEIGHT" "mouth_gan_weight=$MOUTH_GAN" mouth_gan_centre=true "hair_weight=$HAIR_WEIGHT")
 if [ -n "$GEN_CHANNELS" ]; then GEN_ARGS+=("channels=$GEN_CHANNELS"); fi  # (a bare `[ ] &&` reads as a failure)
 # (timed without the one-off mapping regression before step 0: it is not a per-step cost)
 GEN_STEPS=$(steps_for generator "$GEN_MINUTES" "$THREADS" "${GEN_ARGS[@]}" mapping_fit_steps=0)
