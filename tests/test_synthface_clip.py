@@ -362,6 +362,21 @@ def test_generator_fraction_draws_the_last_faces_with_the_generator_and_their_la
         train_clip.make_labelled_batch(dict(cfg, generator_fraction=2.0), 0)
 
 
+def test_augment_shifts_each_image_within_the_bound_and_adds_noise():
+    images = torch.randn(6, 3, 16, 16)
+    rng = torch.Generator().manual_seed(0)
+    assert train_clip.augment(images, 0, 0.0, rng) is images
+    shifted = train_clip.augment(images, 2, 0.0, rng)
+    for k in range(6):  # the interior of each image is the original moved by at most 2 pixels
+        found = [(dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)
+                 if torch.equal(shifted[k, :, 4:12, 4:12], images[k, :, 4 - dy:12 - dy, 4 - dx:12 - dx])]
+        assert found, k
+    noisy = train_clip.augment(images, 0, 0.1, rng)
+    assert abs(float((noisy - images).std()) - 0.1) < 0.01
+    with pytest.raises(ValueError, match="must be >= 0"):
+        train_clip.augment(images, -1, 0.0, rng)
+
+
 def test_prompt_set_loss_prefers_the_right_value_and_skips_hidden_attributes():
     rng = random.Random(0)
     texts, keys = train_clip.prompt_set_texts(rng, p_template=0.0)

@@ -107,6 +107,8 @@ DEFAULTS: dict[str, Any] = {
     "adversarial_fraction": 0.5,  # [-1, 1] pixel scale) for this share of each batch; see adversarial_images
     "generator_fraction": 0.0,   # share of each plain batch drawn by the committed generator, G(z) captioned from
                                  # params_from_z(z) (photo); see make_labelled_batch
+    "augment_shift": 0,          # > 0: every image shifted by up to this many pixels (reflect padding), see augment
+    "augment_noise": 0.0,        # > 0: Gaussian pixel noise of this std ([-1, 1] scale) on every image
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch on renders of all 8 domains of the
@@ -495,7 +497,8 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
                 logs.update({"aux": float(aux_loss.detach()), **aux_acc})
             return loss, acc
 
-        images = batch.images.to(dev)
+        images = augment(batch.images, int(config.get("augment_shift", 0)), float(config.get("augment_noise", 0.0)),
+                         training.step_generator(int(config["seed"]) + 0xA06, i)).to(dev)
         eps = float(config.get("adversarial_eps", 0.0))
         if eps > 0:
             count = int(round(float(config["adversarial_fraction"]) * len(images)))
@@ -516,6 +519,24 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
 
     return training.Trainable(name=name, model=model, optimizer=opt, step=step, config=dict(config),
                               extra_state={} if aux is None else {"image_aux": aux})
+
+
+def augment(images: torch.Tensor, shift: int, noise: float, rng: torch.Generator) -> torch.Tensor:
+    """`images` each shifted by a random (dx, dy) in [-shift, shift] (reflect padding, then a crop) and given Gaussian
+    noise of std `noise`; unchanged when both are 0. A smoother image tower is the aim: the guidance check found the
+    render-trained CLIP's pixel gradient nearly orthogonal to real edits (docs/results/styleclip-guidance.md)."""
+    if shift < 0 or noise < 0:
+        raise ValueError(f"augment_shift and augment_noise must be >= 0, got {shift} and {noise}")
+    out = images
+    if shift > 0:
+        n, _, h, w = images.shape
+        padded = F.pad(images, (shift,) * 4, mode="reflect")
+        offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=rng)
+        out = torch.stack([padded[k, :, int(dy):int(dy) + h, int(dx):int(dx) + w]
+                           for k, (dx, dy) in enumerate(offsets.tolist())])
+    if noise > 0:
+        out = out + noise * torch.randn(out.shape, generator=rng).to(out)
+    return out
 
 
 def adversarial_images(encode, loss_of, images: torch.Tensor, eps: float, count: int,
