@@ -73,6 +73,40 @@ def test_identity_export_round_trip(tiny_identity):
     assert edited.grad is not None and torch.isfinite(edited.grad).all()
 
 
+def test_identity_continues_an_export_with_warm_centres_and_read_out(tiny_identity):
+    _, out = tiny_identity
+    config = dict(TINY_IDENTITY, init_from=str(out))
+    model = train_identity.build(config).model
+    exported = train_identity.load_identity(weights_dir=out).state_dict()
+    for k, v in model.net.state_dict().items():
+        assert torch.equal(v, exported[k]), k
+    centres = model.arc.weight
+    assert torch.allclose(centres.norm(dim=-1), torch.full((16,), TINY_IDENTITY["embed_dim"] ** 0.5), atol=1e-4)
+    with pytest.raises(ValueError, match="does not match this config"):
+        train_identity.build(dict(config, embed_dim=8))
+
+
+def test_warm_start_heads_are_the_mean_embedding_and_the_least_squares_read_out(monkeypatch):
+    from zoo.synthface.params import N_ID
+    config = dict(TINY_IDENTITY)
+    model = train_identity._Training(config)
+    mix = torch.randn(N_ID, config["embed_dim"], generator=torch.Generator().manual_seed(0))
+
+    class Linear(torch.nn.Module):  # an "embedding" that is a fixed linear map of the person's parameters
+        def features(self, images):
+            return images[:, :, 0, 0] @ mix
+
+    model.net = Linear()
+    monkeypatch.setattr(train_identity, "render", lambda params: params.identity[:, :, None, None].clone())
+    people = train_identity.training_identities(config)
+    train_identity.warm_start_heads(model, people, config, renders_per_person=3)
+    expected = torch.nn.functional.normalize(people @ mix, dim=-1) * config["embed_dim"] ** 0.5
+    assert torch.allclose(model.arc.weight, expected, atol=1e-5)
+    with torch.no_grad():
+        fitted = model.aux(people @ mix)
+    assert torch.allclose(fitted, (people - 0.5) * math.sqrt(12), atol=1e-3)
+
+
 def test_identity_onnx_loads_in_insightface_and_agrees(tiny_identity):
     _, out = tiny_identity
     recognizer = load_onnx_recognizer(out / "identity.onnx")

@@ -65,6 +65,8 @@ DEFAULTS = {
     "margin_ramp": 0.5,
     "aux_weight": 1.0,
     "onnx_size": 128,
+    "init_from": None,  # "weights" (the committed export) or a weights folder: continue that network in a new run;
+                        # the export holds no class centres or read-out, so they start from it (warm_start_heads)
 }
 
 SUMMARY = """Small ArcFace-style CNN embedding (residual conv trunk, BN + PReLU, BN-flatten-FC-BN output layer,
@@ -137,9 +139,47 @@ def training_identities(config) -> Tensor:
     return sample_identities(config["n_identities"], seed=config["identity_seed"])
 
 
+@torch.no_grad()
+def warm_start_heads(model: _Training, people: Tensor, config, renders_per_person: int = 8, seed: int = 0) -> None:
+    """Class centres and identity read-out for a network continued from an export, which keeps only the embedding:
+    each centre is the mean normalised embedding of `renders_per_person` renders of that training person (random
+    attributes, pose and domain, as in training), scaled to the norm of the usual N(0, 1) init; the read-out is the
+    least-squares fit of the identity parameters from those renders' features. Random centres would instead pull
+    every embedding towards noise in the first steps."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(people)
+    idx = torch.arange(n).repeat_interleave(renders_per_person)
+    was_training = model.training
+    model.eval()
+    feats = []
+    for i in range(0, len(idx), 500):
+        part = idx[i:i + 500]
+        params = sample_params(len(part), generator=g, domain=training_domains(len(part), g, config["photo_prob"]),
+                               identity=people[part])
+        feats.append(model.net.features(render(params).to(training.device_of(model))).cpu())
+    feats = torch.cat(feats)
+    centres = torch.zeros(n, feats.shape[1]).index_add_(0, idx, F.normalize(feats, dim=-1))
+    model.arc.weight.copy_(F.normalize(centres, dim=-1).to(model.arc.weight) * math.sqrt(feats.shape[1]))
+    targets = (people[idx] - 0.5) * math.sqrt(12)
+    design = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)
+    solution = torch.linalg.lstsq(design, targets).solution  # [embed_dim + 1, N_ID]
+    model.aux.weight.copy_(solution[:-1].t().to(model.aux.weight))
+    model.aux.bias.copy_(solution[-1].to(model.aux.bias))
+    model.train(was_training)
+
+
 def build(config) -> training.Trainable:
     model = _Training(config)
     people = training_identities(config)
+    source = training.init_dir(config.get("init_from"))
+    if source is not None:
+        state, _ = training.load_weights(NAME, source)
+        try:
+            model.net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"init_from {source}: the identity network there does not match this config: {exc}"
+                             ) from None
+        warm_start_heads(model, people, config)
     optimizer = adamw_with_decay_groups(model, config["lr"], config["weight_decay"])
     steps = config["steps"]
 
