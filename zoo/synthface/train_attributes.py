@@ -266,10 +266,12 @@ def hair_colour_visible(params) -> Tensor:
     return ~(bald & shaven)
 
 
-def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_RENDERS) -> list[dict]:
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_RENDERS,
+          photo_seed: int = EVAL_PHOTO_SEED, domains_seed: int = EVAL_DOMAINS_SEED) -> list[dict]:
+    """The gates on the held-out renders of `photo_seed` and `domains_seed` (other seeds: tools/gate_draws.py)."""
     judge = load_attribute_judge(device, weights_dir)
     results = []
-    photo_params = sample_params(n, seed=EVAL_PHOTO_SEED, domain="photo")
+    photo_params = sample_params(n, seed=photo_seed, domain="photo")
     photo = accuracies(judge, photo_params)
     visible = hair_colour_visible(photo_params)
     for name in ATTRIBUTES:
@@ -289,7 +291,7 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int 
     results.append({"name": f"smile accuracy, photo, the {int(clear.sum())} renders >= {SMILE_CLEAR_MARGIN} from a "
                             "bin edge (info)", "value": float(photo["smile"][clear].float().mean()),
                     "threshold": "info", "passed": True})
-    everywhere = sample_params(n, seed=EVAL_DOMAINS_SEED, domain=list(DOMAIN_NAMES))
+    everywhere = sample_params(n, seed=domains_seed, domain=list(DOMAIN_NAMES))
     hits = accuracies(judge, everywhere)
     acc = float(hits["domain"].float().mean())
     results.append({"name": f"domain accuracy, all 8 domains ({n} held-out renders)", "value": acc,

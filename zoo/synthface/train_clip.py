@@ -651,15 +651,18 @@ def load(name: str = NAME, device: str = "cpu", weights_dir: Path | str | None =
 
 
 def gates(device: str = "cpu", name: str = NAME, n: int = 1000, n_other: int = 250,
-          weights_dir: Path | str | None = None) -> list[dict[str, Any]]:
+          weights_dir: Path | str | None = None, seed: int | None = None) -> list[dict[str, Any]]:
     """Zero-shot gates of the exported weights (photo attributes >= 0.9, domain >= 0.95); the full per-domain
-    report goes to `weights/<name>.zero_shot.json`."""
-    from .zero_shot import evaluate, gates_from_report
+    report goes to `weights/<name>.zero_shot.json`. `seed`: other held-out renders than the gate's
+    (tools/gate_draws.py; the report is then not written)."""
+    from .zero_shot import HELDOUT_SEED, evaluate, gates_from_report
 
     wdir = Path(weights_dir) if weights_dir is not None else training.WEIGHTS_DIR
     backbone = load(name, device=device, weights_dir=wdir)
-    report = evaluate(backbone, n=n, domains=DOMAIN_NAMES, n_other=n_other)
-    (wdir / f"{name}.zero_shot.json").write_text(json.dumps(report, indent=1) + "\n")
+    report = evaluate(backbone, n=n, domains=DOMAIN_NAMES, n_other=n_other,
+                      seed=HELDOUT_SEED if seed is None else seed)
+    if seed is None:
+        (wdir / f"{name}.zero_shot.json").write_text(json.dumps(report, indent=1) + "\n")
     return gates_from_report(report, prefix=name)
 
 

@@ -777,7 +777,9 @@ def coverage(g: Generator, judge, n: int = EVAL_SAMPLES, seed: int = EVAL_COVERA
     return freqs, agree
 
 
-def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> list[dict]:
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, seed: int = EVAL_COVERAGE_SEED
+          ) -> list[dict]:
+    """The gates: pixel L1 (info) and coverage on the 2,000 z of `seed` (other seeds: tools/gate_draws.py)."""
     g = load(device, weights_dir)
     results = []
     l1 = pixel_l1(g)
@@ -787,7 +789,7 @@ def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> list
     judge = attribute_judge_or_none(device, "attribute-coverage gate")
     if judge is None:
         return results
-    freqs, agree = coverage(g, judge)
+    freqs, agree = coverage(g, judge, seed=seed)
     expected = renderer_frequencies()
     for name, spec in ATTRIBUTE_SPECS.items():
         ratios = [f / e for f, e in zip(freqs[name], expected[name])]

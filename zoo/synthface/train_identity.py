@@ -348,21 +348,24 @@ def best_threshold(cos: Tensor, same: Tensor) -> tuple[float, float]:
     return float(candidates[k]), float(accs[k])
 
 
-def verification(embed, domains: str, n: int = EVAL_PAIRS) -> dict[str, float]:
+def verification(embed, domains: str, n: int = EVAL_PAIRS, test_seed: int = EVAL_TEST_SEED) -> dict[str, float]:
     cal_a, cal_b, cal_same = verification_pairs(n, EVAL_CALIBRATION_SEED, domains)
     threshold, cal_acc = best_threshold(pair_cosines(embed, cal_a, cal_b), cal_same)
-    a, b, same = verification_pairs(n, EVAL_TEST_SEED, domains)
+    a, b, same = verification_pairs(n, test_seed, domains)
     cos = pair_cosines(embed, a, b)
     return {"accuracy": float(((cos > threshold) == same).float().mean()), "threshold": threshold,
             "calibration_accuracy": cal_acc, "best_threshold_accuracy": best_threshold(cos, same)[1],
             "same_cos": float(cos[same].mean()), "different_cos": float(cos[~same].mean())}
 
 
-def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_PAIRS) -> list[dict]:
+def gates(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR, n: int = EVAL_PAIRS,
+          test_seed: int = EVAL_TEST_SEED) -> list[dict]:
+    """The gates on the test pairs of `test_seed`, the threshold calibrated on EVAL_CALIBRATION_SEED's pairs (other
+    test seeds: tools/gate_draws.py)."""
     net = load_identity(device, weights_dir)
     results = []
     for domains in ("mixed", "photo"):
-        v = verification(net, domains, n)
+        v = verification(net, domains, n, test_seed)
         results += [
             {"name": f"verification accuracy, {domains} domains, >= 2 attributes changed (threshold "
                      f"{v['threshold']:.3f} from calibration pairs)", "value": v["accuracy"],
