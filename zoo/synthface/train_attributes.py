@@ -133,9 +133,7 @@ def near_edges(params, fraction: float, g: torch.Generator) -> None:
     """Redraw the smile of the first round(fraction * N) faces in place, uniform within SMILE_CLEAR_MARGIN of a
     randomly chosen bin edge. Uniform smiles put 19% of faces there, yet the judge's smile errors sit almost only
     there (a ~0.09 regression error decides the bin only near an edge)."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"smile_edge_fraction must be in [0, 1], got {fraction}")
-    k = round(fraction * len(params))
+    k = training.share_count("smile_edge_fraction", fraction, len(params))
     if k == 0:
         return
     edges = torch.tensor(ATTRIBUTE_SPECS["smile"].bins, dtype=torch.float32)
@@ -150,9 +148,7 @@ def blur_some(images: Tensor, fraction: float, max_sigma: float, g: torch.Genera
     [0.3, max_sigma] px, kernel 7). The judge scores generator samples, which are softer than the renders, and the
     judge trained on sharp renders only read smile on renders blurred by 1.2 px at 0.763 (0.958 sharp); with 30 % of
     its batches blurred, 0.916 (cards/attributes.md, "Third run")."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"blur_fraction must be in [0, 1], got {fraction}")
-    k = round(fraction * len(images))
+    k = training.share_count("blur_fraction", fraction, len(images))
     if k == 0:
         return images
     from torchvision.transforms.functional import gaussian_blur

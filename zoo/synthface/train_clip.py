@@ -359,9 +359,7 @@ def with_generator_faces(p: FaceParams, fraction: float, g: torch.Generator
     generator's own drawing, captioned with the world's ground truth of the latent, is the synthetic analogue of a
     web-trained CLIP having seen photographs like the generator's outputs. Tried once (cards/clip.md, session 14):
     1,500 steps at 0.3 left the optimisation's judged target where it was (0.510)."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"generator_fraction must be in [0, 1], got {fraction}")
-    k = round(fraction * len(p))
+    k = training.share_count("generator_fraction", fraction, len(p))
     if k == 0:
         return p, None
     from .latent_params import params_from_z
@@ -498,11 +496,14 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
                 logs.update({"aux": float(aux_loss.detach()), **aux_acc})
             return loss, acc
 
-        images = augment(batch.images, int(config.get("augment_shift", 0)), float(config.get("augment_noise", 0.0)),
-                         training.step_generator(int(config["seed"]) + 0xA06, i)).to(dev)
+        images = batch.images
+        shift, noise = int(config.get("augment_shift", 0)), float(config.get("augment_noise", 0.0))
+        if shift or noise:
+            images = augment(images, shift, noise, training.step_generator(int(config["seed"]) + 0xA06, i))
+        images = images.to(dev)
         eps = float(config.get("adversarial_eps", 0.0))
         if eps > 0:
-            count = int(round(float(config["adversarial_fraction"]) * len(images)))
+            count = training.share_count("adversarial_fraction", float(config["adversarial_fraction"]), len(images))
             attacked = adversarial_images(encode, lambda img: objective(img, txt.detach(), {})[0], images, eps,
                                           count, training.step_generator(config["seed"] + 0xAD7, i))
             images = torch.cat([attacked, images[count:]])

@@ -195,6 +195,14 @@ def check_names(setting: str, names, valid) -> None:
         raise ValueError(f"{setting}: unknown name(s) {unknown}; valid: {', '.join(valid)}")
 
 
+def share_count(setting: str, fraction: float, n: int) -> int:
+    """How many of a batch's n items a trainer's share setting (a fraction in [0, 1]) covers: round(fraction * n);
+    a ValueError naming the setting otherwise."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"{setting} must be in [0, 1], got {fraction}")
+    return round(fraction * n)
+
+
 RENDER_DEVICES = ("cpu", "model")
 
 
