@@ -58,6 +58,7 @@ from torch import nn
 from . import training
 from .captions import EDIT_PROMPTS, caption_vocabulary, captions, wrap_in_template
 from .domains import DOMAIN_NAMES
+from .edit_ranking import edit_ranking_term
 from .params import ATTRIBUTE_SPECS, FaceParams, sample_params, with_attribute
 from .render import render
 from .zero_shot import DOMAIN_CLASS_PROMPTS, VALUE_PROMPTS, class_values, reveal
@@ -109,6 +110,9 @@ DEFAULTS: dict[str, Any] = {
                                  # params_from_z(z) (photo); see make_labelled_batch
     "augment_shift": 0,          # > 0: every image shifted by up to this many pixels (reflect padding), see augment
     "augment_noise": 0.0,        # > 0: Gaussian pixel noise of this std ([-1, 1] scale) on every image
+    "edit_rank_weight": 0.0,     # > 0: add the edit-ranking term (zoo/synthface/edit_ranking.py) at this weight:
+    "edit_rank_pairs": 8,        # ... this many (generator source, prompt) pairs a step, the true edit ranked above
+    "edit_rank_attack_steps": 10,  # ... the image StyleCLIP optimisation reaches in this many steps
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch on renders of all 8 domains of the
@@ -349,6 +353,13 @@ def _committed_generator():
     return load()
 
 
+@lru_cache(maxsize=1)
+def _committed_teacher():
+    """The linear teacher (renderer parameters -> W) the committed generator was trained with."""
+    from .train_generator import FeatureW
+    return FeatureW.fit(_committed_generator())
+
+
 def with_generator_faces(p: FaceParams, fraction: float, g: torch.Generator
                          ) -> tuple[FaceParams, torch.Tensor | None]:
     """(`p` with its last round(fraction * N) faces replaced by params_from_z(z), z) for new z ~ N(0, I), or (p, None).
@@ -509,6 +520,15 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
             images = torch.cat([attacked, images[count:]])
         logs: dict = {}
         loss, acc = objective(encode(images), txt, logs)
+        rank_weight = float(config.get("edit_rank_weight", 0.0))
+        if rank_weight > 0:
+            rank, rank_logs = edit_ranking_term(
+                _committed_generator(), _committed_teacher(), backbone, encode,
+                lambda t: F.normalize(model.encode_text(backbone.tokenizer(t).to(dev)), dim=-1), scale,
+                int(config["edit_rank_pairs"]), int(config["edit_rank_attack_steps"]),
+                training.step_generator(int(config["seed"]) + 0xED17, i), float(config["p_template"]))
+            loss = loss + rank_weight * rank
+            logs.update(rank_logs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
