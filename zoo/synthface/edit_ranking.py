@@ -25,6 +25,11 @@ Per training step (`edit_rank_pairs` pairs):
 Loss: for each pair, text-to-image cross-entropy over [G(w_gt), G(w_adv), G(w)] at the CLIP's logit scale, target
 G(w_gt). When the optimiser did reach the attribute the term still asks only that the full edit rank above it.
 Written here because no listed library trains a CLIP against a latent-space optimiser.
+
+Measured (cards/clip.md, session 15): continuations of the committed CLIP took the faces suite's 60-step optimisation
+from judged target 0.500 to 0.594 with every zero-shot gate holding on four draws (0.615-0.635 with stronger settings
+that each cost a gate), but the same CLIP made StyleGAN-NADA's domain edits worse (zombie reached 1.00 -> 0.69,
+FID 73 -> 147 on the domains suite), so it was not adopted.
 """
 
 from __future__ import annotations
