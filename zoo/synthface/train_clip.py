@@ -484,7 +484,11 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
             texts += prompt_texts
         dev = training.device_of(model)
         backbone.to(dev)  # its preprocessing buffers follow the model (a no-op after the first step)
-        txt = F.normalize(model.encode_text(backbone.tokenizer(texts).to(dev)), dim=-1)
+
+        def encode_texts(batch_texts: list[str]) -> torch.Tensor:
+            return F.normalize(model.encode_text(backbone.tokenizer(batch_texts).to(dev)), dim=-1)
+
+        txt = encode_texts(texts)
         scale = model.logit_scale.exp()
         labels = {k: v.to(dev) for k, v in batch.labels.items()}
         visible = {k: v.to(dev) for k, v in batch.visible.items()}
@@ -523,8 +527,7 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
         rank_weight = float(config.get("edit_rank_weight", 0.0))
         if rank_weight > 0:
             rank, rank_logs = edit_ranking_term(
-                _committed_generator(), _committed_teacher(), backbone, encode,
-                lambda t: F.normalize(model.encode_text(backbone.tokenizer(t).to(dev)), dim=-1), scale,
+                _committed_generator(), _committed_teacher(), backbone, encode, encode_texts, scale,
                 int(config["edit_rank_pairs"]), int(config["edit_rank_attack_steps"]),
                 training.step_generator(int(config["seed"]) + 0xED17, i), float(config["p_template"]))
             loss = loss + rank_weight * rank
