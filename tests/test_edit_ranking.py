@@ -97,3 +97,20 @@ def test_trainer_step_with_edit_ranking_logs_it_and_trains():
     assert not torch.equal(before, trainable.model.visual.proj)
     plain = train_clip.build(dict(config, edit_rank_weight=0.0))
     assert "edit_rank" not in plain.step(0)
+
+
+def test_anchor_holds_embeddings_at_the_starting_network():
+    register_model_config("synthface-clip-anchor-tiny", {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
+        "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
+    config = dict(train_clip.DEFAULTS, model="synthface-clip-anchor-tiny", batch_size=8, steps=3, warmup=1, lr=1e-2,
+                  anchor_weight=5.0)
+    training.seed_everything(0)
+    trainable = train_clip.build(config)
+    first = trainable.step(0)
+    assert first["anchor"] == pytest.approx(0.0, abs=1e-5)  # the step starts from the copy itself
+    later = trainable.step(1)
+    assert later["anchor"] > 1e-4  # the first update moved the embeddings away from the copy
+    assert "anchor" not in train_clip.build(dict(config, anchor_weight=0.0)).step(0)

@@ -43,6 +43,7 @@ the zero vector). Texts made of the world's words embed exactly as in the traine
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -113,6 +114,8 @@ DEFAULTS: dict[str, Any] = {
     "edit_rank_weight": 0.0,     # > 0: add the edit-ranking term (zoo/synthface/edit_ranking.py) at this weight:
     "edit_rank_pairs": 8,        # ... this many (generator source, prompt) pairs a step, the true edit ranked above
     "edit_rank_attack_steps": 10,  # ... the image StyleCLIP optimisation reaches in this many steps
+    "anchor_weight": 0.0,        # > 0: keep each step's image and text embeddings near the starting network's (a
+                                 # frozen copy after init_from): weight x mean (1 - cos), see anchor_loss
 }
 SUMMARY = """A small CLIP (open_clip custom config `synthface-clip`: ViT for 64x64 renders, patch 16, 4 layers,
 and a 2-layer text transformer with the open_clip tokenizer) trained from scratch on renders of all 8 domains of the
@@ -466,6 +469,7 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
     # neither tower encodes an attribute, its prompts embed identically (smile: cosine 1.000 between "a frowning /
     # neutral / smiling face"), so the contrastive and prompt-set gradients towards it vanish. A supervised head
     # makes the image embedding carry the attribute; the prompt-set term then pulls the prompts apart.
+    anchor = copy.deepcopy(model).eval().requires_grad_(False) if float(config.get("anchor_weight", 0.0)) > 0 else None
     aux = image_aux_heads(config, model.visual.output_dim)
     if aux is not None:
         groups.append({"params": list(aux.parameters()), "weight_decay": 0.0})
@@ -523,7 +527,12 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
                                           count, training.step_generator(config["seed"] + 0xAD7, i))
             images = torch.cat([attacked, images[count:]])
         logs: dict = {}
-        loss, acc = objective(encode(images), txt, logs)
+        img = encode(images)
+        loss, acc = objective(img, txt, logs)
+        if anchor is not None:
+            drift = anchor_loss(anchor.to(dev), backbone, images, texts, img, txt)
+            loss = loss + float(config["anchor_weight"]) * drift
+            logs["anchor"] = float(drift.detach())
         rank_weight = float(config.get("edit_rank_weight", 0.0))
         if rank_weight > 0:
             rank, rank_logs = edit_ranking_term(
@@ -544,6 +553,20 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
 
     return training.Trainable(name=name, model=model, optimizer=opt, step=step, config=dict(config),
                               extra_state={} if aux is None else {"image_aux": aux})
+
+
+def anchor_loss(start: nn.Module, backbone, images: torch.Tensor, texts: list[str], img: torch.Tensor,
+                txt: torch.Tensor) -> torch.Tensor:
+    """mean (1 - cos) between this step's unit image / text embeddings (`img`, `txt`) and the starting network's.
+
+    Why: a continuation with a term that reshapes one part of the embedding (the edit-ranking term: photo attribute
+    edits of generator faces) moved the rest too; StyleGAN-NADA's domain edits got worse (cards/clip.md). Keeping
+    every batch's embeddings near the start (feature distillation, as in "learning without forgetting") lets the new
+    term move only what it needs. The batch holds all 8 domains and, with the prompt-set term, every domain prompt."""
+    with torch.no_grad():
+        old_img = F.normalize(start.encode_image(backbone.preprocess(images)), dim=-1)
+        old_txt = F.normalize(start.encode_text(backbone.tokenizer(texts).to(images.device)), dim=-1)
+    return (1 - (img * old_img).sum(-1)).mean() + (1 - (txt * old_txt).sum(-1)).mean()
 
 
 def augment(images: torch.Tensor, shift: int, noise: float, rng: torch.Generator) -> torch.Tensor:
