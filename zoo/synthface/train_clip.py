@@ -562,7 +562,9 @@ def anchor_loss(start: nn.Module, backbone, images: torch.Tensor, texts: list[st
     Why: a continuation with a term that reshapes one part of the embedding (the edit-ranking term: photo attribute
     edits of generator faces) moved the rest too; StyleGAN-NADA's domain edits got worse (cards/clip.md). Keeping
     every batch's embeddings near the start (feature distillation, as in "learning without forgetting") lets the new
-    term move only what it needs. The batch holds all 8 domains and, with the prompt-set term, every domain prompt."""
+    term move only what it needs. The batch holds all 8 domains and, with the prompt-set term, every domain prompt.
+    Tried once (weights 20 and 100 beside edit ranking, cards/clip.md): NADA kept the zombie domain, but the pencil
+    domain's FID stayed two to three times the committed CLIP's."""
     with torch.no_grad():
         old_img = F.normalize(start.encode_image(backbone.preprocess(images)), dim=-1)
         old_txt = F.normalize(start.encode_text(backbone.tokenizer(texts).to(images.device)), dim=-1)
