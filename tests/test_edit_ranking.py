@@ -15,6 +15,16 @@ from zoo.synthface.zero_shot import VALUE_PROMPTS
 
 
 @pytest.fixture(scope="module")
+def tiny_clip():
+    """A one-layer CLIP architecture for trainer steps (the name of its registered config)."""
+    return register_model_config("synthface-clip-rank-tiny", {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
+        "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
+
+
+@pytest.fixture(scope="module")
 def world():
     return train_clip._committed_generator(), train_clip._committed_teacher()
 
@@ -80,13 +90,8 @@ def test_attack_is_styleclip_optimisation_and_leaves_the_clip_untouched(world):
     assert all(p.grad is None for p in clip.model.parameters())
 
 
-def test_trainer_step_with_edit_ranking_logs_it_and_trains():
-    register_model_config("synthface-clip-rank-tiny", {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
-        "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
-    config = dict(train_clip.DEFAULTS, model="synthface-clip-rank-tiny", batch_size=8, steps=2, warmup=1,
+def test_trainer_step_with_edit_ranking_logs_it_and_trains(tiny_clip):
+    config = dict(train_clip.DEFAULTS, model=tiny_clip, batch_size=8, steps=2, warmup=1,
                   edit_rank_weight=2.0, edit_rank_pairs=2, edit_rank_attack_steps=2)
     training.seed_everything(0)
     trainable = train_clip.build(config)
@@ -99,13 +104,8 @@ def test_trainer_step_with_edit_ranking_logs_it_and_trains():
     assert "edit_rank" not in plain.step(0)
 
 
-def test_anchor_holds_embeddings_at_the_starting_network():
-    register_model_config("synthface-clip-anchor-tiny", {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
-        "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }, preprocess={"mean": [0.5] * 3, "std": [0.5] * 3})
-    config = dict(train_clip.DEFAULTS, model="synthface-clip-anchor-tiny", batch_size=8, steps=3, warmup=1, lr=1e-2,
+def test_anchor_holds_embeddings_at_the_starting_network(tiny_clip):
+    config = dict(train_clip.DEFAULTS, model=tiny_clip, batch_size=8, steps=3, warmup=1, lr=1e-2,
                   anchor_weight=5.0)
     training.seed_everything(0)
     trainable = train_clip.build(config)
