@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from methods.losses import prompt_features, styleclip_clip_loss
 from zoo.clip import register_model_config
 from zoo.synthface import ATTRIBUTE_SPECS, edit_ranking, train_clip, training
+from zoo.synthface.domains import DOMAINS
 from zoo.synthface.latent_params import params_from_z
+from zoo.synthface.render import render
 from zoo.synthface.train_generator import CATEGORICAL, CATEGORICAL_SIZES, N_CONTINUOUS
 from zoo.synthface.zero_shot import VALUE_PROMPTS
 
@@ -54,10 +56,31 @@ def test_pairs_ask_for_a_value_the_source_lacks_and_the_truth_writes_it(world):
         assert index != int(labels[attribute][i])
         assert attribute in edit_ranking.editable_attributes(labels, i)
         assert not torch.allclose(pairs.w_truth[i], pairs.w_source[i])
+        assert torch.allclose(pairs.truth[i], generator(pairs.w_truth[i:i + 1], input_space="w+").clamp(-1, 1)[0],
+                              atol=1e-4)
         if attribute in CATEGORICAL:  # the teacher reads the new value back from the true edit
             k = CATEGORICAL.index(attribute)
             start = N_CONTINUOUS + sum(CATEGORICAL_SIZES[:k])
             assert int(features[i, start:start + CATEGORICAL_SIZES[k]].argmax()) == index
+
+
+def test_domain_pairs_ask_for_a_nada_prompt_and_the_truth_is_the_same_face_in_that_domain(world):
+    generator, teacher = world
+    pairs = edit_ranking.sample_edit_pairs(generator, teacher, 16, torch.Generator().manual_seed(2), 0.0,
+                                           p_domain=0.5)
+    replay = torch.Generator().manual_seed(2)
+    z = torch.randn(16, generator.style_dim, generator=replay)
+    domains = [(i, value) for i, (kind, value) in enumerate(pairs.edits) if kind == "domain"]
+    assert 0 < len(domains) < 16
+    for i, domain in domains:
+        assert domain != "photo" and pairs.texts[i] == DOMAINS[domain].prompt
+        assert torch.equal(pairs.w_truth[i], pairs.w_source[i])
+        assert torch.allclose(pairs.truth[i], render(params_from_z(z[i:i + 1], domain=domain))[0])
+    everything = edit_ranking.sample_edit_pairs(generator, teacher, 16, torch.Generator().manual_seed(2), 0.0,
+                                                p_domain=1.0)
+    assert {kind for kind, _ in everything.edits} == {"domain"}
+    plain = edit_ranking.sample_edit_pairs(generator, teacher, 16, torch.Generator().manual_seed(2), 0.0)
+    assert "domain" not in {kind for kind, _ in plain.edits}
 
 
 def test_ranking_loss_is_the_cross_entropy_towards_the_true_edit():

@@ -22,6 +22,12 @@ Per training step (`edit_rank_pairs` pairs):
   with the official schedule, λ_L2 0.008 as a sum over W+), `edit_rank_attack_steps` steps against the CLIP as it
   is at this step, towards that prompt.
 
+Domain pairs (`p_domain`, the trainer's `edit_rank_domain_share`): the prompt is the one StyleGAN-NADA uses for a
+random non-photo domain ("a pencil portrait"), the truth the renderer's drawing of the same face (`params_from_z(z,
+domain)`) in that domain, the adversary the same optimisation of the photo generator's W+ towards that prompt. Why:
+the photo-only term moved the domain directions NADA follows (its pencil FID doubled, cards/clip.md); these pairs
+show the CLIP the domain edits beside the attribute edits.
+
 Loss: for each pair, text-to-image cross-entropy over [G(w_gt), G(w_adv), G(w)] at the CLIP's logit scale, target
 G(w_gt). When the optimiser did reach the attribute the term still asks only that the full edit rank above it.
 Written here because no listed library trains a CLIP against a latent-space optimiser.
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .domains import DOMAIN_NAMES, DOMAINS
 from .params import ATTRIBUTE_SPECS
 from .zero_shot import VALUE_PROMPTS
 
@@ -51,9 +58,10 @@ ATTACK_L2 = 0.008
 @dataclass
 class EditPairs:
     w_source: torch.Tensor   # [N, L, D] W+
-    w_truth: torch.Tensor    # [N, L, D] the ground-truth edit
+    w_truth: torch.Tensor    # [N, L, D] the ground-truth edit (a domain pair's is its source: no latent edit)
+    truth: torch.Tensor      # [N, 3, H, W] in [-1, 1]: G(w_truth), or a domain pair's render in its domain
     texts: list[str]
-    edits: list[tuple[str, str]]  # (attribute, value) per pair
+    edits: list[tuple[str, str]]  # (attribute, value) per pair; ("domain", name) for a domain pair
 
 
 def editable_attributes(labels: dict[str, torch.Tensor], i: int) -> list[str]:
@@ -69,29 +77,43 @@ def editable_attributes(labels: dict[str, torch.Tensor], i: int) -> list[str]:
     return [a for a in ATTRIBUTE_SPECS if a not in hidden and a in VALUE_PROMPTS]
 
 
-def sample_edit_pairs(generator, teacher, n: int, g: torch.Generator, p_template: float) -> EditPairs:
-    """n (source, prompt, ground-truth edit) triples drawn from `g` (see the module docstring)."""
+def sample_edit_pairs(generator, teacher, n: int, g: torch.Generator, p_template: float,
+                      p_domain: float = 0.0) -> EditPairs:
+    """n (source, prompt, ground-truth edit) triples drawn from `g` (see the module docstring); each is a domain pair
+    with probability `p_domain` (the prompt StyleGAN-NADA uses for a random non-photo domain, the truth the renderer's
+    drawing of the same face in that domain)."""
     from methods.synthface_oracle import edit_latents
 
     from .captions import wrap_in_template
     from .latent_params import params_from_z
+    from .render import render
 
     z = torch.randn(n, generator.style_dim, generator=g)
     labels = params_from_z(z).labels()
     rng = random.Random(int(torch.randint(2 ** 31 - 1, (1,), generator=g)))
     edits, texts = [], []
     for i in range(n):
-        attribute = rng.choice(editable_attributes(labels, i))
-        values = ATTRIBUTE_SPECS[attribute].values
-        value = rng.choice([v for k, v in enumerate(values) if k != int(labels[attribute][i])])
-        text = VALUE_PROMPTS[attribute][value]
+        if p_domain > 0 and rng.random() < p_domain:  # no draw at 0: earlier runs' data streams stay the same
+            domain = rng.choice([d for d in DOMAIN_NAMES if d != "photo"])
+            edits.append(("domain", domain))
+            text = DOMAINS[domain].prompt
+        else:
+            attribute = rng.choice(editable_attributes(labels, i))
+            values = ATTRIBUTE_SPECS[attribute].values
+            value = rng.choice([v for k, v in enumerate(values) if k != int(labels[attribute][i])])
+            edits.append((attribute, value))
+            text = VALUE_PROMPTS[attribute][value]
         texts.append(wrap_in_template(text, rng) if rng.random() < p_template else text)
-        edits.append((attribute, value))
     with torch.no_grad():
         w = generator.truncate(generator.mapping(z.to(generator.device)), TRUNCATION)
         w_plus = w.unsqueeze(1).repeat(1, generator.n_latent, 1)
-        truth = torch.cat([edit_latents(teacher, w_plus[i:i + 1], {a: v}) for i, (a, v) in enumerate(edits)])
-    return EditPairs(w_plus, truth, texts, edits)
+        w_truth = torch.cat([w_plus[i:i + 1] if a == "domain" else edit_latents(teacher, w_plus[i:i + 1], {a: v})
+                             for i, (a, v) in enumerate(edits)])
+        truth = generator(w_truth, input_space="w+").clamp(-1, 1)
+        for i, (a, v) in enumerate(edits):
+            if a == "domain":
+                truth[i] = render(params_from_z(z[i:i + 1], domain=v), size=truth.shape[-1])[0].to(truth)
+    return EditPairs(w_plus, w_truth, truth, texts, edits)
 
 
 def attack(generator, clip, pairs: EditPairs, steps: int) -> torch.Tensor:
@@ -119,11 +141,12 @@ def ranking_loss(encode, text_embeddings: torch.Tensor, images: list[torch.Tenso
 
 
 def edit_ranking_term(generator, teacher, clip, encode, encode_texts, scale: torch.Tensor, n: int, steps: int,
-                      g: torch.Generator, p_template: float) -> tuple[torch.Tensor, dict[str, float]]:
+                      g: torch.Generator, p_template: float, p_domain: float = 0.0
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
     """The term of one training step: (loss, logs). `encode_texts(texts)` returns unit text embeddings with grad."""
-    pairs = sample_edit_pairs(generator, teacher, n, g, p_template)
+    pairs = sample_edit_pairs(generator, teacher, n, g, p_template, p_domain)
     w_adv = attack(generator, clip, pairs, steps)
     with torch.no_grad():
-        images = [generator(w, input_space="w+").clamp(-1, 1) for w in (pairs.w_truth, w_adv, pairs.w_source)]
+        images = [pairs.truth] + [generator(w, input_space="w+").clamp(-1, 1) for w in (w_adv, pairs.w_source)]
     loss, right = ranking_loss(encode, encode_texts(pairs.texts), images, scale)
     return loss, {"edit_rank": float(loss.detach()), "edit_rank_acc": right}

@@ -114,6 +114,7 @@ DEFAULTS: dict[str, Any] = {
     "edit_rank_weight": 0.0,     # > 0: add the edit-ranking term (zoo/synthface/edit_ranking.py) at this weight:
     "edit_rank_pairs": 8,        # ... this many (generator source, prompt) pairs a step, the true edit ranked above
     "edit_rank_attack_steps": 10,  # ... the image StyleCLIP optimisation reaches in this many steps
+    "edit_rank_domain_share": 0.0,  # ... and this share of the pairs a domain prompt (NADA's), the truth a render
     "anchor_weight": 0.0,        # > 0: keep each step's image and text embeddings near the starting network's (a
                                  # frozen copy after init_from): weight x mean (1 - cos), see anchor_loss
 }
@@ -538,7 +539,8 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
             rank, rank_logs = edit_ranking_term(
                 _committed_generator(), _committed_teacher(), backbone, encode, encode_texts, scale,
                 int(config["edit_rank_pairs"]), int(config["edit_rank_attack_steps"]),
-                training.step_generator(int(config["seed"]) + 0xED17, i), float(config["p_template"]))
+                training.step_generator(int(config["seed"]) + 0xED17, i), float(config["p_template"]),
+                float(config.get("edit_rank_domain_share", 0.0)))
             loss = loss + rank_weight * rank
             logs.update(rank_logs)
         opt.zero_grad(set_to_none=True)
