@@ -35,7 +35,9 @@ Written here because no listed library trains a CLIP against a latent-space opti
 Measured (cards/clip.md, session 15): continuations of the committed CLIP took the faces suite's 60-step optimisation
 from judged target 0.500 to 0.594 with every zero-shot gate holding on four draws (0.615-0.635 with stronger settings
 that each cost a gate), but the same CLIP made StyleGAN-NADA's domain edits worse (zombie reached 1.00 -> 0.69,
-FID 73 -> 147 on the domains suite), so it was not adopted.
+FID 73 -> 147 on the domains suite), so it was not adopted. Domain pairs (session 16: share 0.5, 0.620 with the gates
+holding) did not keep NADA's domains either; a control continuation without the term did, and NADA recovered with
+3x its iterations: the term slows the budget-limited methods rather than breaking them (cards/clip.md).
 """
 
 from __future__ import annotations
