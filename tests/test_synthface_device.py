@@ -23,6 +23,9 @@ TINY = {
                                     id_weight=0.1)),  # against the committed generator and identity network
     "clip": (train_clip, dict(train_clip.DEFAULTS, batch_size=8, warmup=1, p_minimal_batch=0.5,
                               prompt_set_weight=1.0)),
+    # the edit-ranking term runs StyleCLIP optimisation of the committed generator beside the CLIP, on its device
+    "clip-edit-ranking": (train_clip, dict(train_clip.DEFAULTS, batch_size=8, warmup=1, edit_rank_weight=2.0,
+                                           edit_rank_pairs=2, edit_rank_attack_steps=2, edit_rank_domain_share=0.5)),
 }
 
 

@@ -58,6 +58,11 @@ CLIP_LR=${CLIP_LR:-0.0004}
 # 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/judge_clip.md, "Finer patches"); the CPU
 # trial recovered too slowly for a CPU session, so give it minutes and CLIP_LR=0.0008
 CLIP_PATCH=${CLIP_PATCH:-16}
+# > 0: the guide CLIP's leg (never the judge's) adds the edit-ranking term at this weight, with CLIP_RANK_DOMAINS of
+# its pairs domain pairs (zoo/synthface/edit_ranking.py; candidate l of cards/clip.md: 10 and 0.5 lifted the mapper
+# given steps and cost NADA); the adversary runs on the committed generator, so train no generator beside it
+CLIP_RANK=${CLIP_RANK:-0}
+CLIP_RANK_DOMAINS=${CLIP_RANK_DOMAINS:-0.5}
 mkdir -p "$OUT" "$RUN_DIR"
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -121,6 +126,9 @@ CLIP_COMMON=(init_from='"weights"' "batch_size=$CLIP_BATCH" warmup=20 "lr=$CLIP_
 CLIP_MODEL=(); JUDGE_MODEL=()
 if [ "$CLIP_PATCH" != 16 ]; then
   CLIP_MODEL=("model=\"synthface-clip-p$CLIP_PATCH\""); JUDGE_MODEL=("model=\"synthface-judge-clip-p$CLIP_PATCH\"")
+fi
+if [ "$CLIP_RANK" != 0 ]; then
+  CLIP_MODEL+=("edit_rank_weight=$CLIP_RANK" "edit_rank_domain_share=$CLIP_RANK_DOMAINS")
 fi
 if [ "$CLIP_MINUTES" != 0 ]; then
   clip_leg clip --set "${CLIP_COMMON[@]}" "${CLIP_MODEL[@]}" seed=20 hard_batch_from=0 'minimal_attributes=["smile"]' \

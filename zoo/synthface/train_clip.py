@@ -364,6 +364,16 @@ def _committed_teacher():
     return FeatureW.fit(_committed_generator())
 
 
+@lru_cache(maxsize=4)
+def _committed_world_on(device: str):
+    """(generator, teacher) on `device` for the edit-ranking term, which runs its adversary beside the CLIP; copies
+    off the CPU, so the CPU-cached pair stays where other callers expect it."""
+    generator, teacher = _committed_generator(), _committed_teacher()
+    if torch.device(device).type == "cpu":
+        return generator, teacher
+    return copy.deepcopy(generator).to(device), copy.deepcopy(teacher).to(device)
+
+
 def with_generator_faces(p: FaceParams, fraction: float, g: torch.Generator
                          ) -> tuple[FaceParams, torch.Tensor | None]:
     """(`p` with its last round(fraction * N) faces replaced by params_from_z(z), z) for new z ~ N(0, I), or (p, None).
@@ -537,7 +547,7 @@ def build(config: dict[str, Any], name: str = NAME) -> training.Trainable:
         rank_weight = float(config.get("edit_rank_weight", 0.0))
         if rank_weight > 0:
             rank, rank_logs = edit_ranking_term(
-                _committed_generator(), _committed_teacher(), backbone, encode, encode_texts, scale,
+                *_committed_world_on(str(dev)), backbone, encode, encode_texts, scale,
                 int(config["edit_rank_pairs"]), int(config["edit_rank_attack_steps"]),
                 training.step_generator(int(config["seed"]) + 0xED17, i), float(config["p_template"]),
                 float(config.get("edit_rank_domain_share", 0.0)))
