@@ -36,8 +36,9 @@ Measured (cards/clip.md, session 15): continuations of the committed CLIP took t
 from judged target 0.500 to 0.594 with every zero-shot gate holding on four draws (0.615-0.635 with stronger settings
 that each cost a gate), but the same CLIP made StyleGAN-NADA's domain edits worse (zombie reached 1.00 -> 0.69,
 FID 73 -> 147 on the domains suite), so it was not adopted. Domain pairs (session 16: share 0.5, 0.620 with the gates
-holding) did not keep NADA's domains either; a control continuation without the term did. At 3x its iterations NADA got part of the way back (zombie 0.75, FID 155 against 1.00 and 83.8), and the
-3,000-step mapper rose from 0.525 to 0.700 on 5 edits: the term slows the budget-limited methods (cards/clip.md).
+holding) did not keep NADA's domains either; a control continuation without the term did. At 3x its iterations NADA
+got part of the way back (zombie 0.75, FID 155 against 1.00 and 83.8), and the 3,000-step mapper rose from 0.525 to
+0.700 on 5 edits: the term slows the budget-limited methods (cards/clip.md).
 """
 
 from __future__ import annotations
