@@ -1,12 +1,12 @@
 """`bench run`: a suite → cells → results in the store.
 
 A cell is (method variant, edit, source batch, seed). For each (variant, edit, seed) the method's `prepare` runs
-once (or is restored from the on-disk cache keyed by method config + backbone hashes + edit + seed + device: the run's
-own `<out>/cache/prepare`, or a folder shared by runs, `--prepare-cache`), then `apply`
-runs per source batch; per-sample metrics score each batch and every row of the cell is written in one
-transaction. After a group's batches, a *set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the
-preparation cost. Cells already in the store are skipped, so a killed run resumes where it stopped; a failing
-cell is stored with its error and the run goes on.
+once (or is restored from the on-disk cache keyed by method variant and config + backbone hashes + edit + seed +
+device: the run's own `<out>/cache/prepare`, or a folder shared by runs, `--prepare-cache`; with `--workers N` the
+per-edit preparations run in N processes first, `bench/prepare.py`), then `apply` runs per source batch; per-sample
+metrics score each batch and every row of the cell is written in one transaction. After a group's batches, a *set
+cell* (batch -1) holds the set metrics (FID/KID, diversity) and the preparation cost. Cells already in the store are
+skipped, so a killed run resumes where it stopped; a failing cell is stored with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from bench.backbone_set import BackboneSet, load_backbones
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
+from bench.prepare import PrepareJob, group_seed, prepare_cached, prepare_in_workers
 from bench.sources import render_batches, source_latents
 from bench.store import CellKey, RunStore
 from bench.suite import Edit, MethodSpec, Suite
@@ -50,6 +51,9 @@ class RunOptions:
     # prepared states shared by runs (trained mappers, relevance statistics, adapted generators), so an ablation
     # pays a long preparation once; None: the run's own <out>/cache/prepare
     prepare_cache: Path | None = None
+    # processes that run the preparations of per-edit-independent methods (mapper training, NADA) side by side,
+    # each on its share of the threads (bench/prepare.py); 1: everything in this process
+    workers: int = 1
 
 
 def _versions() -> dict[str, str]:
@@ -77,7 +81,8 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
             "python": platform.python_version(), "device": device_name(options.device),
             "torch_threads": torch.get_num_threads(),
-            "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None}
+            "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None,
+            "prepare_workers": options.workers}
 
 
 def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:
@@ -107,11 +112,6 @@ def _outputs(metric: Metric) -> dict[str, list[float]]:
     if not isinstance(values, dict):
         values = {metric.name: values}
     return {name: v.detach().cpu().reshape(-1).tolist() for name, v in values.items()}
-
-
-def _group_seed(seed: int, *parts: str) -> int:
-    digest = hashlib.sha256("|".join((str(seed), *parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 class Runner:
@@ -147,14 +147,18 @@ class Runner:
         done = self.store.completed_cells()
         return [cell for cell in self.cells() if cell.cell_id not in done]
 
-    def run(self, on_cell: Callable[[CellKey], Any] | None = None) -> RunStore:
+    def run(self, on_cell: Callable[[CellKey], Any] | None = None,
+            on_prepared: Callable[[PrepareJob, str | None, int], Any] | None = None) -> RunStore:
         by_group: dict[tuple[str, str, int], list[CellKey]] = {}
         for cell in self.pending():
             by_group.setdefault((cell.variant, cell.edit, cell.seed), []).append(cell)
         specs = {spec.label: spec for spec in self.variants}
         edits = {edit.name: edit for edit in self.suite.edits}
-        for (variant, edit_name, seed), cells in by_group.items():
-            self._run_group(specs[variant], edits[edit_name], seed, cells, on_cell)
+        groups = [(specs[variant], edits[edit_name], seed) for variant, edit_name, seed in by_group]
+        if self.options.workers > 1:
+            self._prepare_in_workers(groups, on_prepared)
+        for (spec, edit, seed), cells in zip(groups, by_group.values()):
+            self._run_group(spec, edit, seed, cells, on_cell)
         return self.store
 
     def _group_dir(self, variant: str, edit: str, seed: int) -> Path:
@@ -184,35 +188,42 @@ class Runner:
 
     def prepare_key(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> str:
         """The prepare cache's key: what a prepared state depends on (a state made on another device, or for other
-        backbones, parameters, edit or seed, is never restored)."""
+        backbones, parameters, edit or seed, is never restored). The variant's label is part of it because the
+        preparation's random stream is seeded by it (`prepare_cached`): a state is restored only where a fresh run
+        would have made the same one."""
         return hashlib.sha256(json.dumps({
-            "method": spec.name, "params": method.params, "edit": edit.model_dump(mode="json"), "seed": seed,
+            "method": spec.name, "variant": spec.label, "params": method.params,
+            "edit": edit.model_dump(mode="json"), "seed": seed,
             "backbones": self.losses.hashes, "device": self.options.device},
             sort_keys=True, default=str).encode()).hexdigest()[:20]
 
+    def _cached_state(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> Path:
+        return self.cache_dir / f"{self.prepare_key(method, spec, edit, seed)}.pt"
+
     def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
-        key = self.prepare_key(method, spec, edit, seed)
-        cached = self.cache_dir / f"{key}.pt"
-        if cached.exists():
-            blob = torch.load(cached, map_location=self.options.device, weights_only=True)
-            method.load_prepared_state(blob["state"])
-            return blob["seconds"], blob["peak_mem_mb"]
-        torch.manual_seed(_group_seed(seed, spec.label, edit.name, "prepare"))
-        with Stopwatch(self.options.device) as cost:
-            method.prepare(self.losses, edit)
-        state = method.prepared_state()
-        if state is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            torch.save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, tmp)
-            tmp.replace(cached)
-        return cost.seconds, cost.peak_mem_mb
+        return prepare_cached(method, spec.label, edit, seed, self.losses, self.options.device,
+                              self._cached_state(method, spec, edit, seed))
+
+    def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> None:
+        """The pending preparations of per-edit-independent methods, in `options.workers` processes (see
+        `bench.prepare`); the serial loop then restores them from the cache."""
+        jobs = []
+        for spec, edit, seed in groups:
+            method = METHODS.get(spec.name)(**spec.params)
+            cached = self._cached_state(method, spec, edit, seed)
+            if method.independent_prepare and not cached.exists():
+                jobs.append(PrepareJob(spec, edit, seed, cached))
+        if len(jobs) < 2:
+            return
+        workers = min(self.options.workers, len(jobs))
+        threads = max(1, torch.get_num_threads() // workers)
+        prepare_in_workers(jobs, self.suite, self.options.device, workers, threads, on_prepared)
 
     def _apply_cell(self, method: EditMethod, edit: Edit, cell: CellKey) -> None:
         sources: SourceBatch = self.sources[cell.batch]
         first = cell.batch * self.suite.sources.batch_size
         try:
-            torch.manual_seed(_group_seed(cell.seed, cell.variant, edit.name, str(cell.batch)))
+            torch.manual_seed(group_seed(cell.seed, cell.variant, edit.name, str(cell.batch)))
             with Stopwatch(self.options.device) as cost:
                 result = method.apply(self.losses, sources, edit)
             edited = result.edited_images.detach()

@@ -33,6 +33,10 @@ class EditResult:
 class EditMethod(ABC):
     """Base class: parameters come from the suite (`params:`); unknown parameters are rejected."""
 
+    # True when `prepare` depends only on (backbones, edit, parameters, seed) and shares nothing between edits
+    # (no cache of its own), so the runner may prepare several edits in parallel worker processes (`--workers`)
+    independent_prepare: bool = False
+
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults())
         if unknown:

@@ -98,6 +98,8 @@ def global_loss(embed: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tens
 class StyleGANNada(EditMethod):
     """StyleGAN-NADA domain adaptation (see the module docstring)."""
 
+    independent_prepare = True  # one generator adapted per domain, nothing shared
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {

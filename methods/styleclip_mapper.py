@@ -171,6 +171,8 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
 class StyleClipMapper(EditMethod):
     """StyleCLIP latent mapper: trained per edit in `prepare`, one forward pass in `apply`."""
 
+    independent_prepare = True  # one mapper per edit, nothing shared
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"steps": 50000, "val_interval": 2000, "val_count": 8, "batch_size": 2, "lr": 0.5,

@@ -240,16 +240,20 @@ def test_shared_prepare_cache_prepares_once_across_runs(tmp_path, tiny_world):
     ("unknown_method", "unknown method 'styleclip_nope'"),
     ("missing_checkpoint", "StyleGAN2 generator checkpoint not found"),
     ("malformed", "malformed YAML"),
+    ("bad_workers", "--workers must be >= 1, got 0"),
 ])
 def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_world, case, expected):
     if case == "unknown_method":
         path = write_suite(tmp_path, tiny_world, "  - {name: styleclip_nope}")
     elif case == "missing_checkpoint":
         path = write_suite(tmp_path, {**tiny_world, "generator": str(tmp_path / "missing.pt")})
+    elif case == "bad_workers":
+        path = write_suite(tmp_path, tiny_world)
     else:
         path = tmp_path / "bad.yaml"
         path.write_text("name: [unclosed\n")
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(tmp_path / "o")],
+    extra = ["--workers", "0"] if case == "bad_workers" else []
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(tmp_path / "o"), *extra],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
@@ -316,3 +320,59 @@ def test_per_edit_tables_follow_the_suite_order_and_show_the_seed_range():
     assert "attr\\_target by edit" in latex and "zombie" in latex
     one_seed = by_edit(records[records["seed"] == 0])
     assert all("seed_range" not in r for r in one_seed)
+
+
+WORKER_SUITE = """name: workers
+backbones:
+  generator: {{stylegan2: {generator}}}
+  clip: {{clip: "{clip}"}}
+judges:
+  clip: {{clip: "{clip}"}}
+sources: {{kind: generator, count: 2, seed: 1, batch_size: 2}}
+edits:
+  - {{name: smile, target: a smiling face}}
+  - {{name: old, target: an old person, neutral: a person}}
+  - {{name: hat, target: a person wearing a hat, neutral: a person}}
+methods:
+  - {{name: source}}
+  - {{name: styleclip_mapper, params: {{steps: 3, val_interval: 3, val_count: 2}}}}
+  - {{name: styleclip_mapper, variant: broken, params: {{steps: 3, latents: "{missing}"}}}}
+metrics: [clip_score]
+seeds: [0]
+"""
+
+
+def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_the_store(tmp_path, tiny_world):
+    path = tmp_path / "workers.yaml"
+    path.write_text(WORKER_SUITE.format(missing=tmp_path / "no-latents.pt", **tiny_world))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the serial run on one thread, as each worker runs
+    try:
+        serial = run(path, tmp_path / "serial")
+        done = []
+        parallel = Runner(load_suite(path), path, RunOptions(tmp_path / "parallel", workers=2)).run(
+            on_prepared=lambda job, error, total: done.append((job.spec.label, job.edit.name, error, total)))
+    finally:
+        torch.set_num_threads(threads)
+    # the pool ran the 6 mapper preparations (3 edits × 2 variants) and not the source's
+    assert sorted((label, edit) for label, edit, _, _ in done) == sorted(
+        (label, edit) for label in ("styleclip_mapper", "broken") for edit in ("smile", "old", "hat"))
+    assert {total for *_, total in done} == {6}
+    assert all((error is None) == (label == "styleclip_mapper") for label, _, error, _ in done)
+    assert "no-latents.pt" in next(error for label, _, error, _ in done if label == "broken")
+    # a worker's state is the serial run's, tensor for tensor (same group seed, one thread each)
+    states = [{p.name: torch.load(p, weights_only=True)["state"] for p in (tmp_path / d / "cache" / "prepare").glob(
+        "*.pt")} for d in ("serial", "parallel")]
+    assert states[0].keys() == states[1].keys() and len(states[0]) == 3
+    for name, state in states[0].items():
+        for key, tensor in state["mapper"].items():
+            assert torch.equal(tensor, states[1][name]["mapper"][key]), (name, key)
+    assert _quality_rows(tmp_path / "parallel") == _quality_rows(tmp_path / "serial")
+    # the failed preparations were tried again by the serial pass and stored as errors
+    cells = parallel.cells()
+    broken = cells[cells["variant"] == "broken"]
+    assert len(broken) == 3 * 2 and (broken["status"] == "error").all()
+    assert broken["error"].str.contains("no-latents.pt").all()
+    assert (cells[cells["variant"] != "broken"]["status"] == "ok").all()
+    manifest = json.loads((tmp_path / "parallel" / "manifest.json").read_text())
+    assert manifest["prepare_workers"] == 2

@@ -18,10 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
     parser.add_argument("--prepare-cache", type=Path, metavar="DIR",
                         help="share prepared states (trained mappers, relevance statistics, adapted generators) "
-                        "across runs in DIR, keyed by method parameters, edit, seed, backbone hashes and device; a "
-                        "restored state reports the preparation time and memory measured when it was made "
+                        "across runs in DIR, keyed by method variant and parameters, edit, seed, backbone hashes and "
+                        "device; a restored state reports the preparation time and memory measured when it was made "
                         "(default: <out>/cache/prepare)")
     parser.add_argument("--executor", choices=["local"], default="local", help="where cells run (default local)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that prepare per-edit methods (mapper training, NADA) side by side before "
+                        "the cells run, each on an equal share of the threads (default 1: all in this process). On "
+                        "a CPU, --workers 2 on 2 cores trains about 1.7x as fast as one process on both")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); use 1 when "
                         "other jobs share the cores, since oversubscribed threads slow every step many times over")
 
@@ -44,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"--threads must be >= 1, got {args.threads}")
         import torch
         torch.set_num_threads(args.threads)
+    if args.workers < 1:
+        raise BenchError(f"--workers must be >= 1, got {args.workers}")
     out = args.out or Path("runs") / suite.name
     console = Console(stderr=True)
     console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
     runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
-                                                                 args.prepare_cache))
+                                                                 args.prepare_cache, args.workers))
     pending = runner.pending()
     total = len(runner.cells())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -59,7 +65,16 @@ def run(args: argparse.Namespace) -> int:
         def advance(cell):
             progress.update(task, advance=1, description=f"{cell.variant} · {cell.edit}")
 
-        store = runner.run(on_cell=advance)
+        preparing = {}
+
+        def prepared(job, error, total):
+            if not preparing:
+                preparing["task"] = progress.add_task(f"preparing in {args.workers} workers", total=total)
+            failed = " (failed)" if error else ""
+            progress.update(preparing["task"], advance=1,
+                            description=f"prepared {job.spec.label} · {job.edit.name}{failed}")
+
+        store = runner.run(on_cell=advance, on_prepared=prepared)
     failed = store.cells().query("status == 'error'")
     if len(failed):
         console.print(f"[yellow]{len(failed)} cell(s) failed[/yellow]; first: {failed.iloc[0]['cell_id']}: "

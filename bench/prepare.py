@@ -1,0 +1,97 @@
+"""A method's `prepare` phase through the on-disk cache, in the runner's process or in parallel worker processes.
+
+`prepare_cached` is the one place a preparation runs: restore the state from the cache file, or seed the group's
+generator, time `prepare`, and store its state atomically (so an interrupted run loses nothing finished).
+
+`prepare_in_workers` runs the preparations of methods whose `prepare` is independent per edit (a mapper trained
+per edit, a generator adapted per domain) in N worker processes before the runner's serial loop, which then
+restores them from the cache. On a CPU this is the faster way to use the cores: one training of these small
+networks gains little from a second thread (the mapper: 1.18x), two trainings side by side nearly twice. Each
+worker loads the loss networks once and runs torch on its share of the driver's threads. The pool is the standard
+library's; what it does not know (load once per worker, split the threads, seed each group as the serial run
+does) is the few lines below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metrics.cost import Stopwatch
+
+
+def group_seed(seed: int, *parts: str) -> int:
+    """A 32-bit seed for one (seed, variant, edit, phase) group, the same in every process."""
+    digest = hashlib.sha256("|".join((str(seed), *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def prepare_cached(method: Any, label: str, edit: Any, seed: int, backbones: Any, device: str,
+                   cached: Path) -> tuple[float, float]:
+    """(seconds, peak MiB) of `method.prepare`, measured now or when the cached state was made."""
+    if cached.exists():
+        blob = torch.load(cached, map_location=device, weights_only=True)
+        method.load_prepared_state(blob["state"])
+        return blob["seconds"], blob["peak_mem_mb"]
+    torch.manual_seed(group_seed(seed, label, edit.name, "prepare"))
+    with Stopwatch(device) as cost:
+        method.prepare(backbones, edit)
+    state = method.prepared_state()
+    if state is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        torch.save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, tmp)
+        tmp.replace(cached)
+    return cost.seconds, cost.peak_mem_mb
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    spec: Any  # bench.suite.MethodSpec
+    edit: Any  # bench.suite.Edit
+    seed: int
+    cached: Path
+
+
+_WORKER: dict[str, Any] = {}  # a worker process's loss networks and device, loaded once by `_start_worker`
+
+
+def _start_worker(suite: Any, device: str, threads: int) -> None:
+    from bench.backbone_set import load_backbones
+
+    torch.set_num_threads(threads)
+    _WORKER["backbones"], _ = load_backbones(suite, device)
+    _WORKER["device"] = device
+
+
+def _run_job(job: PrepareJob) -> None:
+    from methods import METHODS
+
+    method = METHODS.get(job.spec.name)(**job.spec.params)
+    prepare_cached(method, job.spec.label, job.edit, job.seed, _WORKER["backbones"], _WORKER["device"], job.cached)
+
+
+def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers: int, threads: int,
+                       on_done: Callable[[PrepareJob, str | None, int], Any] | None = None) -> None:
+    """Run `jobs` in `workers` spawned processes of `threads` torch threads each, calling `on_done(job, error or
+    None, len(jobs))` as each ends. A failed job leaves no cached state, so the caller's serial pass prepares it
+    again and records the error in the store."""
+    context = multiprocessing.get_context("spawn")  # fork would copy the driver's torch thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                             initargs=(suite, device, threads)) as pool:
+        futures = {pool.submit(_run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job, error = futures[future], None
+            try:
+                future.result()
+            except Exception as exc:  # a broken network or a bad parameter: the serial pass records it
+                error = f"{type(exc).__name__}: {exc}"
+            if on_done:
+                on_done(job, error, len(jobs))
