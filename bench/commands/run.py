@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that prepare per-edit methods (mapper training, NADA) side by side before "
                         "the cells run, each on an equal share of the threads (default 1: all in this process). On "
-                        "a CPU, --workers 2 on 2 cores trains about 1.7x as fast as one process on both")
+                        "a 2-core CPU, --workers 2 trained mappers 1.76x as fast as one process on both cores "
+                        "(tools/prepare_workers_speed.py)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); use 1 when "
                         "other jobs share the cores, since oversubscribed threads slow every step many times over")
 
