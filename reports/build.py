@@ -74,10 +74,18 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
             sizes = ", ".join(map(str, counts)) if counts else "?"
             notes[metric] = (f"computed per (edit, seed) set of {sizes} edited images ({metric}_n); small-sample "
                              f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
-    cost_notes = {}
-    if manifest.get("prepare_cache") and "latency_prepare_s" in cost:
-        cost_notes["latency_prepare_s"] = (f"prepared states shared by runs in {manifest['prepare_cache']}: a state "
-                                           f"restored from there reports the time and memory measured when it was made")
+    cost_notes, prepare_notes = {}, []
+    if manifest.get("prepare_cache"):
+        prepare_notes.append(f"prepared states shared by runs in {manifest['prepare_cache']}: a state restored from "
+                             f"there reports the time and memory measured when it was made")
+    workers = manifest.get("prepare_workers", 1)
+    if workers > 1:
+        threads = max(1, manifest.get("torch_threads", workers) // workers)
+        prepare_notes.append(f"with --workers {workers} the per-edit preparations (mapper training, NADA) ran "
+                             f"{workers} at a time in processes of {threads} thread(s): each such time is one "
+                             f"preparation's, measured beside the others")
+    if prepare_notes and "latency_prepare_s" in cost:
+        cost_notes["latency_prepare_s"] = "; ".join(prepare_notes)
     render = markdown_table if fmt == "md" else latex_table
     parts = []
     title = f"Suite {report['suite']} ({report['suite_hash']}), device {report['device']}"

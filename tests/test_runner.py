@@ -376,3 +376,5 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
     assert (cells[cells["variant"] != "broken"]["status"] == "ok").all()
     manifest = json.loads((tmp_path / "parallel" / "manifest.json").read_text())
     assert manifest["prepare_workers"] == 2
+    assert "ran 2 at a time in processes of 1 thread(s)" in write_reports(tmp_path / "parallel")["markdown_text"]
+    assert "at a time" not in write_reports(tmp_path / "serial")["markdown_text"]
