@@ -8,9 +8,9 @@ per edit, a generator adapted per domain) in N worker processes before the runne
 restores them from the cache. On a CPU this is the faster way to use the cores: one training of these small
 networks gains little from a second thread, two trainings side by side nearly twice (the faces suite's mapper on a
 2-core Xeon, `tools/prepare_workers_speed.py`: 16.8 steps/s on one thread, 20.8 on two, 36.6 in two processes of one
-thread). Each worker loads the loss networks once and runs torch on its share of the driver's threads. The pool is the standard
-library's; what it does not know (load once per worker, split the threads, seed each group as the serial run
-does) is the few lines below.
+thread). Each worker loads the loss networks once and runs torch on its share of the driver's threads (the run
+manifest's `prepare_worker_threads`). The pool is the standard library's; what it does not know (load once per
+worker, split the threads, seed each group as the serial run does) is the few lines below.
 """
 
 from __future__ import annotations

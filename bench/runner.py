@@ -82,7 +82,9 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
             "python": platform.python_version(), "device": device_name(options.device),
             "torch_threads": torch.get_num_threads(),
             "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None,
-            "prepare_workers": options.workers}
+            "prepare_workers": options.workers,
+            # each worker's torch threads: an equal share of this process's (bench/prepare.py)
+            "prepare_worker_threads": max(1, torch.get_num_threads() // options.workers)}
 
 
 def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:
@@ -215,9 +217,8 @@ class Runner:
                 jobs.append(PrepareJob(spec, edit, seed, cached))
         if len(jobs) < 2:
             return
-        workers = min(self.options.workers, len(jobs))
-        threads = max(1, torch.get_num_threads() // workers)
-        prepare_in_workers(jobs, self.suite, self.options.device, workers, threads, on_prepared)
+        prepare_in_workers(jobs, self.suite, self.options.device, min(self.options.workers, len(jobs)),
+                           self.manifest["prepare_worker_threads"], on_prepared)
 
     def _apply_cell(self, method: EditMethod, edit: Edit, cell: CellKey) -> None:
         sources: SourceBatch = self.sources[cell.batch]

@@ -80,10 +80,9 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
                              f"there reports the time and memory measured when it was made")
     workers = manifest.get("prepare_workers", 1)
     if workers > 1:
-        threads = max(1, manifest.get("torch_threads", workers) // workers)
-        prepare_notes.append(f"with --workers {workers} the per-edit preparations (mapper training, NADA) ran "
-                             f"{workers} at a time in processes of {threads} thread(s): each such time is one "
-                             f"preparation's, measured beside the others")
+        prepare_notes.append(f"with --workers {workers} the per-edit preparations (mapper training, NADA) ran up to "
+                             f"{workers} at a time in processes of {manifest['prepare_worker_threads']} thread(s): "
+                             f"each such time is one preparation's, measured beside the others")
     if prepare_notes and "latency_prepare_s" in cost:
         cost_notes["latency_prepare_s"] = "; ".join(prepare_notes)
     render = markdown_table if fmt == "md" else latex_table

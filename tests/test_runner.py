@@ -15,7 +15,7 @@ from reports.build import report_json, write_reports
 
 SUITE = """name: {name}
 backbones:
-  generator: {{stylegan2: {generator}}}
+  generator: {{stylegan2: {generator}}}{losses}
 judges:
   clip: {{clip: "{clip}"}}
 sources: {{kind: generator, count: 6, seed: 1, batch_size: 4}}
@@ -29,9 +29,11 @@ seeds: [0]
 """
 
 
-def write_suite(tmp_path, world, methods="  - {name: source}", name="t"):
+def write_suite(tmp_path, world, methods="  - {name: source}", name="t", clip_loss=False):
+    """A suite on the tiny world; `clip_loss` adds its CLIP as a loss network (methods that train need one)."""
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SUITE.format(name=name, methods=methods, **world))
+    losses = f'\n  clip: {{clip: "{world["clip"]}"}}' if clip_loss else ""
+    path.write_text(SUITE.format(name=name, methods=methods, losses=losses, **world))
     return path
 
 
@@ -253,8 +255,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_world, case, expected):
         path = tmp_path / "bad.yaml"
         path.write_text("name: [unclosed\n")
     extra = ["--workers", "0"] if case == "bad_workers" else []
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(tmp_path / "o"), *extra],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(tmp_path / "o"),
+                             *extra], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("bench run: error")]) == 1
@@ -322,29 +324,10 @@ def test_per_edit_tables_follow_the_suite_order_and_show_the_seed_range():
     assert all("seed_range" not in r for r in one_seed)
 
 
-WORKER_SUITE = """name: workers
-backbones:
-  generator: {{stylegan2: {generator}}}
-  clip: {{clip: "{clip}"}}
-judges:
-  clip: {{clip: "{clip}"}}
-sources: {{kind: generator, count: 2, seed: 1, batch_size: 2}}
-edits:
-  - {{name: smile, target: a smiling face}}
-  - {{name: old, target: an old person, neutral: a person}}
-  - {{name: hat, target: a person wearing a hat, neutral: a person}}
-methods:
-  - {{name: source}}
-  - {{name: styleclip_mapper, params: {{steps: 3, val_interval: 3, val_count: 2}}}}
-  - {{name: styleclip_mapper, variant: broken, params: {{steps: 3, latents: "{missing}"}}}}
-metrics: [clip_score]
-seeds: [0]
-"""
-
-
 def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_the_store(tmp_path, tiny_world):
-    path = tmp_path / "workers.yaml"
-    path.write_text(WORKER_SUITE.format(missing=tmp_path / "no-latents.pt", **tiny_world))
+    path = write_suite(tmp_path, tiny_world, clip_loss=True, name="workers", methods=f"""  - {{name: source}}
+  - {{name: styleclip_mapper, params: {{steps: 3, val_interval: 3, val_count: 2}}}}
+  - {{name: styleclip_mapper, variant: broken, params: {{steps: 3, latents: "{tmp_path / 'no-latents.pt'}"}}}}""")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the serial run on one thread, as each worker runs
     try:
@@ -354,16 +337,16 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
             on_prepared=lambda job, error, total: done.append((job.spec.label, job.edit.name, error, total)))
     finally:
         torch.set_num_threads(threads)
-    # the pool ran the 6 mapper preparations (3 edits × 2 variants) and not the source's
+    # the pool ran the 4 mapper preparations (2 edits × 2 variants) and not the source's
     assert sorted((label, edit) for label, edit, _, _ in done) == sorted(
-        (label, edit) for label in ("styleclip_mapper", "broken") for edit in ("smile", "old", "hat"))
-    assert {total for *_, total in done} == {6}
+        (label, edit) for label in ("styleclip_mapper", "broken") for edit in ("smile", "old"))
+    assert {total for *_, total in done} == {4}
     assert all((error is None) == (label == "styleclip_mapper") for label, _, error, _ in done)
     assert "no-latents.pt" in next(error for label, _, error, _ in done if label == "broken")
     # a worker's state is the serial run's, tensor for tensor (same group seed, one thread each)
     states = [{p.name: torch.load(p, weights_only=True)["state"] for p in (tmp_path / d / "cache" / "prepare").glob(
         "*.pt")} for d in ("serial", "parallel")]
-    assert states[0].keys() == states[1].keys() and len(states[0]) == 3
+    assert states[0].keys() == states[1].keys() and len(states[0]) == 2
     for name, state in states[0].items():
         for key, tensor in state["mapper"].items():
             assert torch.equal(tensor, states[1][name]["mapper"][key]), (name, key)
@@ -371,10 +354,10 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
     # the failed preparations were tried again by the serial pass and stored as errors
     cells = parallel.cells()
     broken = cells[cells["variant"] == "broken"]
-    assert len(broken) == 3 * 2 and (broken["status"] == "error").all()
+    assert len(broken) == 2 * 3 and (broken["status"] == "error").all()  # 2 edits × (2 batches + set cell)
     assert broken["error"].str.contains("no-latents.pt").all()
     assert (cells[cells["variant"] != "broken"]["status"] == "ok").all()
     manifest = json.loads((tmp_path / "parallel" / "manifest.json").read_text())
     assert manifest["prepare_workers"] == 2
-    assert "ran 2 at a time in processes of 1 thread(s)" in write_reports(tmp_path / "parallel")["markdown_text"]
+    assert "ran up to 2 at a time in processes of 1 thread(s)" in write_reports(tmp_path / "parallel")["markdown_text"]
     assert "at a time" not in write_reports(tmp_path / "serial")["markdown_text"]
