@@ -217,6 +217,26 @@ def test_mapper_training_lowers_loss_keeps_disabled_group_and_round_trips(world,
     assert torch.equal(a.edited_images, b.edited_images)
 
 
+def test_mapper_loss_is_the_weighted_sum_the_suite_sets(world):
+    """CLIP 1.0 / ID 0.1 / latent 0.8 by default; suites/faces.yaml lowers the latent weight to 0.2, which must change
+    only that term's share: total = λ_CLIP·clip + λ_ID·id + λ_L2·mean((ŵ − w)²)."""
+    from methods.losses import identity_loss
+    from methods.styleclip_mapper import LevelsMapper, edit_latents, mapper_loss
+    g, clip = world["generator"], world["clip"]
+    torch.manual_seed(0)
+    mapper = LevelsMapper(g.n_latent, g.style_dim)
+    w = sources(g, 2).latents
+    text = [prompt_features(clip, "a face with glasses")[0]]
+    ident = identity_loss(world, g.size)
+    paper, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident)
+    light, q = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident, latent_l2_lambda=0.2)
+    latent = float((edit_latents(mapper, w) - w).pow(2).mean())
+    assert latent > 0 and p["latent_l2"] == pytest.approx(latent, rel=1e-5)
+    assert float(paper) == pytest.approx(p["clip"] + 0.1 * p["id"] + 0.8 * latent, rel=1e-5)
+    assert float(paper) - float(light) == pytest.approx(0.6 * latent, rel=1e-4)
+    assert (q["clip"], q["id"]) == (p["clip"], p["id"])
+
+
 # ----------------------------------------------------------------------------------------------- global directions
 def test_threshold_normalisation_on_hand_made_relevance():
     from methods.styleclip_global import auto_beta, style_delta, threshold_direction
