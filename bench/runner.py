@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from bench.backbone_set import BackboneSet, load_backbones
+from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
 from bench.prepare import PrepareJob, group_seed, prepare_cached, prepare_in_workers
@@ -81,6 +82,8 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
             "python": platform.python_version(), "device": device_name(options.device),
             "torch_threads": torch.get_num_threads(),
+            # this machine's speed on a fixed workload: `bench compare` scales latencies by it (bench/calibration.py)
+            "calibration_ms": calibration_ms(options.device),
             "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None,
             "prepare_workers": options.workers,
             # each worker's torch threads: an equal share of this process's (bench/prepare.py)

@@ -49,7 +49,7 @@ def report_json(run_dir: Path) -> dict:
     return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "device": manifest["device"],
             "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
             "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
-            "notes": manifest.get("metric_notes", {})}
+            "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms")}
 
 
 def _ordered(report: dict, manifest: dict) -> tuple[list[tuple[str, str]], list[str], list[str]]:

@@ -139,6 +139,7 @@ def test_compare_passes_on_itself_and_catches_a_regression(tmp_path, tiny_world,
     same = _compare(tmp_path / "run", "--baseline", baseline)
     assert same.returncode == 0, same.stderr
     data = json.loads(baseline.read_text())
+    assert data["calibration_ms"] > 0  # the machine's speed on the reference workload, from the run's manifest
     for row in data["rows"]:
         if row["metric"] == "clip_score":
             row["mean"] += 0.05  # the baseline was better than this run by more than the 0.02 tolerance
@@ -276,6 +277,26 @@ def test_compare_cost_ratio_ignores_changes_below_the_floor():
     assert len(found) == 1 and "v · latency_apply_ms" in found[0] and "×3" in found[0]
     custom = dict(report(0.01, 0.0001), tolerances={"metrics": {"latency_apply_ms": {"mode": "ratio", "value": 2.0}}})
     assert len(regressions(report(0.05, 0.0001), custom)) == 1  # a baseline may drop the floor
+
+
+def test_compare_scales_latencies_by_the_machine_speed():
+    from bench.commands.compare import machine_factor, regressions
+
+    def report(apply_ms, calibration, peak_mb=150.0):
+        rows = [{"method": "m", "variant": "v", "metric": "latency_apply_ms", "mean": apply_ms, "ci95": [0, 0]},
+                {"method": "m", "variant": "v", "metric": "peak_mem_mb", "mean": peak_mb, "ci95": [0, 0]}]
+        return {"suite": "s", "rows": rows, "calibration_ms": calibration}
+
+    base = report(50.0, 10.0)
+    assert machine_factor(report(1.0, 25.0), base) == 2.5
+    assert regressions(report(105.0, 20.0), base) == []  # x2.1 on a machine twice as slow: x1.05 per unit of speed
+    found = regressions(report(105.0, 10.0), base)  # the same x2.1 on an equally fast machine is a regression
+    assert len(found) == 1 and "×2.1" in found[0] and "measured" not in found[0]
+    found = regressions(report(315.0, 20.0), base)  # x6.3 measured, x3.15 per unit of speed
+    assert len(found) == 1 and "157.5 (measured 315 on a machine ×2 as slow)" in found[0] and "×3.15" in found[0]
+    assert len(regressions(report(105.0, None), base)) == 1  # without both calibrations: compared as measured
+    # memory is not scaled: 400 MB against 150 MB is x2.7 whatever the machine's speed
+    assert [f.split(":")[0] for f in regressions(report(50.0, 40.0, peak_mb=400.0), base)] == ["v · peak_mem_mb"]
 
 
 def test_report_states_the_fid_sample_count():

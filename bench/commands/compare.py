@@ -12,6 +12,11 @@ baseline / run for higher-is-better; an optional `floor` ignores changes smaller
 a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regression), `ci` (regression when the 95%
 CIs do not overlap and the run is worse). A (variant, metric) in the baseline that the run lacks is a regression
 too. The default floors below are the noise of CPU timers and of CPU peak-RSS deltas on a shared 2-core runner.
+
+Latencies are compared per unit of machine speed: where both the run and the baseline carry `calibration_ms` (the
+time of a fixed workload on the run's device and threads, `bench.calibration`), the run's latencies are divided by
+run / baseline calibration first, so a CI runner twice as slow as the baseline's machine is not a regression and
+code that slows down on one machine still is. Without it on both sides latencies are compared as measured.
 """
 
 from __future__ import annotations
@@ -41,8 +46,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--write-baseline", type=Path, metavar="FILE", help="write this run as a baseline")
 
 
+TIME_METRICS = ("latency_apply_ms", "latency_prepare_s")  # scaled by the machine factor; memory is not
+
+
 def _key(row: dict) -> tuple[str, str, str]:
     return row["method"], row["variant"], row["metric"]
+
+
+def machine_factor(run: dict, baseline: dict) -> float | None:
+    """How many times slower the run's machine is than the baseline's on the reference workload (None: unknown)."""
+    mine, theirs = run.get("calibration_ms"), baseline.get("calibration_ms")
+    if not mine or not theirs:
+        return None
+    return float(mine) / float(theirs)
 
 
 def regressions(run: dict, baseline: dict) -> list[str]:
@@ -52,6 +68,7 @@ def regressions(run: dict, baseline: dict) -> list[str]:
     tolerances = {**DEFAULT_TOLERANCES, **given,
                   "metrics": {**DEFAULT_TOLERANCES["metrics"], **given.get("metrics", {})}}
     current = {_key(r): r for r in run["rows"]}
+    factor = machine_factor(run, baseline)
     found = []
     for base in baseline["rows"]:
         method, variant, metric = _key(base)
@@ -65,6 +82,9 @@ def regressions(run: dict, baseline: dict) -> list[str]:
             found.append(f"{label}: missing from the run (baseline {base['mean']:.4g})")
             continue
         higher = True if info.kind == "quality" and info.higher_is_better is None else info.higher_is_better
+        measured = row["mean"]
+        if factor and metric in TIME_METRICS:
+            row = {**row, "mean": measured / factor}
         delta = row["mean"] - base["mean"]
         worse = -delta if higher else delta  # > 0: the run is worse
         mode, value = rule["mode"], rule.get("value")
@@ -83,7 +103,8 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         else:
             raise BenchError(f"baseline tolerance mode {mode!r} for {metric}; valid modes: abs, ratio, ci")
         if bad:
-            found.append(f"{label}: {row['mean']:.4g} vs baseline {base['mean']:.4g}, {detail}")
+            scaled = f" (measured {measured:.4g} on a machine ×{factor:.3g} as slow)" if row["mean"] != measured else ""
+            found.append(f"{label}: {row['mean']:.4g}{scaled} vs baseline {base['mean']:.4g}, {detail}")
     return found
 
 
@@ -108,5 +129,8 @@ def run(args: argparse.Namespace) -> int:
         for line in found:
             print(f"  - {line}", file=sys.stderr)
         return 1
-    print(f"no regressions against {args.baseline} ({len(baseline['rows'])} rows checked)")
+    factor = machine_factor(report, baseline)
+    speed = (f"; latencies scaled by this machine's speed, ×{factor:.3g} the baseline machine's time on the reference "
+             "workload" if factor else "; latencies as measured (no calibration_ms on both sides)")
+    print(f"no regressions against {args.baseline} ({len(baseline['rows'])} rows checked{speed})")
     return 0
