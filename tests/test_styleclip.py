@@ -367,3 +367,7 @@ def test_guidance_check_compares_source_ground_truth_and_optimisation():
     assert row["oracle"]["judge_target"] >= 0.75 > row["source"]["judge_target"]  # the ground truth draws them
     assert row["oracle"]["clip_loss"] < row["source"]["clip_loss"]  # CLIP does prefer the real edit to no edit
     assert -1.0 <= row["gradient_cosine"] <= 1.0
+    both = tool.check_edit(g, bb["clip"], bb["judge_attributes"], FeatureW.fit(g), w, edit, steps=3, l2_lambda=0.008,
+                           guides=[bb["clip"], bb["judge_clip"]])  # the optimisation follows the two CLIPs' sum
+    assert both["source"] == row["source"] and both["oracle"] == row["oracle"]  # the table's CLIP is still `clip`
+    assert both["optimisation"]["l2"] > 0 and both["optimisation"]["clip_loss"] != row["optimisation"]["clip_loss"]

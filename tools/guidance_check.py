@@ -39,10 +39,15 @@ def judge_hits(judge, images: torch.Tensor, expect: dict) -> torch.Tensor:
     return (judge.logits(images)[attr].argmax(-1) == judge.classes[attr].index(value)).float()
 
 
-def check_edit(generator, clip, judge, teacher, w: torch.Tensor, edit, steps: int, l2_lambda: float) -> dict:
+def check_edit(generator, clip, judge, teacher, w: torch.Tensor, edit, steps: int, l2_lambda: float,
+               guides: list | None = None) -> dict:
+    """The table's CLIP columns are `clip`'s; the optimisation follows `guides` (default: `clip` alone), each CLIP at
+    weight 1 as StyleCLIP's loss sums them."""
     text = prompt_features(clip, edit.target)
     w_oracle = edit_latents(teacher, w, edit.expect)
-    w_opt, _ = optimize(generator, [(clip, 1.0)], w, [text], steps=steps, l2_lambda=l2_lambda)
+    guides = guides or [clip]
+    w_opt, _ = optimize(generator, [(g, 1.0) for g in guides], w, [prompt_features(g, edit.target) for g in guides],
+                        steps=steps, l2_lambda=l2_lambda)
     row, images = {"edit": edit.name}, {}
     with torch.no_grad():
         for name, latent in (("source", w), ("oracle", w_oracle), ("optimisation", w_opt)):
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=16, help="the first N of the suite's sources")
     parser.add_argument("--steps", type=int, default=60, help="optimisation steps (the faces suite's 60)")
     parser.add_argument("--l2-lambda", type=float, default=0.008)
+    parser.add_argument("--guides", nargs="+", default=["clip"], choices=["clip", "judge_clip"],
+                        help="the world's CLIPs the optimisation follows (the table's CLIP loss stays the first's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -75,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     generator, clip, judge = backbones["generator"], backbones["clip"], backbones["judge_attributes"]
     teacher = FeatureW.fit(generator)
     w = source_latents(suite.sources, backbones, limit=args.sources)  # the suite's own sources
-    rows = [check_edit(generator, clip, judge, teacher, w, edit, args.steps, args.l2_lambda) for edit in edits]
+    clip = backbones[args.guides[0]]
+    guides = [backbones[role] for role in args.guides]
+    rows = [check_edit(generator, clip, judge, teacher, w, edit, args.steps, args.l2_lambda, guides) for edit in edits]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
