@@ -10,7 +10,7 @@ but importing it loads `torch.utils.cpp_extension`, which prints a CUDA warning 
 ratio between two machines only, never a reported cost.
 
 The runner measures it once the backbones are loaded, in the state the methods then run in: the same workload took
-17-21 ms on 2 threads of a 2-core Intel Xeon in a fresh process and 11 ms right after loading the synthetic world,
+16-22 ms on 2 threads of a 2-core Intel Xeon in a fresh process and 11 ms right after loading the synthetic world,
 so a run and its baseline must measure it at the same point (both do: `bench.runner.build_manifest`).
 """
 

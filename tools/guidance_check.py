@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     suite = load_suite(args.suite)
     edits = [e for e in suite.edits if e.expect]
     backbones = load_synthface(args.weights)
-    generator, clip, judge = backbones["generator"], backbones["clip"], backbones["judge_attributes"]
+    generator, judge = backbones["generator"], backbones["judge_attributes"]
     teacher = FeatureW.fit(generator)
     w = source_latents(suite.sources, backbones, limit=args.sources)  # the suite's own sources
     clip = backbones[args.guides[0]]
