@@ -22,6 +22,7 @@ class MetricInfo:
     name: str
     higher_is_better: bool | None  # None: unknown (not registered) — no arrow, no "best"
     kind: str  # "quality" or "cost"
+    unit: str = ""  # the registered unit ("ms", "s", "MiB", …); "" when unknown
 
 
 def metric_info(name: str) -> MetricInfo:
@@ -33,7 +34,7 @@ def metric_info(name: str) -> MetricInfo:
     kind = getattr(target, "kind", "quality")
     if kind == "info":
         return MetricInfo(name, None, "quality")
-    return MetricInfo(name, bool(target.higher_is_better), kind)
+    return MetricInfo(name, bool(target.higher_is_better), kind, getattr(target, "unit", ""))
 
 
 def bootstrap_ci(values: np.ndarray) -> tuple[float, float]:

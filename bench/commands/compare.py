@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--write-baseline", type=Path, metavar="FILE", help="write this run as a baseline")
 
 
-TIME_METRICS = ("latency_apply_ms", "latency_prepare_s")  # scaled by the machine factor; memory is not
+TIME_UNITS = ("ms", "s")  # costs in these registered units are scaled by the machine factor; memory is not
 
 
 def _key(row: dict) -> tuple[str, str, str]:
@@ -83,7 +83,8 @@ def regressions(run: dict, baseline: dict) -> list[str]:
             continue
         higher = True if info.kind == "quality" and info.higher_is_better is None else info.higher_is_better
         measured = row["mean"]
-        if factor and metric in TIME_METRICS:
+        scaled = bool(factor) and info.kind == "cost" and info.unit in TIME_UNITS
+        if scaled:
             row = {**row, "mean": measured / factor}
         delta = row["mean"] - base["mean"]
         worse = -delta if higher else delta  # > 0: the run is worse
@@ -103,8 +104,9 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         else:
             raise BenchError(f"baseline tolerance mode {mode!r} for {metric}; valid modes: abs, ratio, ci")
         if bad:
-            scaled = f" (measured {measured:.4g} on a machine ×{factor:.3g} as slow)" if row["mean"] != measured else ""
-            found.append(f"{label}: {row['mean']:.4g}{scaled} vs baseline {base['mean']:.4g}, {detail}")
+            as_measured = (f" (measured {measured:.4g} on a machine ×{factor:.3g} as slow)"
+                           if scaled and factor != 1.0 else "")
+            found.append(f"{label}: {row['mean']:.4g}{as_measured} vs baseline {base['mean']:.4g}, {detail}")
     return found
 
 
