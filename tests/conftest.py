@@ -1,8 +1,8 @@
 import os
 
 # A missing weight must fail at once instead of after hub retries.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # set, not defaulted: an inherited HF_HUB_OFFLINE=0 must not turn it off
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -121,7 +121,7 @@ def test_trainer_step_with_edit_ranking_logs_it_and_trains(tiny_clip):
     before = trainable.model.visual.proj.detach().clone()
     logs = trainable.step(0)
     assert math.isfinite(logs["loss"]) and math.isfinite(logs["edit_rank"])
-    assert logs["edit_rank_acc"] in (0.0, 0.5, 1.0)
+    assert "edit_rank_acc" in logs  # its value: test_ranking_loss_is_the_cross_entropy_towards_the_true_edit
     assert not torch.equal(before, trainable.model.visual.proj)
     plain = train_clip.build(dict(config, edit_rank_weight=0.0))
     assert "edit_rank" not in plain.step(0)

@@ -44,5 +44,6 @@ def test_rows_keep_thresholded_gates_and_flag_a_failure_on_any_draw(tool, monkey
     table = tool.markdown(rows)
     assert "| fake | close | >= 0.95 | 0.9600 | 0.9540 | 0.9480 | 0.9480 | False |" in table
     assert tool.main(["--networks", "fake", "--draws", "1"]) == 0  # 0.954 still passes with one draw
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         tool.main(["--networks", "nonesuch"])
+    assert exit_info.value.code == 2  # argparse's usage error, not a clean exit

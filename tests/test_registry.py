@@ -49,9 +49,10 @@ def test_decorator_registers_object_with_docstring_summary():
 
 def test_shipped_registries_resolve_every_entry():
     from methods import METHODS
+    from metrics import METRICS
     from zoo.backbones import BACKBONES
 
-    for registry in (METHODS,):
+    for registry in (METHODS, BACKBONES, METRICS):
         for entry in registry:
             assert entry.load() is not None
     assert {"stylegan2", "clip", "arcface_irse50", "insightface_onnx", "synthface"} <= set(BACKBONES.names())

@@ -33,7 +33,7 @@ def test_trainer_steps_finite_and_resume_deterministic(module, config, tmp_path)
     assert math.isfinite(result["last"]["loss"])
     _train(module, config, tmp_path / "resumed", 2)
     resumed, result = _train(module, config, tmp_path / "resumed", 3)  # picks up the step-2 checkpoint
-    assert result["steps"] == 3
+    assert result["start"] == 2 and result["steps"] == 3  # a fresh 3-step run would give the same weights
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
 
