@@ -12,6 +12,8 @@ Preprocessing (edit-independent, cached on disk):
   pairs per forward pass. Cached as `<cache_dir>/<hash>.pt` (atomic write), the hash covering the generator's
   and the CLIP's weights and every preprocessing setting, so it is computed once per (generator, CLIP) whatever
   the edit; the harness also caches the prepared state per edit.
+  Devices: the preprocessing blob (fresh or from the cache), the text direction and the prepared state (r, std)
+  are CPU tensors; `apply` moves Δs to the generator's device.
 
 Inference: Δt = 79-template text direction (neutral → target, `ClipBackbone.text_direction`); r = fs3 · Δt;
 channels with |r| < β are zeroed; r / max|r|; times each channel's std; s ← s + α · Δs. Defaults α 4.1, β 0.15;
@@ -171,7 +173,7 @@ class StyleClipGlobal(EditMethod):
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
         if path.is_file():
             try:
-                return torch.load(path, map_location=generator.device, weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True)  # CPU, as a fresh compute
             except Exception:  # a damaged cache file is recomputed
                 pass
         mean, std = style_statistics(generator, int(p["stat_samples"]), float(p["truncation"]))

@@ -371,3 +371,23 @@ def test_guidance_check_compares_source_ground_truth_and_optimisation():
                            guides=[bb["clip"], bb["judge_clip"]])  # the optimisation follows the two CLIPs' sum
     assert both["source"] == row["source"] and both["oracle"] == row["oracle"]  # the table's CLIP is still `clip`
     assert both["optimisation"]["l2"] > 0 and both["optimisation"]["clip_loss"] != row["optimisation"]["clip_loss"]
+
+
+def test_global_preprocessing_lives_on_the_cpu_on_fresh_and_cached_paths(world, tmp_path, monkeypatch):
+    """The relevance is stored on the CPU and the text direction is taken there, whatever the generator's device:
+    a cache hit for a generator on another device (here "meta", standing in for CUDA) must give the fresh path's
+    CPU tensors, not tensors on the generator's device that the CPU text direction cannot multiply."""
+    import methods.styleclip_global as sg
+    g = world["generator"]
+    params = dict(stat_samples=64, relevance_images=1, max_resolution=4, cache_dir=str(tmp_path))
+    fresh = METHODS.get("styleclip_global")(**params)
+    blob = fresh.preprocess(g, world["clip"])
+    assert {t.device.type for t in blob.values()} == {"cpu"}
+    fresh.prepare(world, EDIT)
+    monkeypatch.setattr(type(g), "device", property(lambda self: torch.device("meta")))
+    monkeypatch.setattr(sg, "channel_relevance", lambda *a, **k: pytest.fail("cache not used"))
+    cached = METHODS.get("styleclip_global")(**params)
+    assert {t.device.type for t in cached.preprocess(g, world["clip"]).values()} == {"cpu"}
+    cached.prepare(world, EDIT)
+    assert cached.state["r"].device.type == cached.state["std"].device.type == "cpu"
+    assert torch.equal(cached.state["r"], fresh.state["r"])
