@@ -31,6 +31,9 @@
     visual-linguistic similarity loss on Multi-Modal CelebA-HQ captions; here CLIP's text encoder is frozen and
     only the MLP is learned, and the captions are the synthetic renderer's. The trained MLP depends on the
     generator and CLIP only, so it is also cached under `cache_dir` keyed by a hash of both and the settings.
+    Its every random draw (training pairs, initial weights, minibatches) comes from the `seed` parameter (default
+    0), never from the global stream the runner seeds per (seed, variant, edit): a shared cache entry is what a
+    fresh training would give, and the suite's `seeds:` do not change the MLP (sweep `seed` for that).
 """
 
 from __future__ import annotations
@@ -207,7 +210,8 @@ class TediganText2Latent(EditMethod):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"pairs": 4096, "steps": 2000, "lr": 1e-3, "batch_size": 64, "hidden": 512, "captions": "auto",
-                "mode": "delta", "strength": 1.0, "mix_from": 4, "cache_dir": "runs/cache/tedigan_text2latent"}
+                "mode": "delta", "strength": 1.0, "mix_from": 4, "seed": 0,
+                "cache_dir": "runs/cache/tedigan_text2latent"}
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -220,7 +224,7 @@ class TediganText2Latent(EditMethod):
 
     def _train(self, generator, clip) -> dict[str, Any]:
         p = self.params
-        settings = {k: p[k] for k in ("pairs", "steps", "lr", "batch_size", "hidden", "captions")}
+        settings = {k: p[k] for k in ("pairs", "steps", "lr", "batch_size", "hidden", "captions", "seed")}
         key = state_hash(generator, {"settings": settings, "clip": state_hash(clip, {})})[:24]
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
         if path.is_file():
@@ -228,10 +232,14 @@ class TediganText2Latent(EditMethod):
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception:
                 pass
-        embs, offsets, used = training_pairs(generator, clip, int(p["pairs"]), p["captions"])
-        model = TextToLatent(embs.shape[1], generator.n_latent, generator.style_dim, int(p["hidden"]))
+        seed = int(p["seed"])
+        embs, offsets, used = training_pairs(generator, clip, int(p["pairs"]), p["captions"], seed=seed)
+        with torch.random.fork_rng(devices=[]):  # initial weights from `seed`, the global stream left untouched
+            torch.manual_seed(seed)
+            model = TextToLatent(embs.shape[1], generator.n_latent, generator.style_dim, int(p["hidden"]))
         model.to(embs.device)
-        losses = train_text2latent(model, embs, offsets, int(p["steps"]), float(p["lr"]), int(p["batch_size"]))
+        losses = train_text2latent(model, embs, offsets, int(p["steps"]), float(p["lr"]), int(p["batch_size"]),
+                                   seed=seed)
         blob = {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "embed_dim": int(embs.shape[1]),
                 "n_latent": generator.n_latent, "style_dim": generator.style_dim, "hidden": int(p["hidden"]),
                 "captions": used, "final_loss": losses[-1] if losses else float("nan")}

@@ -111,3 +111,24 @@ def test_synthface_captions_used_when_available():
     texts = captioner(z, 0)
     assert len(texts) == 3 and all(isinstance(t, str) and t for t in texts)
     assert _synthface_captioner(16) is None
+
+
+def test_text2latent_training_ignores_the_global_random_stream_and_follows_its_seed(world, tmp_path):
+    """The trained MLP (and so its shared cache entry) depends on the `seed` parameter only: the runner reseeds the
+    global stream per (seed, variant, edit), which must not change what a cache hit would return."""
+    params = dict(pairs=16, steps=3, hidden=16)
+
+    def weights(cache, **extra):
+        method = METHODS.get("tedigan_text2latent")(**params, cache_dir=str(tmp_path / cache), **extra)
+        method.prepare(world, EDIT)
+        return method.prepared_state()["model"]
+
+    torch.manual_seed(1)
+    a = weights("a")
+    torch.manual_seed(2)
+    b = weights("b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(1)
+    c = weights("a", seed=1)  # same cache folder: a different seed is a different entry, trained afresh
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    assert len(list((tmp_path / "a").glob("*.pt"))) == 2
