@@ -37,6 +37,10 @@ class EditMethod(ABC):
     # (no cache of its own), so the runner may prepare several edits in parallel worker processes (`--workers`)
     independent_prepare: bool = False
 
+    # Parameters used only by apply; the prepare cache key and the preparation's random stream leave them out
+    # (a sweep over them reuses one preparation)
+    APPLY_ONLY_PARAMS: frozenset[str] = frozenset()
+
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults())
         if unknown:

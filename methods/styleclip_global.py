@@ -19,7 +19,8 @@ Inference: Δt = 79-template text direction (neutral → target, `ClipBackbone.t
 channels with |r| < β are zeroed; r / max|r|; times each channel's std; s ← s + α · Δs. Defaults α 4.1, β 0.15;
 `beta: auto` takes the largest β in 0.10, 0.11 … 0.29 that keeps more than 20 channels (0.10 when none does).
 With several CLIP networks, r = Σ_k weight_k · fs3_k · Δt_k (an extension; the paper uses one ViT-B/32).
-`alpha` is one number: sweep strengths with one suite variant per α.
+`alpha` is one number: sweep strengths with one suite variant per α; it is used by `apply` only
+(`APPLY_ONLY_PARAMS`), so the variants need one preparation.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ def style_delta(r: torch.Tensor, std: torch.Tensor, beta: float) -> torch.Tensor
 
 class StyleClipGlobal(EditMethod):
     """StyleCLIP global directions in style space S."""
+
+    APPLY_ONLY_PARAMS = frozenset({"alpha"})  # prepare computes r and β; α scales Δs in apply
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 * `LevelsMapper`: three sub-mappers over the W+ groups of `zoo.stylegan2.generator.latent_split` (coarse 0–3,
   medium 4–7, fine 8+, i.e. up to the generator's n_latent); each = PixelNorm + 4 × EqualLinear(D→D, lr_mul 0.01,
   fused leaky ReLU), applied to every W+ vector of its group. A disabled group outputs zeros.
-* Edit: ŵ = w + 0.1 · M(w).
+* Edit: ŵ = w + 0.1 · M(w). Training always uses the paper's 0.1 (the official training computes
+  w + 0.1 · M(w)); the `strength` parameter (default 0.1) scales M(w) at apply only, so a strength sweep reuses
+  one trained mapper (`APPLY_ONLY_PARAMS`) and a strength other than 0.1 moves along the learned offset beyond
+  (or short of) what the training saw.
 * Training loss (per batch): 1.0 · D_CLIP(G(ŵ), target) + 0.1 · ID(G(ŵ), G(w)) + 0.8 · MSE(ŵ, w), D_CLIP being
   StyleCLIP's 1 − cos with raw pixels and the area resize (`methods.losses`), the target text without templates.
 * Ranger (RAdam + Lookahead, `methods.ranger`), lr 0.5, batch 2, `steps` (50,000), validation loss on
@@ -113,11 +116,14 @@ class LatentSampler:
         return self.pool[idx.to(self.pool.device)]
 
 
+TRAIN_STRENGTH = 0.1  # the official training's w + 0.1 · M(w), whatever strength apply uses
+
+
 def mapper_loss(generator, mapper, networks, texts, w, id_loss=None, clip_lambda: float = 1.0,
                 id_lambda: float = 0.1, latent_l2_lambda: float = 0.8) -> tuple[torch.Tensor, dict[str, float]]:
     with torch.no_grad():
         x = generator(w) if id_loss is not None else None
-    w_hat = edit_latents(mapper, w)
+    w_hat = edit_latents(mapper, w, TRAIN_STRENGTH)
     x_hat = generator(w_hat)
     clip = weighted_clip_loss(networks, x_hat, texts).mean()
     latent = (w_hat - w).pow(2).mean()
@@ -172,6 +178,7 @@ class StyleClipMapper(EditMethod):
     """StyleCLIP latent mapper: trained per edit in `prepare`, one forward pass in `apply`."""
 
     independent_prepare = True  # one mapper per edit, nothing shared
+    APPLY_ONLY_PARAMS = frozenset({"strength"})  # training uses TRAIN_STRENGTH
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -207,6 +207,8 @@ def train_text2latent(model: TextToLatent, embs: torch.Tensor, offsets: torch.Te
 class TediganText2Latent(EditMethod):
     """A learned CLIP-text → W+ mapping (TediGAN's text-to-latent idea), edits by latent difference or mixing."""
 
+    APPLY_ONLY_PARAMS = frozenset({"mode", "strength", "mix_from"})  # the MLP's training ignores them
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"pairs": 4096, "steps": 2000, "lr": 1e-3, "batch_size": 64, "hidden": 512, "captions": "auto",

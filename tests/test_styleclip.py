@@ -391,3 +391,34 @@ def test_global_preprocessing_lives_on_the_cpu_on_fresh_and_cached_paths(world, 
     cached.prepare(world, EDIT)
     assert cached.state["r"].device.type == cached.state["std"].device.type == "cpu"
     assert torch.equal(cached.state["r"], fresh.state["r"])
+
+
+def test_apply_only_params_are_declared_and_leave_the_preparation_alone(world, tmp_path):
+    """`APPLY_ONLY_PARAMS` names parameters the preparation ignores: a sweep over them may reuse one preparation.
+    The mapper trains with the official 0.1 · M(w) whatever `strength` apply uses."""
+    from methods.styleclip_mapper import TRAIN_STRENGTH
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        assert cls.APPLY_ONLY_PARAMS <= set(cls.defaults()), name
+    assert METHODS.get("styleclip_mapper").APPLY_ONLY_PARAMS == {"strength"} and TRAIN_STRENGTH == 0.1
+    assert METHODS.get("styleclip_global").APPLY_ONLY_PARAMS == {"alpha"}
+    g = world["generator"]
+    src = sources(g, 2)
+    mapper_params = dict(steps=2, val_interval=2, val_count=2)
+    prepared = []
+    for strength in (0.1, 0.5):
+        torch.manual_seed(0)
+        method = METHODS.get("styleclip_mapper")(**mapper_params, strength=strength)
+        method.prepare(world, EDIT)
+        prepared.append(method)
+    a, b = (m.prepared_state()["mapper"] for m in prepared)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    moved = [m.apply(world, src, EDIT).edited_latents - src.latents for m in prepared]
+    assert moved[0].abs().max() > 0 and torch.allclose(moved[1], 5 * moved[0], atol=1e-6)
+    states = []
+    for alpha in (4.1, -2.0):
+        method = METHODS.get("styleclip_global")(alpha=alpha, stat_samples=64, relevance_images=1,
+                                                 max_resolution=4, cache_dir=str(tmp_path))
+        method.prepare(world, EDIT)
+        states.append(method.prepared_state())
+    assert torch.equal(states[0]["r"], states[1]["r"]) and states[0]["beta"] == states[1]["beta"]

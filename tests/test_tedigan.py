@@ -132,3 +132,16 @@ def test_text2latent_training_ignores_the_global_random_stream_and_follows_its_s
     c = weights("a", seed=1)  # same cache folder: a different seed is a different entry, trained afresh
     assert any(not torch.equal(a[k], c[k]) for k in a)
     assert len(list((tmp_path / "a").glob("*.pt"))) == 2
+
+
+def test_text2latent_apply_only_params_leave_the_training_alone(world, tmp_path):
+    cls = METHODS.get("tedigan_text2latent")
+    assert cls.APPLY_ONLY_PARAMS == {"mode", "strength", "mix_from"}
+    params = dict(pairs=16, steps=3, hidden=16, cache_dir=str(tmp_path))
+    base = cls(**params)
+    base.prepare(world, EDIT)
+    other = cls(**params, mode="mix", strength=0.3, mix_from=2)
+    other.prepare(world, EDIT)
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # one training serves both
+    a, b = base.prepared_state()["model"], other.prepared_state()["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
