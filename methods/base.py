@@ -48,6 +48,7 @@ class EditMethod(ABC):
             raise BenchError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}; "
                              f"valid: {sorted(self.defaults())}")
         self.params = {**self.defaults(), **params}
+        self.set_params = frozenset(params)  # the parameters the suite set (the rest are defaults)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

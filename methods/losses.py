@@ -98,13 +98,16 @@ def identity_loss(backbones: Any, size: int):
     return IdentityLoss(embedder, crop=identity_crop_for(size))
 
 
-def require_identity(backbones: Any, size: int, weight: float, method: str):
-    """The identity loss when `weight` > 0 (an error when the set has none), else None."""
+def require_identity(backbones: Any, size: int, weight: float, method: str, explicit: bool = True):
+    """The identity loss when `weight` > 0, else None. A set without an `identity` network is an error when the
+    suite set the weight (`explicit`); a default weight then turns the ID term off (None)."""
     if weight <= 0:
         return None
     loss = identity_loss(backbones, size)
-    if loss is None:
-        raise BenchError(f"{method}: id_lambda={weight} needs an 'identity' backbone; set id_lambda: 0 or add one")
+    if loss is None and explicit:
+        roles = sorted(getattr(backbones, "roles", {}) or {})
+        raise BenchError(f"{method}: id_lambda={weight} needs an 'identity' backbone (the suite provides {roles}); "
+                         "set id_lambda: 0 or add one")
     return loss
 
 

@@ -9,6 +9,9 @@
   (or short of) what the training saw.
 * Training loss (per batch): 1.0 · D_CLIP(G(ŵ), target) + 0.1 · ID(G(ŵ), G(w)) + 0.8 · MSE(ŵ, w), D_CLIP being
   StyleCLIP's 1 − cos with raw pixels and the area resize (`methods.losses`), the target text without templates.
+  The ID term needs the backbone set's `identity` network: an `id_lambda` > 0 set by the suite without one is an
+  error (as in `styleclip_optimization`); the default 0.1 then trains without the term, and the prepared state's
+  `id_loss` says whether the term was on.
 * Ranger (RAdam + Lookahead, `methods.ranger`), lr 0.5, batch 2, `steps` (50,000), validation loss on
   `val_count` held-out latents every `val_interval` (2,000) steps and at the end; the weights with the lowest
   validation loss are kept (the paper keeps the best checkpoint the same way).
@@ -199,14 +202,20 @@ class StyleClipMapper(EditMethod):
         generator = generator_of(backbones)
         networks = clip_networks(backbones)
         texts = [prompt_features(clip, edit.target)[0] for clip, _ in networks]
-        id_loss = require_identity(backbones, generator.size, p["id_lambda"], "styleclip_mapper") \
-            if backbones.get("identity") is not None else None  # ID term only where the set has a network
+        id_lambda = float(p["id_lambda"])
+        # a suite-set id_lambda > 0 needs an identity network; the default one is dropped (and recorded) without
+        id_loss = require_identity(backbones, generator.size, id_lambda, "styleclip_mapper",
+                                   explicit="id_lambda" in self.set_params)
+        id_term = (f"on: id_lambda {p['id_lambda']}" if id_loss is not None else
+                   f"off: id_lambda {p['id_lambda']}" if id_lambda <= 0 else
+                   "off: the backbone set has no 'identity' network")
         sampler = LatentSampler(generator, p["truncation"], p["latents"], int(p["val_count"]))
         self.mapper, self.record = train_mapper(
             generator, networks, texts, self._build(generator), sampler, int(p["steps"]), lr=float(p["lr"]),
             batch_size=int(p["batch_size"]), val_interval=int(p["val_interval"]), id_loss=id_loss,
             clip_lambda=float(p["clip_lambda"]), id_lambda=float(p["id_lambda"]),
             latent_l2_lambda=float(p["latent_l2_lambda"]))
+        self.record["id_loss"] = id_term
 
     def prepared_state(self) -> dict[str, Any] | None:
         if self.mapper is None:
@@ -214,13 +223,14 @@ class StyleClipMapper(EditMethod):
         return {"mapper": self.mapper.state_dict(), "n_latent": self.mapper.n_latent,
                 "style_dim": self.mapper.style_dim, "groups": list(self.mapper.enabled),
                 "best_val_loss": float(self.record.get("best_val_loss", float("nan"))),
-                "best_step": int(self.record.get("best_step", -1))}
+                "best_step": int(self.record.get("best_step", -1)), "id_loss": self.record.get("id_loss", "")}
 
     def load_prepared_state(self, state: dict[str, Any]) -> None:
         mapper = LevelsMapper(int(state["n_latent"]), int(state["style_dim"]), tuple(state["groups"]))
         mapper.load_state_dict(state["mapper"])
         self.mapper = mapper.eval()
-        self.record = {"best_val_loss": state.get("best_val_loss"), "best_step": state.get("best_step")}
+        self.record = {"best_val_loss": state.get("best_val_loss"), "best_step": state.get("best_step"),
+                       "id_loss": state.get("id_loss", "")}
 
     def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
         if self.mapper is None:

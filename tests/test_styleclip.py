@@ -422,3 +422,28 @@ def test_apply_only_params_are_declared_and_leave_the_preparation_alone(world, t
         method.prepare(world, EDIT)
         states.append(method.prepared_state())
     assert torch.equal(states[0]["r"], states[1]["r"]) and states[0]["beta"] == states[1]["beta"]
+
+
+def test_identity_weight_without_identity_network_raises_when_set_and_is_recorded_off_by_default(world):
+    """Both StyleCLIP methods refuse an id_lambda > 0 the suite set when the backbone set has no identity network;
+    the mapper's default 0.1 (the paper's) then trains without the ID term and says so in its prepared state."""
+    from bench.errors import BenchError
+    no_identity = BackboneSet({"generator": world["generator"], "clip": world["clip"]})
+    small = dict(steps=1, val_interval=1, val_count=2)
+    with pytest.raises(BenchError, match=r"styleclip_mapper: id_lambda=0.1 needs an 'identity' backbone"):
+        METHODS.get("styleclip_mapper")(**small, id_lambda=0.1).prepare(no_identity, EDIT)
+    with pytest.raises(BenchError, match=r"styleclip_optimization: id_lambda=0.005 needs an 'identity' backbone"):
+        METHODS.get("styleclip_optimization")(steps=1, id_lambda=0.005).apply(no_identity, sources(
+            world["generator"], 1), EDIT)
+    default = METHODS.get("styleclip_mapper")(**small)
+    default.prepare(no_identity, EDIT)
+    assert default.prepared_state()["id_loss"] == "off: the backbone set has no 'identity' network"
+    restored = METHODS.get("styleclip_mapper")(**small)
+    restored.load_prepared_state(default.prepared_state())
+    assert restored.record["id_loss"] == default.record["id_loss"]
+    with_identity = METHODS.get("styleclip_mapper")(**small)
+    with_identity.prepare(world, EDIT)
+    assert with_identity.prepared_state()["id_loss"] == "on: id_lambda 0.1"
+    zero = METHODS.get("styleclip_mapper")(**small, id_lambda=0)
+    zero.prepare(no_identity, EDIT)
+    assert zero.prepared_state()["id_loss"] == "off: id_lambda 0"
