@@ -8,12 +8,14 @@
     1 − cos with raw pixels and the exact area resize (the official ×28 upsample + 32 average-pool at 256 px is
     the same area map).
     Differences from the paper:
-    * perceptual: the paper's VGG16 feature distance is not available offline. `perceptual: auto` uses the
-      backbone set's `perceptual` role when it has one (a callable images → features), otherwise the stand-in
-      "clip": the squared L2 distance between the (unnormalised) CLIP image embeddings of G(w) and x, summed
-      over dimensions. Its scale differs from VGG's, so at the paper's weight 5e-5 the term is close to
-      negligible, as it is small in the paper; "lpips" (needs VGG weights), "lpips_rand" (random VGG, tests
-      only), "pyramid" (multi-scale pixel MSE) and "none" are also accepted.
+    * perceptual: the paper's VGG16 feature distance is not available offline. `perceptual: auto` uses a
+      `perceptual` role when the suite's backbones name one (any callable images → features; the distance is
+      then the official per-sample mean of squared feature differences, idinvert's
+      ``torch.mean((x_feat - x_rec_feat) ** 2)``). No registered backbone kind is a VGG feature network, so with
+      the shipped sets `auto` is the stand-in "clip": the squared L2 distance between the (unnormalised) CLIP
+      image embeddings of G(w) and x, summed over dimensions. Its scale differs from VGG's, so at the paper's
+      weight 5e-5 the term is close to negligible, as it is small in the paper; "lpips" (needs VGG weights),
+      "lpips_rand" (random VGG, tests only), "pyramid" (multi-scale pixel MSE) and "none" are also accepted.
     * without an encoder the in-domain regulariser is dropped (weight 0) and the inversion is the
       optimisation-based projection.
 
@@ -66,10 +68,10 @@ def resolve_perceptual(name: str, backbones: Any, clip, device):
     if name == "auto":
         net = backbones.get("perceptual") if hasattr(backbones, "get") else None
         if net is not None:
-            def dist(x, y, net=net):
+            def dist(x, y, net=net):  # idinvert's torch.mean((x_feat - x_rec_feat) ** 2), per sample
                 with torch.no_grad():
                     fy = net(y)
-                return (net(x) - fy).pow(2).flatten(1).sum(1)
+                return (net(x) - fy).pow(2).flatten(1).mean(1)
             return dist
         name = "clip"
     if name == "clip":

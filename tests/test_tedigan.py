@@ -145,3 +145,15 @@ def test_text2latent_apply_only_params_leave_the_training_alone(world, tmp_path)
     assert len(list(tmp_path.glob("*.pt"))) == 1  # one training serves both
     a, b = base.prepared_state()["model"], other.prepared_state()["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_perceptual_role_distance_is_the_official_per_sample_mean(world):
+    """idinvert/TediGAN: torch.mean((x_feat - x_rec_feat) ** 2), weighted 5e-5: a mean over the feature values."""
+    from methods.tedigan import resolve_perceptual
+    features = nn.Conv2d(3, 5, 3, stride=2)
+    roles = BackboneSet({**world.roles, "perceptual": features})
+    dist = resolve_perceptual("auto", roles, world["clip"], "cpu")
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = torch.stack([torch.mean((features(x[i:i + 1]) - features(y[i:i + 1])) ** 2) for i in range(2)])
+        assert torch.allclose(dist(x, y), expected, rtol=1e-6)
