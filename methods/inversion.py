@@ -37,6 +37,9 @@ def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch
     return total / levels
 
 
+PERCEPTUAL = ("pyramid", "lpips", "lpips_rand", "none")  # the named choices of `perceptual_fn`
+VGG16_WEIGHTS = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision's ImageNet VGG16
+
 _LPIPS_CACHE: dict[tuple[bool, str], Any] = {}
 
 
@@ -47,8 +50,11 @@ def lpips_distance(pretrained: bool = True, device: str | torch.device = "cpu") 
         try:
             net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=not pretrained, verbose=False)
         except Exception as exc:  # VGG weights not downloadable offline
-            raise BenchError(f"LPIPS-VGG is unavailable ({type(exc).__name__}: {exc}); use perceptual: pyramid") \
-                from exc
+            raise BenchError(
+                f"LPIPS-VGG is unavailable ({type(exc).__name__}: {exc}); it needs torchvision's ImageNet VGG16 "
+                f"weights (vgg16-397923af.pth), downloaded once from {VGG16_WEIGHTS} into the torch hub cache "
+                f"({torch.hub.get_dir()}/checkpoints) on a machine that is online, plus the lpips package's own "
+                "linear-layer weights (shipped with the package); or use perceptual: pyramid") from exc
         _LPIPS_CACHE[key] = net.to(device).eval().requires_grad_(False)
     net = _LPIPS_CACHE[key]
     return lambda x, y: net(x, y, normalize=False).flatten(1).mean(1)
@@ -65,7 +71,7 @@ def perceptual_fn(perceptual: str | Callable | None, device) -> Callable | None:
         return lpips_distance(True, device)
     if perceptual == "lpips_rand":
         return lpips_distance(False, device)
-    raise BenchError(f"unknown perceptual loss {perceptual!r}; valid: pyramid, lpips, lpips_rand, none")
+    raise BenchError(f"unknown perceptual loss {perceptual!r}; valid: {', '.join(PERCEPTUAL)}")
 
 
 def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, pixel_weight: float = 1.0,

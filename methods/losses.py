@@ -41,9 +41,11 @@ def clip_networks(backbones: Any, role: str = "clip") -> list[tuple[Any, float]]
 
 
 def generator_of(backbones: Any):
+    """The `generator` role (an error naming the roles the suite provides when there is none)."""
     generator = backbones.get("generator") if hasattr(backbones, "get") else None
     if generator is None:
-        raise BenchError("this method needs a 'generator' backbone")
+        roles = sorted(getattr(backbones, "roles", {}) or {})
+        raise BenchError(f"this method needs a 'generator' backbone (the suite provides {roles})")
     return generator
 
 

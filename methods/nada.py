@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
+from methods.losses import generator_of
 from methods.nada_layers import (PHASES, candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
                                  top_w_indices, w_plus_change)
 from methods.ranger import Ranger
@@ -146,15 +147,25 @@ class StyleGANNada(EditMethod):
     # -- targets
     def _style_images(self, edit, size: int, device) -> torch.Tensor:
         source = edit.target_images
+        where = f"nada: edit {edit.name!r}: target_images"
         if source.startswith(SYNTHFACE_PREFIX):
             from zoo.synthface import render, sample_params
 
             domain = source[len(SYNTHFACE_PREFIX):]
-            params = sample_params(int(self.params["target_image_count"]), seed=int(self.params["target_image_seed"]),
-                                   domain=domain)
+            try:
+                params = sample_params(int(self.params["target_image_count"]),
+                                       seed=int(self.params["target_image_seed"]), domain=domain)
+            except ValueError as exc:  # an unknown domain: the message lists the known ones
+                raise BenchError(f"{where} {source!r}: {exc}") from None
             return render(params).to(device)
-        from bench.sources import load_image_folder
-        return load_image_folder(source, size).to(device)
+        from bench.sources import IMAGE_SUFFIXES, load_image_folder
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise BenchError(f"{where} folder {folder} does not exist (a folder of style images, or "
+                             f"{SYNTHFACE_PREFIX}<domain>)")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+            raise BenchError(f"{where} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return load_image_folder(folder, size).to(device)
 
     def _directions(self, clips, edit, frozen) -> list[torch.Tensor]:
         guidance = self.params["guidance"]
@@ -217,7 +228,7 @@ class StyleGANNada(EditMethod):
     # -- phases of the method
     def prepare(self, backbones, edit) -> None:
         p = self.params
-        source = backbones["generator"]
+        source = generator_of(backbones)
         frozen = copy.deepcopy(source).eval().requires_grad_(False)
         train = copy.deepcopy(source).eval()
         clips = clip_models(backbones, p["clip_role"])
@@ -287,7 +298,7 @@ class StyleGANNada(EditMethod):
             if self._state is None or backbones is None:
                 raise BenchError("nada: no adapted generator yet; run prepare (or load a prepared state and pass the "
                                  "backbones)")
-            source = backbones["generator"]
+            source = generator_of(backbones)
             adapted = copy.deepcopy(source)
             adapted.load_state_dict(self._state["generator"])
             self._adapted = adapted.eval().requires_grad_(False)

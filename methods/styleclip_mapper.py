@@ -43,6 +43,16 @@ from zoo.stylegan2.layers import EqualLinear, PixelNorm
 GROUPS = ("coarse", "medium", "fine")
 
 
+def check_groups(groups: Any, who: str = "styleclip_mapper") -> tuple[str, ...]:
+    """`groups` as a tuple of mapper group names; a BenchError naming the bad value and the valid names."""
+    if isinstance(groups, str) or not isinstance(groups, (list, tuple)):
+        raise BenchError(f"{who}: groups must be a list of {', '.join(GROUPS)}; got {groups!r}")
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        raise BenchError(f"{who}: unknown mapper group(s) {bad}; valid: {', '.join(GROUPS)}")
+    return tuple(groups)
+
+
 class SubMapper(nn.Module):
     """PixelNorm + `layers` × EqualLinear(D, D, lr_mul 0.01, fused leaky ReLU)."""
 
@@ -61,9 +71,7 @@ class LevelsMapper(nn.Module):
 
     def __init__(self, n_latent: int, style_dim: int, enabled: tuple[str, ...] = GROUPS, layers: int = 4):
         super().__init__()
-        bad = [g for g in enabled if g not in GROUPS]
-        if bad:
-            raise BenchError(f"unknown mapper group(s) {bad}; valid: {list(GROUPS)}")
+        enabled = check_groups(enabled, "LevelsMapper")
         self.n_latent, self.style_dim = n_latent, style_dim
         self.split = {g: idx for g, idx in latent_split(n_latent).items() if idx}
         self.enabled = tuple(g for g in GROUPS if g in enabled)
@@ -191,6 +199,7 @@ class StyleClipMapper(EditMethod):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
+        check_groups(self.params["groups"])
         self.mapper: LevelsMapper | None = None
         self.record: dict[str, Any] = {}
 

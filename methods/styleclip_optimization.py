@@ -24,9 +24,13 @@ from typing import Any
 
 import torch
 
+from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import (clip_networks, frozen, generator_of, lr_schedule, prompt_features, require_identity,
                             source_latents_or_invert, weighted_clip_loss)
+
+
+SPACES = ("w+", "s")
 
 
 def objective(networks, texts, image: torch.Tensor, variables: list[torch.Tensor], anchors: list[torch.Tensor],
@@ -46,8 +50,8 @@ def optimize(generator, networks: list[tuple[Any, float]], w_source: torch.Tenso
              id_loss=None, space: str = "w+") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Optimise a batch of W+ latents ``[N, L, D]``; `texts[k]` is ``[D_k]`` or ``[N, D_k]`` (one prompt per
     sample) for CLIP network k. Returns (W+ or None, S vectors or None) depending on `space`."""
-    if space not in ("w+", "s"):
-        raise ValueError(f"space must be 'w+' or 's', got {space!r}")
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     w_source = w_source.detach()
     with frozen(generator):
         with torch.no_grad():
@@ -88,6 +92,12 @@ class StyleClipOptimization(EditMethod):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"steps": 300, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.0, "space": "w+"}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.params["space"] not in SPACES:
+            raise BenchError(f"styleclip_optimization: space {self.params['space']!r} unknown; "
+                             f"valid: {', '.join(SPACES)}")
 
     def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
         p = self.params

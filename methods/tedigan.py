@@ -49,7 +49,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.inversion import invert, perceptual_fn
+from methods.inversion import PERCEPTUAL, invert, perceptual_fn
 from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
 from methods.styleclip_global import _atomic_save, state_hash
 
@@ -64,7 +64,18 @@ def clip_embedding_distance(clip) :
     return dist
 
 
+TEDIGAN_PERCEPTUAL = ("auto", "clip", *PERCEPTUAL)
+CAPTIONS = ("auto", "synthface", "image")
+T2L_MODES = ("delta", "mix")
+
+
+def check_perceptual(name: Any) -> None:
+    if not (callable(name) or name in TEDIGAN_PERCEPTUAL):
+        raise BenchError(f"tedigan_optimization: perceptual {name!r} unknown; valid: {', '.join(TEDIGAN_PERCEPTUAL)}")
+
+
 def resolve_perceptual(name: str, backbones: Any, clip, device):
+    check_perceptual(name)
     if name == "auto":
         net = backbones.get("perceptual") if hasattr(backbones, "get") else None
         if net is not None:
@@ -110,6 +121,10 @@ class TediganOptimization(EditMethod):
     def defaults(cls) -> dict[str, Any]:
         return {"steps": 200, "lr": 0.01, "pixel_lambda": 1.0, "perceptual_lambda": 5e-5, "encoder_lambda": 2.0,
                 "clip_lambda": 2.0, "perceptual": "auto", "projection_steps": 300}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        check_perceptual(self.params["perceptual"])
 
     def apply(self, backbones: Any, sources: SourceBatch, edit: Any) -> EditResult:
         p = self.params
@@ -219,10 +234,10 @@ class TediganText2Latent(EditMethod):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        if self.params["mode"] not in ("delta", "mix"):
-            raise BenchError(f"tedigan_text2latent: mode must be 'delta' or 'mix', got {self.params['mode']!r}")
-        if self.params["captions"] not in ("auto", "synthface", "image"):
-            raise BenchError("tedigan_text2latent: captions must be auto, synthface or image")
+        for name, valid in (("mode", T2L_MODES), ("captions", CAPTIONS)):
+            if self.params[name] not in valid:
+                raise BenchError(f"tedigan_text2latent: {name} {self.params[name]!r} unknown; "
+                                 f"valid: {', '.join(valid)}")
         self.model: TextToLatent | None = None
         self.caption_source = ""
 

@@ -60,3 +60,19 @@ def test_invert_prefers_the_encoder():
     assert torch.equal(invert(BackboneSet({"generator": g, "encoder": enc}), images), enc(images))
     w = invert(BackboneSet({"generator": g}), images, steps=2)
     assert w.shape == (2, g.n_latent, 16)
+
+
+def test_lpips_unavailable_says_where_the_vgg16_weights_come_from(monkeypatch):
+    import lpips
+    import pytest
+
+    from bench.errors import BenchError
+    from methods import inversion
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(lpips, "LPIPS", offline)
+    monkeypatch.setattr(inversion, "_LPIPS_CACHE", {})
+    with pytest.raises(BenchError, match=r"torchvision's ImageNet VGG16 weights \(vgg16-397923af.pth\).*"
+                                         r"download.pytorch.org.*torch hub cache.*perceptual: pyramid"):
+        inversion.lpips_distance(True, "cpu")

@@ -313,3 +313,26 @@ metrics: [latency_apply_ms]
     (cached,) = (tmp_path / "run" / "cache" / "prepare").glob("*.pt")
     blob = torch.load(cached, weights_only=True)
     assert set(blob["state"]) == {"generator"} and "convs.0.conv.weight" in blob["state"]["generator"]
+
+
+def test_missing_generator_and_bad_style_images_name_what_is_wrong(world, tmp_path):
+    from bench.errors import BenchError
+    with pytest.raises(BenchError, match=r"needs a 'generator' backbone \(the suite provides \['clip'\]\)"):
+        small().prepare(BackboneSet({"clip": world["clip"]}), EDIT)
+    cached = small()
+    cached.load_prepared_state({"generator": {}})
+    with pytest.raises(BenchError, match=r"needs a 'generator' backbone \(the suite provides \['clip'\]\)"):
+        cached.adapted_generator(BackboneSet({"clip": world["clip"]}))
+    method = small()
+    missing = tmp_path / "no-such-folder"
+    edit = Edit(name="zombie", target="a zombie face", target_images=str(missing))
+    with pytest.raises(BenchError, match=rf"nada: edit 'zombie': target_images folder {missing} does not exist"):
+        method._style_images(edit, 32, "cpu")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    edit = Edit(name="zombie", target="a zombie face", target_images=str(tmp_path / "empty"))
+    with pytest.raises(BenchError, match=rf"target_images folder {tmp_path / 'empty'} holds no images \(.png"):
+        method._style_images(edit, 32, "cpu")
+    edit = Edit(name="zombie", target="a zombie face", target_images="synthface:zomby")
+    with pytest.raises(BenchError, match=r"target_images 'synthface:zomby': unknown domain 'zomby'; known: photo"):
+        method._style_images(edit, 32, "cpu")

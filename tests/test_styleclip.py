@@ -447,3 +447,25 @@ def test_identity_weight_without_identity_network_raises_when_set_and_is_recorde
     zero = METHODS.get("styleclip_mapper")(**small, id_lambda=0)
     zero.prepare(no_identity, EDIT)
     assert zero.prepared_state()["id_loss"] == "off: id_lambda 0"
+
+
+def test_bad_parameters_fail_at_construction_naming_the_value_and_the_choices():
+    from bench.errors import BenchError
+    with pytest.raises(BenchError, match=r"styleclip_optimization: space 'S' unknown; valid: w\+, s"):
+        METHODS.get("styleclip_optimization")(space="S")
+    with pytest.raises(BenchError, match=r"styleclip_mapper: unknown mapper group\(s\) \['hair'\]; "
+                                         r"valid: coarse, medium, fine"):
+        METHODS.get("styleclip_mapper")(groups=["coarse", "hair"])
+    with pytest.raises(BenchError, match=r"styleclip_mapper: groups must be a list of coarse, medium, fine; "
+                                         r"got 'fine'"):
+        METHODS.get("styleclip_mapper")(groups="fine")
+
+
+def test_a_missing_generator_names_the_roles_the_suite_provides(world):
+    from bench.errors import BenchError
+    clip_only = BackboneSet({"clip": world["clip"]})
+    for name in ("styleclip_mapper", "styleclip_global", "styleclip_optimization"):
+        method = METHODS.get(name)()
+        with pytest.raises(BenchError, match=r"needs a 'generator' backbone \(the suite provides \['clip'\]\)"):
+            method.prepare(clip_only, EDIT) if name != "styleclip_optimization" else \
+                method.apply(clip_only, sources(world["generator"], 1), EDIT)

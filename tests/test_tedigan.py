@@ -157,3 +157,14 @@ def test_perceptual_role_distance_is_the_official_per_sample_mean(world):
     with torch.no_grad():
         expected = torch.stack([torch.mean((features(x[i:i + 1]) - features(y[i:i + 1])) ** 2) for i in range(2)])
         assert torch.allclose(dist(x, y), expected, rtol=1e-6)
+
+
+def test_bad_parameters_fail_at_construction_naming_the_value_and_the_choices():
+    from bench.errors import BenchError
+    with pytest.raises(BenchError, match=r"perceptual 'vgg' unknown; valid: auto, clip, pyramid, lpips, lpips_rand, "
+                                         r"none"):
+        METHODS.get("tedigan_optimization")(perceptual="vgg")
+    with pytest.raises(BenchError, match=r"captions 'text' unknown; valid: auto, synthface, image"):
+        METHODS.get("tedigan_text2latent")(captions="text")
+    with pytest.raises(BenchError, match=r"mode 'add' unknown; valid: delta, mix"):
+        METHODS.get("tedigan_text2latent")(mode="add")
