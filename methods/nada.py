@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.losses import generator_of
+from methods.losses import clip_networks, generator_of
 from methods.nada_layers import (PHASES, candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
                                  top_w_indices, w_plus_change)
 from methods.ranger import Ranger
@@ -54,35 +54,18 @@ GUIDANCE = ("auto", "text", "image")
 
 
 # ------------------------------------------------------------------------------------------------------ CLIP side
-def clip_models(backbones, role: str = "clip") -> list[tuple[Any, float]]:
-    """The loss CLIPs as (network, weight) pairs: one network (weight 1) or a list of `Weighted` entries."""
-    if role not in backbones:
-        raise BenchError(f"StyleGAN-NADA needs a CLIP in backbones[{role!r}] (roles: {sorted(backbones.roles)})")
-    value = backbones[role]
-    if isinstance(value, list):
-        return [(entry.network, float(entry.weight)) for entry in value]
-    return [(value, 1.0)]
-
-
-def text_direction(clip, source: str, target: str) -> torch.Tensor:
-    """NADA's ΔT [D]: template means (not re-normalised) of target minus source, then normalised."""
-    emb = clip.template_embedding([source, target], renormalize=False)
-    return _unit(emb[1] - emb[0], f"text direction {source!r} -> {target!r}")
+# The loss CLIPs: `methods.losses.clip_networks` (one network, weight 1, or a list of `Weighted` entries).
+# Text ΔT: `ClipBackbone.text_direction(source, target, renormalize=False)` (NADA's un-renormalised template means).
 
 
 def image_direction(clip, style_images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
     """Image-guided ΔT [D]: mean normalised embedding of the style images minus that of the source renders."""
     with torch.no_grad():
-        target = clip.encode_images(style_images).mean(0)
-        source = clip.encode_images(source_images).mean(0)
-    return _unit(target - source, "image direction (style images vs source renders)")
-
-
-def _unit(vector: torch.Tensor, what: str) -> torch.Tensor:
-    norm = float(vector.norm())
+        delta = clip.encode_images(style_images).mean(0) - clip.encode_images(source_images).mean(0)
+    norm = float(delta.norm())
     if not norm > 1e-12:
-        raise BenchError(f"{what} is zero")
-    return vector / norm
+        raise BenchError("image direction (style images vs source renders) is zero")
+    return delta / norm
 
 
 def directional_loss(embed_train: torch.Tensor, embed_frozen: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -172,7 +155,7 @@ class StyleGANNada(EditMethod):
         if guidance == "image" and not edit.target_images:
             raise BenchError(f"nada: guidance 'image' but edit {edit.name!r} has no target_images")
         if guidance == "text" or not edit.target_images:
-            return [text_direction(clip, edit.neutral, edit.target) for clip, _ in clips]
+            return [clip.text_direction(edit.neutral, edit.target, renormalize=False) for clip, _ in clips]
         style = self._style_images(edit, frozen.size, frozen.device)
         with torch.no_grad():
             sources = frozen(self._sample_w_plus(frozen, int(self.params["source_image_count"]), mixing=0.0))
@@ -231,7 +214,7 @@ class StyleGANNada(EditMethod):
         source = generator_of(backbones)
         frozen = copy.deepcopy(source).eval().requires_grad_(False)
         train = copy.deepcopy(source).eval()
-        clips = clip_models(backbones, p["clip_role"])
+        clips = clip_networks(backbones, p["clip_role"])
         directions = self._directions(clips, edit, frozen)
         targets = [clip.encode_text(edit.target)[0] for clip, _ in clips] if p["global_weight"] or \
             int(p["auto_layer_k"]) > 0 else [None] * len(clips)

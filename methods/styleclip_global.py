@@ -60,7 +60,7 @@ def channel_mask(generator, max_resolution: int = 128) -> torch.Tensor:
 
 def _sample_w_plus(generator, n: int, truncation: float, rng: torch.Generator) -> torch.Tensor:
     z = torch.randn(n, generator.style_dim, generator=rng).to(generator.device)
-    return generator.truncate(generator.mapping(z), truncation).unsqueeze(1).repeat(1, generator.n_latent, 1)
+    return generator.to_w_plus(z, "z", truncation)  # mapping, truncation, replicated over W+ (a view)
 
 
 @torch.no_grad()

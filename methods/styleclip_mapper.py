@@ -118,7 +118,7 @@ class LatentSampler:
     def _sample(self, n: int) -> torch.Tensor:
         g = self.generator
         z = torch.randn(n, g.style_dim, generator=self.rng).to(g.device)
-        return g.truncate(g.mapping(z), self.truncation).unsqueeze(1).repeat(1, g.n_latent, 1)
+        return g.to_w_plus(z, "z", self.truncation)  # mapping, truncation, replicated over W+ (a view)
 
     def batch(self, n: int) -> torch.Tensor:
         if self.pool is None:

@@ -6,7 +6,8 @@ import torch
 from bench.backbone_set import BackboneSet, Weighted
 from bench.suite import Edit
 from methods.base import SourceBatch
-from methods.nada import (StyleGANNada, clip_models, directional_loss, image_direction, text_direction)
+from methods.losses import clip_networks
+from methods.nada import StyleGANNada, directional_loss, image_direction
 from methods.nada_layers import (candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
                                  top_w_indices, w_plus_change)
 from zoo.stylegan2.checkpoint import generator_from_state_dict, load_generator, random_rosinality_state_dict
@@ -55,30 +56,36 @@ def changed_modules(before, after):
 
 # ------------------------------------------------------------------------------------------------- directions
 class FakeClip:
-    """Hand-made embeddings: template means per text and one fixed embedding per image batch row."""
-
-    def __init__(self, text_means):
-        self.text_means, self.renormalize_args = text_means, []
-
-    def template_embedding(self, texts, renormalize=True):
-        self.renormalize_args.append(renormalize)
-        return torch.stack([self.text_means[t] for t in texts])
+    """Hand-made embeddings: one fixed embedding per image batch row."""
 
     def encode_images(self, images, **_):
         return torch.nn.functional.normalize(images.flatten(1), dim=-1)
 
 
-def test_text_direction_uses_unrenormalised_template_means():
-    # means of unequal norms: NADA differences them as they are (no re-normalisation first)
-    clip = FakeClip({"src": torch.tensor([1.0, 0.0, 0.0]), "tgt": torch.tensor([0.0, 0.5, 0.0])})
-    direction = text_direction(clip, "src", "tgt")
-    assert clip.renormalize_args == [False]
+def test_text_direction_uses_unrenormalised_template_means(tiny_world, monkeypatch):
+    """NADA's ΔT goes through the shared `ClipBackbone.text_direction` with renormalize=False: means of unequal
+    norms are differenced as they are (no re-normalisation first)."""
+    from zoo.clip import load_clip
+    clip = load_clip(tiny_world["clip"])
+    means, asked = {"src": torch.tensor([1.0, 0.0, 0.0]), "tgt": torch.tensor([0.0, 0.5, 0.0])}, []
+
+    def template_embedding(texts, templates=None, renormalize=True, **_):
+        asked.append(renormalize)
+        return torch.stack([means[t] for t in texts])
+    monkeypatch.setattr(clip, "template_embedding", template_embedding)
+    edit = Edit(name="x", target="tgt", neutral="src")
+    (direction,) = small(guidance="text")._directions([(clip, 1.0)], edit, None)
+    assert asked == [False]
     expected = torch.tensor([-1.0, 0.5, 0.0]) / torch.tensor([-1.0, 0.5, 0.0]).norm()
     assert torch.allclose(direction, expected)
+    from bench.errors import BenchError
+    means["same"] = means["src"]
+    with pytest.raises(BenchError, match="text direction 'src' -> 'same' is zero"):
+        small()._directions([(clip, 1.0)], Edit(name="x", target="same", neutral="src"), None)
 
 
 def test_image_direction_is_difference_of_mean_embeddings():
-    clip = FakeClip({})
+    clip = FakeClip()
     style = torch.tensor([[0.0, 2.0], [0.0, 1.0]])  # both embed to (0, 1)
     sources = torch.tensor([[3.0, 0.0], [1.0, 0.0]])  # both embed to (1, 0)
     assert torch.allclose(image_direction(clip, style, sources), torch.tensor([-1.0, 1.0]) / 2 ** 0.5)
@@ -92,10 +99,10 @@ def test_directional_loss_values():
 
 
 def test_several_clips_are_weighted(world):
-    single = clip_models(world)
+    single = clip_networks(world)
     assert len(single) == 1 and single[0][1] == 1.0
     both = BackboneSet({"clip": [Weighted("a", 1.0), Weighted("b", 0.5)]})
-    assert clip_models(both) == [("a", 1.0), ("b", 0.5)]
+    assert clip_networks(both) == [("a", 1.0), ("b", 0.5)]
 
 
 def test_losses_sum_over_clips_with_their_weights(world):
@@ -103,7 +110,8 @@ def test_losses_sum_over_clips_with_their_weights(world):
     w = g.mapping(torch.randn(2, g.style_dim)).detach()
     with torch.no_grad():
         images, frozen_images = g(w) + 0.1 * torch.randn(2, 3, 32, 32), g(w)
-    direction, target = text_direction(clip, EDIT.neutral, EDIT.target), clip.encode_text(EDIT.target)[0]
+    direction = clip.text_direction(EDIT.neutral, EDIT.target, renormalize=False)
+    target = clip.encode_text(EDIT.target)[0]
     method = small(global_weight=0.5)
     one = method._loss([(clip, 1.0)], [direction], [target], images, frozen_images)
     two = method._loss([(clip, 1.0), (clip, 0.5)], [direction] * 2, [target] * 2, images, frozen_images)
@@ -200,7 +208,7 @@ def test_mapping_torgb_and_noise_never_change(world, params):
 def test_fine_tuning_reduces_the_directional_loss(world):
     frozen = world["generator"]
     clip = world["clip"]
-    direction = text_direction(clip, EDIT.neutral, EDIT.target)
+    direction = clip.text_direction(EDIT.neutral, EDIT.target, renormalize=False)
     w = frozen.mapping(torch.randn(8, frozen.style_dim, generator=torch.Generator().manual_seed(1))).detach()
 
     def loss_of(generator):
@@ -268,8 +276,8 @@ def test_image_guided_target_from_synthface_renders(world):
     method = small(iterations=1, auto_layer_k=0)
     style = method._style_images(edit, 32, "cpu")
     assert style.shape == (4, 3, 64, 64) and style.min() >= -1 and style.max() <= 1
-    text, image = method._directions(clip_models(world), EDIT, world["generator"]), \
-        method._directions(clip_models(world), edit, world["generator"])
+    text, image = method._directions(clip_networks(world), EDIT, world["generator"]), \
+        method._directions(clip_networks(world), edit, world["generator"])
     assert not torch.allclose(text[0], image[0]) and image[0].norm() == pytest.approx(1.0)
     method.prepare(world, edit)
     assert len(method.history) == 1
@@ -283,9 +291,9 @@ def test_unknown_phase_is_rejected():
 
 def test_guidance_text_ignores_target_images_and_image_requires_them(world):
     edit = Edit(name="zombie", target="a zombie face", neutral="a realistic face", target_images="synthface:zombie")
-    clips = clip_models(world)
+    clips = clip_networks(world)
     text = small(guidance="text")._directions(clips, edit, world["generator"])
-    assert torch.allclose(text[0], text_direction(world["clip"], edit.neutral, edit.target))
+    assert torch.allclose(text[0], world["clip"].text_direction(edit.neutral, edit.target, renormalize=False))
     from bench.errors import BenchError
     with pytest.raises(BenchError, match="has no target_images"):
         small(guidance="image")._directions(clips, EDIT, world["generator"])

@@ -469,3 +469,17 @@ def test_a_missing_generator_names_the_roles_the_suite_provides(world):
         with pytest.raises(BenchError, match=r"needs a 'generator' backbone \(the suite provides \['clip'\]\)"):
             method.prepare(clip_only, EDIT) if name != "styleclip_optimization" else \
                 method.apply(clip_only, sources(world["generator"], 1), EDIT)
+
+
+def test_training_and_statistics_latents_follow_the_official_recipe(world):
+    """z ~ N(0, I) from the method's own generator → mapping → truncation ψ around the average latent → the same w
+    at every W+ index (`Generator.to_w_plus`), for the global statistics and the mapper's training latents."""
+    import methods.styleclip_global as sg
+    from methods.styleclip_mapper import LatentSampler
+    g = world["generator"]
+    z = torch.randn(4, g.style_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        w = g.get_latent_avg() + 0.7 * (g.mapping(z) - g.get_latent_avg())
+        expected = w[:, None].repeat(1, g.n_latent, 1)
+        assert torch.equal(sg._sample_w_plus(g, 4, 0.7, torch.Generator().manual_seed(7)), expected)
+        assert torch.equal(LatentSampler(g, 0.7, val_count=4, seed=7).val, expected)
