@@ -27,14 +27,19 @@ from methods.losses import frozen, lr_schedule
 
 
 def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """Per-sample mean over pyramid levels of the MSE between ×2-average-pooled copies (level 0 = the images)."""
+    """Per-sample mean over pyramid levels of the MSE between ×2-average-pooled copies (level 0 = the images);
+    pooling stops once a level is below 8 px, and the mean is over the levels summed (3 for 16 px images)."""
+    if levels < 1:
+        raise ValueError(f"pyramid_distance needs levels >= 1, got {levels}")
     total = x.new_zeros(x.shape[0])
-    for level in range(levels):
+    summed = 0
+    for _ in range(levels):
         total = total + (x - y).pow(2).flatten(1).mean(1)
+        summed += 1
         if min(x.shape[-2:]) < 8:
             break
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    return total / levels
+    return total / summed
 
 
 PERCEPTUAL = ("pyramid", "lpips", "lpips_rand", "none")  # the named choices of `perceptual_fn`

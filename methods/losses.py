@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.errors import BenchError
 
@@ -119,10 +118,6 @@ def source_latents_or_invert(backbones: Any, sources) -> torch.Tensor:
         return sources.latents
     from methods.inversion import invert
     return invert(backbones, sources.images)
-
-
-def unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return F.normalize(x, dim=dim)
 
 
 @contextmanager

@@ -21,11 +21,21 @@ class Lookahead:
         if k < 1 or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Lookahead needs k >= 1 and 0 <= alpha <= 1, got k={k}, alpha={alpha}")
         self.inner, self.k, self.alpha = inner, int(k), float(alpha)
-        self.param_groups = inner.param_groups
-        self.defaults = inner.defaults
-        self.state = inner.state
         self._steps = 0
         self.slow = [[p.detach().clone() for p in group["params"]] for group in self.param_groups]
+
+    # the inner optimiser's own objects, looked up each time (its load_state_dict replaces them)
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.inner.param_groups
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    @property
+    def defaults(self) -> dict:
+        return self.inner.defaults
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
@@ -40,15 +50,6 @@ class Lookahead:
                     s.add_(p.detach() - s, alpha=self.alpha)
                     p.copy_(s)
         return loss
-
-    def state_dict(self):
-        return {"inner": self.inner.state_dict(), "slow": [[s.clone() for s in g] for g in self.slow],
-                "steps": self._steps, "k": self.k, "alpha": self.alpha}
-
-    def load_state_dict(self, state):
-        self.inner.load_state_dict(state["inner"])
-        self.slow = [[s.clone() for s in g] for g in state["slow"]]
-        self._steps, self.k, self.alpha = state["steps"], state["k"], state["alpha"]
 
 
 def Ranger(params: Iterable[torch.Tensor], lr: float = 1e-3, betas=(0.95, 0.999), eps: float = 1e-5,

@@ -1,6 +1,7 @@
 """Inversion shared by the methods: encoder when the backbone set has one, else optimisation-based projection."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.backbone_set import BackboneSet
@@ -76,3 +77,14 @@ def test_lpips_unavailable_says_where_the_vgg16_weights_come_from(monkeypatch):
     with pytest.raises(BenchError, match=r"torchvision's ImageNet VGG16 weights \(vgg16-397923af.pth\).*"
                                          r"download.pytorch.org.*torch hub cache.*perceptual: pyramid"):
         inversion.lpips_distance(True, "cpu")
+
+
+def test_pyramid_distance_averages_over_the_levels_it_summed():
+    """Pooling stops below 8 px: a 16 px pair has 3 levels (16, 8, 4) and their mean is taken, not the sum / 4."""
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    levels = [(x, y), (F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)), (F.avg_pool2d(x, 4), F.avg_pool2d(y, 4))]
+    expected = sum((a - b).pow(2).flatten(1).mean(1) for a, b in levels) / 3
+    assert torch.allclose(pyramid_distance(x, y), expected, rtol=1e-6)
+    big_x, big_y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)  # 64, 32, 16, 8: all four levels
+    expected = sum((F.avg_pool2d(big_x, 2 ** k) - F.avg_pool2d(big_y, 2 ** k)).pow(2).mean() for k in range(4)) / 4
+    assert torch.allclose(pyramid_distance(big_x, big_y), expected.view(1), rtol=1e-6)

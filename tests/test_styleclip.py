@@ -483,3 +483,17 @@ def test_training_and_statistics_latents_follow_the_official_recipe(world):
         expected = w[:, None].repeat(1, g.n_latent, 1)
         assert torch.equal(sg._sample_w_plus(g, 4, 0.7, torch.Generator().manual_seed(7)), expected)
         assert torch.equal(LatentSampler(g, 0.7, val_count=4, seed=7).val, expected)
+
+
+def test_lookahead_shares_the_inner_param_groups_even_after_the_inner_reloads():
+    """Lookahead's `param_groups` / `state` are the inner optimiser's (a learning rate set through Lookahead reaches
+    RAdam), also after the inner optimiser's load_state_dict, which replaces its lists."""
+    p = nn.Parameter(torch.zeros(3))
+    opt = Ranger([p], lr=0.1)
+    (p - 1).pow(2).sum().backward()
+    opt.step()
+    opt.inner.load_state_dict(opt.inner.state_dict())
+    assert opt.param_groups is opt.inner.param_groups and opt.state is opt.inner.state
+    opt.param_groups[0]["lr"] = 0.01
+    assert opt.inner.param_groups[0]["lr"] == 0.01
+    assert not hasattr(opt, "state_dict")  # no checkpointing of the optimiser: the mapper keeps only its weights
