@@ -1,8 +1,13 @@
-"""Store records → summary rows: mean and 95% bootstrap CI per (method variant, metric).
+"""Store records → summary rows: mean and 95% confidence interval per (method variant, metric).
 
-Per-sample metrics pool every (edit, seed, source) value of a variant; set metrics and cell-level costs
-(sample −1) pool their (edit, seed) values. The CI is scipy's percentile bootstrap with a fixed seed, so the same
-records always give the same report.
+Per-sample metrics pool every (edit, seed, source) value of a variant; set metrics pool their (edit, seed) values.
+Costs are measured by the runner once per phase of a cell (one stopwatch around a cell's apply call, one around a
+preparation), so each cell counts once: a cost a cell stores on several rows (a batch's apply time per image, as
+`latency_apply_ms` was written on every image row) is reduced to the mean of that cell's rows before pooling.
+
+The CI is Student's t interval on the mean, mean ± t(0.975, n − 1) · s / √n (`scipy.stats.t.interval` with the
+standard error `scipy.stats.sem`): a percentile bootstrap of the mean is far too narrow at the small n a benchmark
+has (at n = 2 it is [min, max]). With n < 2 there is no interval (NaN bounds); constant values give zero width.
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-N_RESAMPLES = 2000
-CI_SEED = 0
+CELL = ("method", "variant", "edit", "batch", "seed")  # the columns that name a cell of the store
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,31 @@ def metric_info(name: str) -> MetricInfo:
     return MetricInfo(name, bool(target.higher_is_better), kind, getattr(target, "unit", ""))
 
 
-def bootstrap_ci(values: np.ndarray) -> tuple[float, float]:
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% Student-t interval of the mean of `values`; NaN bounds for fewer than two values."""
     values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
+    if len(values) < 2:
         return float("nan"), float("nan")
-    if len(values) == 1 or np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, n_resamples=N_RESAMPLES, confidence_level=0.95,
-                             method="percentile", random_state=np.random.default_rng(CI_SEED), vectorized=True)
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    mean = float(values.mean())
+    if np.ptp(values) == 0:  # scipy needs a scale > 0; constant values have no spread
+        return mean, mean
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return float(low), float(high)
+
+
+def one_per_cell(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with each cost metric reduced to one row per cell (the mean of the cell's rows): a cost is one
+    measurement of a cell's phase, however many image rows it was written on. Quality rows are unchanged; records
+    without the cell columns (hand-made frames) are returned as they are."""
+    if records.empty or not set(CELL) <= set(records.columns):
+        return records
+    kinds = {name: metric_info(name).kind for name in records["metric"].unique()}
+    cost = records["metric"].map(kinds) == "cost"
+    if not cost.any():
+        return records
+    reduced = records[cost].groupby([*CELL, "metric"], sort=False, dropna=False)["value"].mean().reset_index()
+    reduced["sample"] = -1  # the store's sample index of a cell-level value
+    return pd.concat([records[~cost], reduced.reindex(columns=records.columns)], ignore_index=True)
 
 
 def summarize(records: pd.DataFrame, by: tuple[str, ...] = ("method", "variant")) -> list[dict]:
@@ -53,10 +73,11 @@ def summarize(records: pd.DataFrame, by: tuple[str, ...] = ("method", "variant")
     rows = []
     if records.empty:
         return rows
+    records = one_per_cell(records)
     keys = [*by, "metric"]
     for group_key, group in records.groupby(keys, sort=True):
         values = group["value"].dropna().to_numpy(dtype=np.float64)
-        low, high = bootstrap_ci(values)
+        low, high = t_interval(values)
         row = dict(zip(keys, group_key))
         row.update({"mean": float(values.mean()) if len(values) else float("nan"), "ci95": [low, high],
                     "n": int(len(values))})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.store import RunStore
-from reports.aggregate import metric_info, summarize
-from reports.tables import latex_table, markdown_table
+from reports.aggregate import metric_info, one_per_cell, summarize
+from reports.tables import render
 
 REPORT_DIR = "report"
 
@@ -29,6 +29,7 @@ def load_run(run_dir: Path) -> tuple[RunStore, dict]:
 def by_edit(records) -> list[dict]:
     """Summary rows per (method, variant, edit, metric); with several seeds each row also carries `seed_range`,
     the lowest and highest of its per-seed means (how much a conclusion moves with the seed)."""
+    records = one_per_cell(records)
     rows = summarize(records, by=("method", "variant", "edit"))
     if records.empty or records["seed"].nunique() < 2:
         return rows
@@ -40,16 +41,26 @@ def by_edit(records) -> list[dict]:
     return rows
 
 
+def set_sizes(records) -> dict[str, list[int]]:
+    """The distinct sizes of the FID/KID sets, read from the per-set records: {"fid_n": [7, 8], …}."""
+    if records.empty:
+        return {}
+    counts = records[records["metric"].isin(["fid_n", "kid_n"])].dropna(subset=["value"])
+    return {metric: sorted({int(round(v)) for v in group["value"]}) for metric, group in counts.groupby("metric")}
+
+
 def report_json(run_dir: Path) -> dict:
     """{"suite": …, "rows": [{"method", "variant", "metric", "mean", "ci95": [lo, hi], "n"}],
-    "by_edit": [the same with "edit" (and "seed_range" with several seeds)], …}."""
+    "by_edit": [the same with "edit" (and "seed_range" with several seeds)], "set_sizes": {"fid_n": [16]}, …};
+    ci95 is [NaN, NaN] where n < 2."""
     store, manifest = load_run(run_dir)
     records = store.records()
     cells = store.cells()
     return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "device": manifest["device"],
             "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
             "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
-            "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms")}
+            "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms"),
+            "set_sizes": set_sizes(records)}
 
 
 def _ordered(report: dict, manifest: dict) -> tuple[list[tuple[str, str]], list[str], list[str]]:
@@ -62,19 +73,48 @@ def _ordered(report: dict, manifest: dict) -> tuple[list[tuple[str, str]], list[
     return variants, quality, cost
 
 
+def _sizes(report: dict, metric: str) -> list[int] | None:
+    """The set sizes of `metric` ("fid"/"kid"): from the report's per-set records, else (a report written before
+    `set_sizes` existed) from summary rows whose values were all equal; None when unknown."""
+    known = report.get("set_sizes", {}).get(f"{metric}_n")
+    if known is not None:
+        return list(known)
+    sizes = set()
+    for row in report["rows"]:
+        if row["metric"] != f"{metric}_n" or math.isnan(row["mean"]):
+            continue
+        low, high = row["ci95"]
+        if row.get("n") != 1 and not low == high == row["mean"]:
+            return None  # sizes that differ: their mean is not one of them
+        sizes.add(int(round(row["mean"])))
+    return sorted(sizes) or None
+
+
+def _set_note(metric: str, sizes: list[int] | None) -> str:
+    if not sizes:
+        size = f"set of edited images (its size in the {metric}_n column)"
+    elif len(sizes) == 1:
+        size = f"set of {sizes[0]} edited images ({metric}_n)"
+    else:
+        size = f"sets of {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} edited images ({metric}_n)"
+    if metric == "fid":
+        caveat = "small-sample FID is biased upwards, so compare only at equal fid_n"
+    else:
+        caveat = "KID is unbiased but has a high variance at small kid_n, so read it with its CI"
+    return f"computed per (edit, seed) {size}; {caveat}"
+
+
 def tables(report: dict, manifest: dict, fmt: str) -> str:
-    """The main table (quality metrics), the cost table, and one ablation table per method family."""
+    """The main table (quality metrics), the cost table, one ablation table per method family and one table per
+    edit-scored metric, in `fmt` ("md" or "latex"); every table carries the notes of the metrics it shows."""
     variants, quality, cost = _ordered(report, manifest)
     rows = report["rows"]
     notes = dict(report.get("notes", {}))
     for metric in ("fid", "kid"):
         if metric in quality:
-            counts = sorted({int(r["mean"]) for r in rows
-                             if r["metric"] == f"{metric}_n" and not math.isnan(r["mean"])})
-            sizes = ", ".join(map(str, counts)) if counts else "?"
-            notes[metric] = (f"computed per (edit, seed) set of {sizes} edited images ({metric}_n); small-sample "
-                             f"{metric.upper()} is biased upwards, so compare only at equal {metric}_n")
-    cost_notes, prepare_notes = {}, []
+            note = _set_note(metric, _sizes(report, metric))
+            notes[metric] = f"{notes[metric]}; {note}" if notes.get(metric) else note
+    prepare_notes = []
     if manifest.get("prepare_cache"):
         prepare_notes.append(f"prepared states shared by runs in {manifest['prepare_cache']}: a state restored from "
                              f"there reports the time and memory measured when it was made")
@@ -84,59 +124,49 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
                              f"{workers} at a time in processes of {manifest['prepare_worker_threads']} thread(s): "
                              f"each such time is one preparation's, measured beside the others")
     if prepare_notes and "latency_prepare_s" in cost:
-        cost_notes["latency_prepare_s"] = "; ".join(prepare_notes)
-    render = markdown_table if fmt == "md" else latex_table
-    parts = []
+        notes["latency_prepare_s"] = "; ".join(prepare_notes)
     title = f"Suite {report['suite']} ({report['suite_hash']}), device {report['device']}"
-    sections = [("Quality", quality), ("Cost", cost)]
-    for name, metrics in sections:
-        if not metrics:
-            continue
-        if fmt == "md":
-            parts.append(f"## {name}\n\n" + markdown_table(rows, variants, metrics,
-                                                            notes if name == "Quality" else cost_notes))
-        else:
-            parts.append(render(rows, variants, metrics, caption=f"{name}. {title}"))
+    parts = []
+
+    def table(heading: str, caption: str, table_rows, members, columns, **options) -> None:
+        parts.append(render(fmt, table_rows, members, columns, heading=heading, caption=f"{caption}. {title}",
+                            notes=notes, **options))
+
+    for name, metrics in (("Quality", quality), ("Cost", cost)):
+        if metrics:
+            table(name, name, rows, variants, metrics)
     families = {}
     for method, variant in variants:
         families.setdefault(method, []).append((method, variant))
     for family, members in families.items():
-        if len(members) < 2:
-            continue
-        if fmt == "md":
-            parts.append(f"## Ablation: {family}\n\n" + markdown_table(rows, members, quality + cost))
-        else:
-            parts.append(render(rows, members, quality + cost, caption=f"Ablation of {family}. {title}"))
-    parts += _per_edit_tables(report, variants, quality, fmt, title, manifest.get("edits", []))
+        if len(members) >= 2:
+            table(f"Ablation: {family}", f"Ablation of {family}", rows, members, quality + cost)
+    _per_edit_tables(report, variants, quality, manifest.get("edits", []), table)
     if fmt == "md":
-        header = f"# {title}\n\nmean ± half-width of the 95% bootstrap CI; ↑/↓ higher/lower is better; best in bold.\n"
+        header = (f"# {title}\n\nmean ± half-width of the 95% Student-t CI of the mean (no ± where n < 2 or all "
+                  "values are equal; \"n=1\" marks a single value); ↑/↓ higher/lower is better; best in bold "
+                  "(the unedited source and reference methods are not ranked).\n")
         return header + "\n" + "\n".join(parts)
     return "\n".join(parts)
 
 
-def _per_edit_tables(report: dict, variants: list[tuple[str, str]], quality: list[str], fmt: str,
-                     title: str, suite_order: list[str]) -> list[str]:
+def _per_edit_tables(report: dict, variants: list[tuple[str, str]], quality: list[str], suite_order: list[str],
+                     table) -> None:
     """One table per scored quality metric with one column per edit (suites with several edits), edits in the
-    suite's order."""
+    suite's order, each added with `table(heading, caption, rows, variants, edits, …)`."""
     rows = report.get("by_edit", [])
     present = set(r["edit"] for r in rows)
     edits = [e for e in suite_order if e in present] + sorted(present - set(suite_order))
     if len(edits) < 2:
-        return []
+        return
     seeds = any("seed_range" in r for r in rows)
-    parts = []
     for metric in quality:
         if metric_info(metric).higher_is_better is None:
             continue  # counts and info columns
         metric_rows = [r for r in rows if r["metric"] == metric]
-        if fmt == "md":
-            note = " (mean ± CI [lowest, highest per-seed mean])" if seeds else ""
-            parts.append(f"## By edit: {metric}{note}\n\n"
-                         + markdown_table(metric_rows, variants, edits, column_key="edit", metric=metric))
-        else:
-            parts.append(latex_table(metric_rows, variants, edits, caption=f"{metric} by edit. {title}",
-                                     column_key="edit", metric=metric))
-    return parts
+        note = " (mean ± CI [lowest, highest per-seed mean])" if seeds else ""
+        table(f"By edit: {metric}{note}", f"{metric} by edit", metric_rows, variants, edits, column_key="edit",
+              metric=metric)
 
 
 def write_reports(run_dir: Path) -> dict:

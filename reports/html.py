@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 STYLE = """
@@ -19,11 +20,14 @@ img { image-rendering: pixelated; max-width: 100%; border: 1px solid #eee; margi
 
 def _inline(text: str) -> str:
     """Markdown bold (**x**) and italics (_x_) inside escaped text."""
-    import re
-
     text = html.escape(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
     return re.sub(r"(?<!\w)_(.+?)_(?!\w)", r"<i>\1</i>", text)
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a Markdown table row: split on the pipes that are not escaped (`\\|` is a literal `|`)."""
+    return [cell.strip().replace(r"\|", "|") for cell in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
 
 
 def markdown_to_html(markdown: str) -> str:
@@ -33,10 +37,9 @@ def markdown_to_html(markdown: str) -> str:
     def flush():
         if table:
             header, *body = [row for row in table if not set(row.replace("|", "").strip()) <= set("-: ")]
-            cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]  # noqa: E731
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells(header))
+            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in _cells(header))
                        + "</tr></thead><tbody>" + "".join(
-                           "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells(row)) + "</tr>" for row in body)
+                           "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)) + "</tr>" for row in body)
                        + "</tbody></table>")
             table.clear()
 

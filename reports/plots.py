@@ -20,8 +20,9 @@ def _frame(report: dict) -> pd.DataFrame:
     frame = pd.DataFrame(report["rows"])
     if frame.empty:
         return frame
-    frame["low"] = frame["ci95"].map(lambda ci: ci[0])
-    frame["high"] = frame["ci95"].map(lambda ci: ci[1])
+    # NaN bounds (n < 2, no interval) give NaN error bars, which matplotlib leaves undrawn: the point alone
+    frame["low"] = frame["ci95"].map(lambda ci: float("nan") if ci[0] is None else ci[0])
+    frame["high"] = frame["ci95"].map(lambda ci: float("nan") if ci[1] is None else ci[1])
     return frame
 
 
@@ -32,10 +33,12 @@ def tradeoff_plot(frame: pd.DataFrame, out: Path) -> Path | None:
     if x is None or y is None:
         return None
     wide = frame[frame["metric"].isin([x, y])].pivot_table(index=["method", "variant"], columns="metric",
-                                                           values=["mean", "low", "high"])
+                                                           values=["mean", "low", "high"], dropna=False)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     palette = dict(zip(sorted(frame["method"].unique()), sns.color_palette("tab10")))
     for (method, variant), row in wide.iterrows():
+        if pd.isna(row[("mean", x)]) or pd.isna(row[("mean", y)]):
+            continue  # undefined (e.g. the direction of an unedited source): no point to place
         ax.errorbar(row[("mean", x)], row[("mean", y)],
                     xerr=[[row[("mean", x)] - row[("low", x)]], [row[("high", x)] - row[("mean", x)]]],
                     yerr=[[row[("mean", y)] - row[("low", y)]], [row[("high", y)] - row[("mean", y)]]],

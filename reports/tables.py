@@ -1,5 +1,7 @@
 """Summary rows → tables: Markdown and LaTeX (booktabs), one row per method variant, one column per metric,
-"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold.
+"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold. The unedited source and
+the reference methods (`REFERENCE_METHODS`) are shown but never bold: they win preservation metrics by
+construction. A cell without a CI (n < 2) shows its mean and "(n=1)"; notes follow each table in both formats.
 
 A per-edit table (`column_key="edit"`) shows one metric with one column per edit; its rows may carry `seed_range`
 (the lowest and highest per-seed mean), which the Markdown form prints as "[lo, hi]" after the CI."""
@@ -7,9 +9,16 @@ A per-edit table (`column_key="edit"`) shows one metric with one column per edit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from reports.aggregate import metric_info
+
+# Methods that are references, not contenders: `source` returns its inputs unedited (identity 1, LPIPS 0 by
+# construction) and `synthface_oracle` writes the ground-truth edit. The method registry has no flag for this,
+# so they are named here.
+REFERENCE_METHODS = ("source", "synthface_oracle")
+FORMATS = ("md", "latex")
 
 
 def _fmt(value: float) -> str:
@@ -39,7 +48,7 @@ def pivot(rows: Sequence[dict], variants: Sequence[tuple[str, str]], columns: Se
 def _best(table: dict, column: str, metric: str) -> tuple[str, str] | None:
     info = metric_info(metric)
     candidates = [(key, cells[column]["mean"]) for key, cells in table.items()
-                  if column in cells and not math.isnan(cells[column]["mean"])]
+                  if column in cells and not math.isnan(cells[column]["mean"]) and key[0] not in REFERENCE_METHODS]
     if info.higher_is_better is None or len(candidates) < 2:
         return None
     chooser = max if info.higher_is_better else min
@@ -63,6 +72,8 @@ def _cells(table: dict, column: str, metric: str, seed_range: bool = False
         low, high = row["ci95"]
         half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else float("nan")
         text = _fmt(row["mean"]) + ("" if math.isnan(half) or half == 0 else f" ± {_fmt(half)}")
+        if math.isnan(half) and row.get("n") == 1:
+            text += " (n=1)"  # a single value: no interval
         if seed_range and row.get("seed_range"):
             text += " [{}, {}]".format(*(_fmt(v) for v in row["seed_range"]))
         out[key] = (text, key == best)
@@ -74,31 +85,41 @@ def _columns(table: dict, columns: Sequence[str], metric: str | None, seed_range
     return {c: _cells(table, c, metric or c, seed_range) for c in columns}
 
 
+def _md_escape(text: str) -> str:
+    """A Markdown table cell: `|` would end the cell (GitHub-flavoured Markdown reads `\\|` as a literal pipe)."""
+    return str(text).replace("|", r"\|")
+
+
 def markdown_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
                    notes: dict[str, str] | None = None, column_key: str = "metric", metric: str | None = None
                    ) -> str:
     """`column_key="edit"` with one `metric`: the columns are edits (`metrics` lists them) of that metric."""
     table = pivot(rows, variants, metrics, column_key)
     columns = _columns(table, metrics, metric, seed_range=column_key != "metric")
-    header = "| method | variant | " + " | ".join(f"{m}{_arrow(metric or m)}" for m in metrics) + " |"
+    header = "| method | variant | " + " | ".join(_md_escape(f"{m}{_arrow(metric or m)}") for m in metrics) + " |"
     lines = [header, "|" + "---|" * (len(metrics) + 2)]
     for key in variants:
         cells = [f"**{t}**" if bold else t for t, bold in (columns[m][key] for m in metrics)]
-        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md_escape(key[0])} | {_md_escape(key[1])} | " + " | ".join(cells) + " |")
     for metric, note in (notes or {}).items():
         lines.append(f"\n_{metric}: {note}_")
     return "\n".join(lines) + "\n"
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  **{char: "\\" + char for char in "&%$#_{}"}}
+_LATEX_PATTERN = re.compile("|".join(map(re.escape, _LATEX_SPECIAL)))
+
+
 def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(char, escaped)
-    return text
+    """Text mode LaTeX, every special character replaced in one pass (a replacement is never escaped again)."""
+    return _LATEX_PATTERN.sub(lambda match: _LATEX_SPECIAL[match.group()], str(text))
 
 
 def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
-                caption: str = "", column_key: str = "metric", metric: str | None = None) -> str:
+                caption: str = "", column_key: str = "metric", metric: str | None = None,
+                notes: dict[str, str] | None = None) -> str:
+    """As `markdown_table`; `notes` ({metric: text}) are set in small type below the tabular."""
     table = pivot(rows, variants, metrics, column_key)
     columns = _columns(table, metrics, metric)
     arrows = {m: _arrow(metric or m).strip().replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
@@ -114,7 +135,25 @@ def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metri
             cells.append(rf"\textbf{{{text}}}" if bold else text)
         lines.append(f"{_latex_escape(key[0])} & {_latex_escape(key[1])} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    for name, note in (notes or {}).items():
+        lines.append(rf"{{\par\footnotesize\textit{{{_latex_escape(name)}}}: {_latex_escape(note)}\par}}")
     if caption:
         lines.append(rf"\caption{{{_latex_escape(caption)}}}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+def render(fmt: str, rows: Sequence[dict], variants: Sequence[tuple[str, str]], columns: Sequence[str],
+           heading: str, caption: str, notes: dict[str, str] | None = None, column_key: str = "metric",
+           metric: str | None = None) -> str:
+    """One table in `fmt`: "md" a `## heading` section, "latex" a table float captioned `caption`; either with the
+    `notes` of the metrics it shows (its columns, or `metric` for a table whose columns are edits)."""
+    from bench.errors import BenchError
+
+    shown = set(columns) if column_key == "metric" else {metric}
+    own = {name: note for name, note in (notes or {}).items() if name in shown}
+    if fmt == "md":
+        return f"## {heading}\n\n" + markdown_table(rows, variants, columns, own, column_key, metric)
+    if fmt == "latex":
+        return latex_table(rows, variants, columns, caption, column_key, metric, own)
+    raise BenchError(f"table format {fmt!r}; valid formats: {', '.join(FORMATS)}")

@@ -1,0 +1,153 @@
+"""Reports without a run: the CI of the mean, costs counted once per cell, tables (bold, escaping, notes in both
+formats), the FID/KID note, pipes in names through Markdown and HTML, plots with NaN intervals."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.errors import BenchError
+from reports.aggregate import summarize, t_interval
+from reports.build import by_edit, set_sizes, tables
+from reports.html import markdown_to_html
+from reports.tables import _latex_escape, latex_table, markdown_table, render
+
+NAN = float("nan")
+T_975_3 = 3.182446305284263  # Student t, 97.5% quantile, 3 degrees of freedom (printed tables: 3.182)
+T_975_1 = 12.706204736174698  # 1 degree of freedom (printed tables: 12.706)
+
+
+def _row(method, variant, metric, mean, ci=(NAN, NAN), n=8):
+    return {"method": method, "variant": variant, "metric": metric, "mean": mean, "ci95": list(ci), "n": n}
+
+
+def _report(rows, notes=None, **extra):
+    return {"suite": "s", "suite_hash": "h", "device": "cpu", "rows": rows, "notes": notes or {}, **extra}
+
+
+# ------------------------------------------------------------------------------------------------ aggregate
+def test_t_interval_by_hand():
+    # [1, 2, 3, 4]: mean 2.5, sample sd sqrt(5/3), standard error sqrt(5/3)/2, half-width t(0.975, 3) · that
+    half = T_975_3 * math.sqrt(5 / 3) / 2
+    assert t_interval([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5 - half, 2.5 + half), rel=1e-9)
+    assert half == pytest.approx(2.05426, rel=1e-5)
+    # two values: the mean ± 12.7 standard errors, far wider than [min, max] (the old percentile bootstrap's)
+    assert t_interval([0.0, 1.0]) == pytest.approx((0.5 - T_975_1 * 0.5, 0.5 + T_975_1 * 0.5), rel=1e-9)
+    low, high = t_interval([0.7])
+    assert math.isnan(low) and math.isnan(high)  # one value: no interval
+    assert all(math.isnan(b) for b in t_interval([]))
+    low, high = t_interval([0.1, 0.1, 0.1])
+    assert low == high == pytest.approx(0.1)  # no spread: zero width
+
+
+def _cells(metric, per_cell, per_image=True):
+    """Store-shaped records: one cell per value of `per_cell` (edit e, batch b, seed 0); the value on each of 4
+    image rows (`per_image`, as the runner wrote latency_apply_ms) or once at sample -1."""
+    rows = []
+    for cell, value in enumerate(per_cell):
+        samples = range(4 * cell, 4 * cell + 4) if per_image else [-1]
+        rows += [{"method": "m", "variant": "v", "edit": f"e{cell % 2}", "batch": cell // 2, "seed": 0,
+                  "sample": s, "metric": metric, "value": value} for s in samples]
+    return rows
+
+
+def test_a_cell_cost_counts_once():
+    quality = [{**r, "value": r["sample"] / 10} for r in _cells("clip_score", [0, 0, 0])]
+    records = pd.DataFrame(_cells("latency_apply_ms", [10.0, 14.0, 12.0]) + quality)
+    rows = {r["metric"]: r for r in summarize(records)}
+    latency = rows["latency_apply_ms"]
+    assert latency["n"] == 3 and latency["mean"] == pytest.approx(12.0)  # cells, not 12 image rows
+    assert latency["ci95"] == pytest.approx(list(t_interval([10.0, 14.0, 12.0])))
+    assert rows["clip_score"]["n"] == 12  # quality stays per image
+    once = pd.DataFrame(_cells("latency_apply_ms", [10.0, 14.0, 12.0], per_image=False))
+    assert summarize(once)[0] == latency  # the same as a store that holds the value once per cell
+    edits = {r["edit"]: r for r in by_edit(records) if r["metric"] == "latency_apply_ms"}
+    assert edits["e0"]["n"] == 2 and edits["e1"]["n"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+def test_a_single_value_shows_no_interval():
+    rows = [_row("m", "v", "clip_score", 0.5, n=1), _row("m", "w", "clip_score", 0.25, (0.2, 0.3), n=2)]
+    variants = [("m", "v"), ("m", "w")]
+    md = markdown_table(rows, variants, ["clip_score"])
+    assert "| m | v | **0.500 (n=1)** |" in md and "| m | w | 0.250 ± 0.050 |" in md
+    assert r"0.500 (n=1)" in latex_table(rows, variants, ["clip_score"])
+
+
+def test_latex_escape_in_one_pass():
+    assert _latex_escape("a\\b") == r"a\textbackslash{}b"
+    assert _latex_escape("x^2~y") == r"x\textasciicircum{}2\textasciitilde{}y"
+    assert _latex_escape("50% & $5 #1 {a_b}") == r"50\% \& \$5 \#1 \{a\_b\}"
+
+
+def test_best_in_bold_leaves_out_the_source_and_the_oracle():
+    rows = [_row("source", "source", "identity", 1.0), _row("synthface_oracle", "synthface_oracle", "identity", 0.95),
+            _row("nada", "nada", "identity", 0.6), _row("styleclip_global", "g", "identity", 0.8)]
+    variants = [(r["method"], r["variant"]) for r in rows]
+    md = markdown_table(rows, variants, ["identity"])
+    assert "| styleclip_global | g | **0.800** |" in md
+    assert "| source | source | 1.000 |" in md and "| synthface_oracle | synthface_oracle | 0.950 |" in md
+    alone = markdown_table(rows[:3], variants[:3], ["identity"])
+    assert "**" not in alone  # one contender: nothing to rank
+
+
+def test_notes_reach_the_latex_tables():
+    rows = [_row("m", "v", "clip_score", 0.5, (0.4, 0.6)), _row("m", "v", "fid", 80.0, (70.0, 90.0), n=2),
+            _row("m", "v", "fid_n", 16.0, (16.0, 16.0), n=2), _row("m", "v", "latency_prepare_s", 1.0, (0.5, 1.5)),
+            _row("m", "w", "clip_score", 0.3, (0.2, 0.4))]
+    report = _report(rows, notes={"clip_score": "the judge scoring this metric is also a loss network in this run"},
+                     set_sizes={"fid_n": [16]})
+    manifest = {"variants": [["m", "v"], ["m", "w"]], "prepare_cache": "/c", "prepare_workers": 2,
+                "prepare_worker_threads": 1}
+    latex = tables(report, manifest, "latex")
+    md = tables(report, manifest, "md")
+    for note in (r"\textit{clip\_score}: the judge scoring this metric is also a loss network in this run",
+                 r"\textit{fid}: computed per (edit, seed) set of 16 edited images (fid\_n)",
+                 r"\textit{latency\_prepare\_s}: prepared states shared by runs in /c"):
+        assert note in latex
+    assert latex.count(r"\textit{clip\_score}:") == 2  # the main table and the ablation of m
+    assert "_clip_score: the judge scoring this metric is also a loss network in this run_" in md
+    assert "ran up to 2 at a time" in md and "ran up to 2 at a time" in latex
+
+
+def test_fid_and_kid_notes_give_the_set_sizes_and_bias_only_to_fid():
+    records = pd.DataFrame([{"method": "m", "variant": "v", "edit": e, "batch": -1, "seed": 0, "sample": -1,
+                             "metric": metric, "value": size}
+                            for e, size in (("a", 7.0), ("b", 8.0)) for metric in ("fid_n", "kid_n")])
+    sizes = set_sizes(records)
+    assert sizes == {"fid_n": [7, 8], "kid_n": [7, 8]}
+    rows = [_row("m", "v", "fid", 80.0, (70.0, 90.0), n=2), _row("m", "v", "kid", 2.0, (1.0, 3.0), n=2),
+            _row("m", "v", "fid_n", 7.5, (1.1, 13.9), n=2), _row("m", "v", "kid_n", 7.5, (1.1, 13.9), n=2)]
+    md = tables(_report(rows, set_sizes=sizes), {"variants": [["m", "v"]]}, "md")
+    fid = next(line for line in md.splitlines() if line.startswith("_fid:"))
+    kid = next(line for line in md.splitlines() if line.startswith("_kid:"))
+    assert "sets of 7 and 8 edited images (fid_n)" in fid and "biased upwards" in fid
+    assert "sets of 7 and 8 edited images (kid_n)" in kid and "biased" not in kid.replace("unbiased", "")
+    assert "high variance" in kid
+    # a report without per-set sizes whose sets differ: no made-up size
+    old = tables(_report(rows), {"variants": [["m", "v"]]}, "md")
+    assert "set of 7 " not in old and "its size in the fid_n column" in old
+
+
+def test_a_pipe_in_a_name_stays_in_its_cell():
+    rows = [_row("m", "a|b", "clip_score", 0.5, (0.4, 0.6)), _row("m", "c", "clip_score", 0.2, (0.1, 0.3))]
+    md = markdown_table(rows, [("m", "a|b"), ("m", "c")], ["clip_score"])
+    assert r"| m | a\|b | **0.500 ± 0.100** |" in md
+    html = markdown_to_html(md)
+    assert "<td>a|b</td><td><b>0.500 ± 0.100</b></td></tr>" in html
+    assert html.count("<td>") == 2 * 3  # two rows of three cells, as the header
+
+
+def test_render_names_the_valid_formats():
+    with pytest.raises(BenchError, match="table format 'html'; valid formats: md, latex"):
+        render("html", [], [], [], heading="h", caption="c")
+
+
+# ----------------------------------------------------------------------------------------------------- plots
+def test_plots_draw_points_without_an_interval(tmp_path):
+    from reports.plots import _frame, cost_plot, tradeoff_plot
+
+    rows = [_row("m", v, metric, 0.5, n=1) for v in ("a", "b")
+            for metric in ("clip_score", "identity", "latency_apply_ms")]
+    frame = _frame({"rows": rows})
+    assert tradeoff_plot(frame, tmp_path).exists() and cost_plot(frame, tmp_path).exists()
