@@ -10,13 +10,17 @@ A baseline is a report JSON plus tolerances (`--write-baseline FILE` makes one f
 Modes: `abs` (absolute delta in the worse direction), `ratio` (run / baseline for lower-is-better metrics,
 baseline / run for higher-is-better; an optional `floor` ignores changes smaller than it in the metric's unit, so
 a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regression), `ci` (regression when the 95%
-CIs do not overlap and the run is worse). A (variant, metric) in the baseline that the run lacks is a regression
-too. The default floors below are the noise of CPU timers and of CPU peak-RSS deltas on a shared 2-core runner.
+CIs do not overlap and the run is worse; where either side has no CI — n < 2 — the metric's next rule that is not
+`ci` applies instead: its kind's rule, else the default, and the message says so). `value` is required except in
+`ci` mode. A rule under "metrics" beats its kind's rule; the per-metric defaults below apply unless the baseline
+names that metric. A (variant, metric) in the baseline that the run lacks is a regression too. The default floors
+below are the noise of CPU timers and of CPU peak-RSS deltas on a shared 2-core runner. Tolerances are validated
+before anything is compared: a malformed rule or an unregistered metric name is a one-line error.
 
 Latencies are compared per unit of machine speed: where both the run and the baseline carry `calibration_ms` (the
-time of a fixed workload on the run's device and threads, `bench.calibration`), the run's latencies are divided by
-run / baseline calibration first, so a CI runner twice as slow as the baseline's machine is not a regression and
-code that slows down on one machine still is. Without it on both sides latencies are compared as measured.
+time of a fixed workload on the run's device and threads, `bench.calibration`), the run's latencies (mean and
+CI) are divided by run / baseline calibration first, so a CI runner twice as slow as the baseline's machine is not a
+regression and code that slows down on one machine still is. Without it on both sides latencies are compared as measured.
 """
 
 from __future__ import annotations
@@ -26,13 +30,26 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, FiniteFloat, ValidationError, model_validator
 
 from bench.errors import BenchError
 
+# Quality tolerances in each metric's own scale. 0.02 is set for metrics on a cosine or share scale (clip_score,
+# clip_gain, clip_direction, identity in [-1, 1]; attr_* in [0, 1]). clip_score_x100 is 100·max(cos, 0), so the
+# same 0.02 of cosine is 2.0 there. FID and KID have no fixed range: they scale with the feature extractor and the
+# set size. The defaults are for the default features (the judge CLIP's embeddings): the suites' reports in
+# docs/results/domains*.md read FID 62-494 and KID 1.8-60 per (edit, seed) set of 16 to 500 images, so FID 5.0
+# and KID 0.2 are about a tenth of the smallest values there (61.6 and 1.84). A suite with `features: inception`
+# (KID there is typically orders of magnitude smaller) should set its own in its baseline.
 DEFAULT_TOLERANCES = {
     "quality": {"mode": "abs", "value": 0.02},
     "cost": {"mode": "ratio", "value": 2.0},
-    "metrics": {"latency_apply_ms": {"mode": "ratio", "value": 2.0, "floor": 20.0},
+    "metrics": {"clip_score_x100": {"mode": "abs", "value": 2.0},
+                "fid": {"mode": "abs", "value": 5.0},
+                "kid": {"mode": "abs", "value": 0.2},
+                "latency_apply_ms": {"mode": "ratio", "value": 2.0, "floor": 20.0},
                 "latency_prepare_s": {"mode": "ratio", "value": 2.0, "floor": 1.0},
                 "peak_mem_mb": {"mode": "ratio", "value": 2.0, "floor": 100.0},
                 "prepare_peak_mem_mb": {"mode": "ratio", "value": 2.0, "floor": 100.0}},
@@ -47,6 +64,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 TIME_UNITS = ("ms", "s")  # costs in these registered units are scaled by the machine factor; memory is not
+MODES = ("abs", "ratio", "ci")
+KINDS = ("quality", "cost")
+RULE_FORM = (f"a rule is {{\"mode\": one of {', '.join(MODES)}, \"value\": a number (required unless the mode is "
+             "ci), \"floor\": an optional number >= 0 (ratio mode)}")
+
+
+class Tolerance(BaseModel):
+    """One tolerance rule of a baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["abs", "ratio", "ci"]
+    value: FiniteFloat | None = None
+    floor: FiniteFloat = 0.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Tolerance":
+        if self.value is None and self.mode != "ci":
+            raise ValueError(f"mode {self.mode!r} needs a number `value`")
+        if self.floor < 0:
+            raise ValueError(f"floor {self.floor} is negative")
+        return self
+
+
+def _rule(key: str, entry) -> Tolerance:
+    try:
+        return Tolerance.model_validate(entry)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'rule'}: {e['msg']}" for e in exc.errors())
+        raise BenchError(f"baseline tolerances.{key}: {json.dumps(entry)} is not a valid rule ({problems}); "
+                         f"{RULE_FORM}") from None
+
+
+def tolerances(baseline: dict) -> tuple[dict[str, Tolerance], dict[str, Tolerance]]:
+    """The baseline's tolerances over the defaults, each rule validated: ({kind: rule}, {metric: rule})."""
+    from metrics import METRICS
+
+    given = baseline.get("tolerances", {})
+    if not isinstance(given, dict):
+        raise BenchError(f"baseline tolerances: {json.dumps(given)} is not a mapping of quality, cost, metrics")
+    unknown = sorted(set(given) - {*KINDS, "metrics"})
+    if unknown:
+        raise BenchError(f"baseline tolerances: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
+                         f"{', '.join(KINDS)}, metrics")
+    given_metrics = given.get("metrics", {})
+    if not isinstance(given_metrics, dict):
+        raise BenchError(f"baseline tolerances.metrics: {json.dumps(given_metrics)} is not a mapping of metric "
+                         f"name to rule; {RULE_FORM}")
+    for name in given_metrics:
+        if name not in METRICS:
+            raise BenchError(f"baseline tolerances.metrics: unknown metric {name!r}; registered metrics: "
+                             f"{', '.join(METRICS.names())}")
+    kinds = {kind: _rule(kind, given.get(kind, DEFAULT_TOLERANCES[kind])) for kind in KINDS}
+    merged = {**DEFAULT_TOLERANCES["metrics"], **given_metrics}
+    return kinds, {name: _rule(f"metrics.{name}", entry) for name, entry in merged.items()}
 
 
 def _key(row: dict) -> tuple[str, str, str]:
@@ -61,19 +132,45 @@ def machine_factor(run: dict, baseline: dict) -> float | None:
     return float(mine) / float(theirs)
 
 
+def _has_ci(row: dict) -> bool:
+    ci = row.get("ci95") or [None, None]
+    return all(bound is not None and not math.isnan(bound) for bound in ci)
+
+
+def _check(rule: Tolerance, fallbacks: list[Tolerance], row: dict, base: dict, higher: bool) -> tuple[bool, str]:
+    """(regression?, detail) of `row` against `base` under `rule`; a ci rule without CIs uses the next of
+    `fallbacks` that is not ci."""
+    delta = row["mean"] - base["mean"]
+    worse = -delta if higher else delta  # > 0: the run is worse
+    if rule.mode == "abs":
+        return worse > rule.value, f"worse by {worse:.4g} (tolerance {rule.value:g})"
+    if rule.mode == "ratio":
+        num, den = (base["mean"], row["mean"]) if higher else (row["mean"], base["mean"])
+        ratio = num / den if den else math.inf
+        floor = f", floor {rule.floor:g})" if rule.floor else ")"
+        return ratio > rule.value and worse > rule.floor, f"×{ratio:.3g} (tolerance ×{rule.value:g}{floor}"
+    if not (_has_ci(row) and _has_ci(base)):
+        fallback = next(r for r in fallbacks if r.mode != "ci")
+        bad, detail = _check(fallback, [], row, base, higher)
+        return bad, f"{detail}; no 95% CI (n < 2), so its {fallback.mode} tolerance applies instead of ci"
+    overlap = row["ci95"][0] <= base["ci95"][1] and base["ci95"][0] <= row["ci95"][1]
+    ci = lambda bounds: "[" + ", ".join(f"{b:.4g}" for b in bounds) + "]"  # noqa: E731
+    return not overlap and worse > 0, f"95% CIs {ci(row['ci95'])} vs {ci(base['ci95'])} do not overlap"
+
+
 def regressions(run: dict, baseline: dict) -> list[str]:
     from reports.aggregate import metric_info
 
-    given = baseline.get("tolerances", {})
-    tolerances = {**DEFAULT_TOLERANCES, **given,
-                  "metrics": {**DEFAULT_TOLERANCES["metrics"], **given.get("metrics", {})}}
+    kinds, per_metric = tolerances(baseline)
     current = {_key(r): r for r in run["rows"]}
     factor = machine_factor(run, baseline)
     found = []
     for base in baseline["rows"]:
         method, variant, metric = _key(base)
         info = metric_info(metric)
-        rule = tolerances["metrics"].get(metric) or tolerances[info.kind]
+        rule = per_metric.get(metric) or kinds[info.kind]
+        default = DEFAULT_TOLERANCES["metrics"].get(metric) or DEFAULT_TOLERANCES[info.kind]
+        fallbacks = [kinds[info.kind], Tolerance.model_validate(default)]
         label = f"{variant} · {metric}"
         if base["mean"] is None or math.isnan(base["mean"]):
             continue  # undefined in the baseline (e.g. the direction of an unedited source): nothing to hold
@@ -84,25 +181,10 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         higher = True if info.kind == "quality" and info.higher_is_better is None else info.higher_is_better
         measured = row["mean"]
         scaled = bool(factor) and info.kind == "cost" and info.unit in TIME_UNITS
-        if scaled:
-            row = {**row, "mean": measured / factor}
-        delta = row["mean"] - base["mean"]
-        worse = -delta if higher else delta  # > 0: the run is worse
-        mode, value = rule["mode"], rule.get("value")
-        if mode == "abs":
-            bad = worse > value
-            detail = f"worse by {worse:.4g} (tolerance {value})"
-        elif mode == "ratio":
-            num, den = (base["mean"], row["mean"]) if higher else (row["mean"], base["mean"])
-            ratio = num / den if den else math.inf
-            bad = ratio > value and worse > rule.get("floor", 0.0)
-            detail = f"×{ratio:.3g} (tolerance ×{value}" + (f", floor {rule['floor']})" if "floor" in rule else ")")
-        elif mode == "ci":
-            overlap = row["ci95"][0] <= base["ci95"][1] and base["ci95"][0] <= row["ci95"][1]
-            bad = not overlap and worse > 0
-            detail = f"95% CIs {row['ci95']} vs {base['ci95']} do not overlap"
-        else:
-            raise BenchError(f"baseline tolerance mode {mode!r} for {metric}; valid modes: abs, ratio, ci")
+        if scaled:  # the CI too: a run twice as slow and twice as spread on a machine twice as slow is no change
+            ci = [None if b is None else b / factor for b in row.get("ci95") or [None, None]]
+            row = {**row, "mean": measured / factor, "ci95": ci}
+        bad, detail = _check(rule, fallbacks, row, base, higher)
         if bad:
             as_measured = (f" (measured {measured:.4g} on a machine ×{factor:.3g} as slow)"
                            if scaled and factor != 1.0 else "")
