@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
-from metrics.judges import is_loss_network, judge_network
+from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext, concat
+from metrics.judges import in_chunks, is_loss_network, judge_network
 
 COLOURLESS_DOMAINS = ("pencil", "marble")  # as zoo.synthface.train_attributes: hair colour not rendered
 
@@ -54,24 +54,24 @@ class AttrTarget(Metric):
         self._target: list[torch.Tensor] = []
         self._preserved: list[torch.Tensor] = []
 
-    @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         device = next(iter(self.judge.parameters())).device if hasattr(self.judge, "parameters") else "cpu"
-        chunks = [self.judge.predict(x.to(device)) for x in images.split(self.batch_size)]
-        return {name: torch.cat([c[name] for c in chunks]).cpu() for name in chunks[0]}
+        heads = in_chunks(lambda x: self.judge.predict(x.to(device)), images, self.batch_size)
+        return {name: classes.cpu() for name, classes in heads.items()}
 
     def update(self, batch: EditBatch) -> None:
         n = len(batch.edited_images)
         edited, source = self.predict(batch.edited_images), self.predict(batch.source_images)
         heads = list(edited)
-        expect = expected_classes(dict(batch.expect or {}), heads, self.name)
+        given = dict(batch.expect or {})
+        expect = expected_classes(given, heads, self.name)
         if expect:
             hits = torch.stack([(edited[name] == cls).double() for name, cls in expect.items()])
             self._target.append(hits.mean(dim=0))
         else:
             self._target.append(torch.full((n,), float("nan"), dtype=torch.float64))
         kept = [h for h in heads if h not in expect]
-        if "hair_color" in kept and str(batch.expect.get("domain", "")) in COLOURLESS_DOMAINS:
+        if "hair_color" in kept and str(given.get("domain", "")) in COLOURLESS_DOMAINS:
             kept.remove("hair_color")
         if kept:
             same = torch.stack([(edited[h] == source[h]).double() for h in kept])
@@ -80,9 +80,7 @@ class AttrTarget(Metric):
             self._preserved.append(torch.full((n,), float("nan"), dtype=torch.float64))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        empty = torch.zeros(0, dtype=torch.float64)
-        return {"attr_target": torch.cat(self._target) if self._target else empty,
-                "attr_preserved": torch.cat(self._preserved) if self._preserved else empty}
+        return {"attr_target": concat(self._target), "attr_preserved": concat(self._preserved)}
 
     def judge_is_loss_network(self) -> bool:
         return is_loss_network(self.context, self.judge)

@@ -26,7 +26,6 @@ class EditBatch:
     target_text: str
     neutral_text: str
     expect: dict[str, Any] = field(default_factory=dict)  # ground-truth target attributes (synthetic world)
-    source_params: Any = None  # the synthetic world's ground-truth parameters of the sources, when known
 
 
 @dataclass
@@ -50,6 +49,11 @@ class MetricOutput:
     per_sample: bool = True
     unit: str = ""
     kind: str = "quality"  # "quality", "cost", or "info" (a count shown beside a metric: no direction, no best)
+
+
+def concat(values: list[torch.Tensor]) -> torch.Tensor:
+    """A per-sample metric's `compute()` of its updates' values: `[N]`, or an empty `[0]` before any update."""
+    return torch.cat(values) if values else torch.zeros(0)
 
 
 class Metric(ABC):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from metrics.base import EditBatch, MetricOutput
+from metrics.base import EditBatch, MetricOutput, concat
 from metrics.judges import ClipJudgeMetric
 
 
@@ -37,7 +37,7 @@ class ClipScore(ClipJudgeMetric):
         self._source.append(self.embed(batch.source_images) @ text)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        edited, source = torch.cat(self._edited), torch.cat(self._source)
+        edited, source = concat(self._edited), concat(self._source)
         return {"clip_score": edited, "clip_score_x100": 100 * edited.clamp(min=0), "clip_gain": edited - source}
 
 

@@ -1,24 +1,22 @@
 """Cost: latency and peak memory of a method's phases, recorded with the device name.
 
-* Latency: CUDA events on a GPU (synchronised), `time.perf_counter` on a CPU. `measure_repeated` warms up, then
-  reports median and p90 over repeats (for benchmarks); the runner times each phase once, since an edit is
-  expensive and its time is what a user pays.
+* Latency: CUDA events on a GPU (synchronised), `time.perf_counter` on a CPU. The runner times each phase once,
+  since an edit is expensive and its time is what a user pays.
 * Peak memory: on CUDA, `torch.cuda.max_memory_allocated` after a reset; on a CPU, the peak resident set size
   during the phase minus the RSS at its start, sampled by a background thread every few milliseconds from
   /proc/self/statm. No library we depend on samples RSS over an interval (ru_maxrss is a process-lifetime
   high-water mark and cannot give a per-phase delta), hence this small sampler.
 
-Registered names: `latency_prepare_s` (seconds per (method variant, edit, seed), lower is better),
-`latency_apply_ms` (milliseconds per edited image), `peak_mem_mb` (MiB over the apply phase of a cell).
+Registered names (all lower is better, one measurement per cell): `latency_prepare_s` (seconds per (method variant,
+edit, seed)), `latency_apply_ms` (milliseconds per edited image: a cell's apply time over its image count),
+`peak_mem_mb` (MiB over the apply phase of a cell), `prepare_peak_mem_mb` (MiB over the preparation phase).
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,27 +114,11 @@ class Stopwatch:
         self.result.peak_mem_mb = peak / 2**20
 
 
-def measure_repeated(fn: Callable[[], Any], device: str | torch.device = "cpu", warmup: int = 1,
-                     repeats: int = 5) -> dict[str, float]:
-    """Warm up, then time `fn` `repeats` times: {"median_s", "p90_s", "peak_mem_mb"}."""
-    for _ in range(warmup):
-        fn()
-    times, peaks = [], []
-    for _ in range(repeats):
-        with Stopwatch(device) as m:
-            fn()
-        times.append(m.seconds)
-        peaks.append(m.peak_mem_mb)
-    ordered = sorted(times)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return {"median_s": statistics.median(times), "p90_s": p90, "peak_mem_mb": max(peaks)}
-
-
 def _cost(name: str, unit: str, description: str, per_sample: bool = False) -> MetricOutput:
     return MetricOutput(name, False, description, produced_by="runner", per_sample=per_sample, unit=unit, kind="cost")
 
 
 LATENCY_PREPARE = _cost("latency_prepare_s", "s", "preparation (training / preprocessing) per edit and seed")
-LATENCY_APPLY = _cost("latency_apply_ms", "ms", "inference per edited image", per_sample=True)
+LATENCY_APPLY = _cost("latency_apply_ms", "ms", "inference per edited image")  # one value per cell
 PEAK_MEMORY = _cost("peak_mem_mb", "MiB", "peak memory over a cell's apply phase")
 PREPARE_PEAK_MEMORY = _cost("prepare_peak_mem_mb", "MiB", "peak memory over the preparation phase")

@@ -86,9 +86,7 @@ class Diversity(Metric):
             device = getattr(self.network, "device", "cpu")
             emb = in_chunks(lambda x: self.network.encode_images(x.to(device)).float().cpu(), images, self.batch_size)
             return mean_pairwise_cosine_distance(emb)
-        chunks = [self.features(x) for x in images.split(self.batch_size)]
-        feats = [torch.cat([c[k] for c in chunks]).cpu() for k in range(len(chunks[0]))]
-        return mean_pairwise_feature_distance(feats)
+        return mean_pairwise_feature_distance([f.cpu() for f in in_chunks(self.features, images, self.batch_size)])
 
     def compute(self) -> dict[str, torch.Tensor]:
         if not self._edited:

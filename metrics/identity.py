@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metrics.base import EditBatch, Metric, ScoringContext
+from metrics.base import EditBatch, Metric, ScoringContext, concat
 from metrics.judges import in_chunks, is_loss_network, judge_network
 
 CROPS = ("none", "stylegan")
@@ -68,7 +68,7 @@ class Identity(Metric):
         self._values.append((source * edited).sum(dim=-1).cpu())
 
     def compute(self) -> torch.Tensor:
-        return torch.cat(self._values) if self._values else torch.zeros(0)
+        return concat(self._values)
 
     def judge_is_loss_network(self) -> bool:
         return is_loss_network(self.context, self.recognizer)

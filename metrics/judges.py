@@ -1,9 +1,10 @@
-"""Shared plumbing of the metrics that score with a suite *judge*: looking a judge up by role (one-line BenchError
-naming the roles the suite provides) and telling whether that judge is also one of the run's loss networks."""
+"""Shared plumbing of the metrics: looking a judge up by role (one-line BenchError naming the roles the suite
+provides), telling whether that judge is also one of the run's loss networks, and scoring images in chunks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -27,23 +28,39 @@ def _unwrap(member):
     return member, getattr(member, "embedder", None)
 
 
-def is_loss_network(context: ScoringContext, network) -> bool:
-    """True when `network` (or the network it wraps) is one of the run's loss networks."""
-    inner = getattr(network, "network", network)
+def loss_networks(context: ScoringContext) -> Iterator:
+    """Every network the run's losses hold, unwrapped (`_unwrap`)."""
     for value in context.losses.values():
-        members = value if isinstance(value, list) else [value]
-        for member in members:
-            if any(m is not None and (m is network or m is inner) for m in _unwrap(member)):
-                return True
-    return False
+        for member in value if isinstance(value, list) else [value]:
+            yield from (m for m in _unwrap(member) if m is not None)
+
+
+def is_loss_network(context: ScoringContext, network, same: Callable[[Any], bool] | None = None) -> bool:
+    """True when `network` (or the network it wraps) is one of the run's loss networks; `same(loss_network)`
+    replaces the identity test for a judge built apart from the losses (LPIPS: the same backbone)."""
+    inner = getattr(network, "network", network)
+    same = same or (lambda member: member is network or member is inner)
+    return any(same(member) for member in loss_networks(context))
+
+
+def _concat(outputs: list):
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {key: torch.cat([out[key] for out in outputs]) for key in first}
+    if isinstance(first, (list, tuple)):
+        return [torch.cat([out[i] for out in outputs]) for i in range(len(first))]
+    return torch.cat(outputs)
 
 
 @torch.no_grad()
-def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """`fn` over `images` in chunks of `batch_size`, concatenated (no gradients)."""
-    if len(images) == 0:
+def in_chunks(fn: Callable, images: torch.Tensor | tuple[torch.Tensor, ...], batch_size: int):
+    """`fn` over `images` in chunks of `batch_size` (no gradients), the chunks' outputs concatenated. `images` is a
+    tensor, or a tuple of equally long tensors whose chunks `fn` takes side by side (source, edit); `fn` returns a
+    tensor, a list of tensors (one per layer) or a dict of tensors (one per head), concatenated element-wise."""
+    parts = images if isinstance(images, tuple) else (images,)
+    if len(parts[0]) == 0:
         raise ValueError("no images to score")
-    return torch.cat([fn(chunk) for chunk in images.split(batch_size)])
+    return _concat([fn(*chunks) for chunks in zip(*(part.split(batch_size) for part in parts))])
 
 
 class ClipJudgeMetric(Metric):

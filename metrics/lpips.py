@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from metrics.base import EditBatch, Metric, ScoringContext
-from metrics.judges import is_loss_network, judge_network
+from metrics.base import EditBatch, Metric, ScoringContext, concat
+from metrics.judges import in_chunks, is_loss_network, judge_network
 
 NETS = ("alex", "vgg", "squeeze")
 
@@ -49,33 +49,29 @@ class Lpips(Metric):
     def reset(self) -> None:
         self._values: list[torch.Tensor] = []
 
-    @torch.no_grad()
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         device = self.context.device
-        values = [self.network(x.to(device), y.to(device)).reshape(-1).cpu()
-                  for x, y in zip(a.split(self.batch_size), b.split(self.batch_size))]
-        return torch.cat(values)
+        return in_chunks(lambda x, y: self.network(x.to(device), y.to(device)).reshape(-1).cpu(), (a, b),
+                         self.batch_size)
 
     def update(self, batch: EditBatch) -> None:
         self._values.append(self.distance(batch.source_images, batch.edited_images))
 
     def compute(self) -> torch.Tensor:
-        return torch.cat(self._values) if self._values else torch.zeros(0)
+        return concat(self._values)
 
     def judge_is_loss_network(self) -> bool:
         """LPIPS with the same backbone used as a loss in the run (built separately, so compared by kind)."""
         import lpips
 
-        for value in self.context.losses.values():
-            for member in value if isinstance(value, list) else [value]:
-                member = getattr(member, "network", member)
-                if isinstance(member, lpips.LPIPS) and getattr(member, "pnet_type", None) == self.net:
-                    return True
-        return False
+        return is_loss_network(self.context, self.network, same=lambda member: isinstance(member, lpips.LPIPS)
+                               and getattr(member, "pnet_type", None) == self.net)
 
 
 class SynthFeatures:
-    """Multi-layer features of the synthetic world's attribute judge trunk (stem + each stage), 64 x 64 input."""
+    """Multi-layer features of the synthetic world's attribute judge trunk (stem + each stage), unit-normalised
+    over channels. They are read with forward hooks while the judge scores the images (`AttributeJudge.outputs`),
+    so its own input handling (the resize to 64 x 64) is the one that applies."""
 
     def __init__(self, judge):
         self.judge = judge
@@ -85,18 +81,16 @@ class SynthFeatures:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         import lpips
-        import torch.nn.functional as F
-
-        from zoo.synthface.train_attributes import INPUT_SIZE
 
         device = next(self.judge.parameters()).device
-        x = images.to(device).float()
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
-        feats = []
-        for layer in self.layers:
-            x = layer(x)
-            feats.append(lpips.normalize_tensor(x))
+        feats: list[torch.Tensor] = []
+        hooks = [layer.register_forward_hook(lambda _module, _inputs, out: feats.append(lpips.normalize_tensor(out)))
+                 for layer in self.layers]
+        try:
+            self.judge.outputs(images.to(device).float())
+        finally:
+            for hook in hooks:
+                hook.remove()
         return feats
 
 
@@ -121,16 +115,15 @@ class LpipsSynthface(Metric):
     def reset(self) -> None:
         self._values: list[torch.Tensor] = []
 
-    @torch.no_grad()
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.cat([feature_distance(self.features(x), self.features(y)).cpu()
-                          for x, y in zip(a.split(self.batch_size), b.split(self.batch_size))])
+        return in_chunks(lambda x, y: feature_distance(self.features(x), self.features(y)).cpu(), (a, b),
+                         self.batch_size)
 
     def update(self, batch: EditBatch) -> None:
         self._values.append(self.distance(batch.source_images, batch.edited_images))
 
     def compute(self) -> torch.Tensor:
-        return torch.cat(self._values) if self._values else torch.zeros(0)
+        return concat(self._values)
 
     def judge_is_loss_network(self) -> bool:
         return is_loss_network(self.context, self.judge)

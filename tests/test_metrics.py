@@ -185,6 +185,26 @@ def test_lpips_synthface_is_unweighted_lpips_arithmetic_on_the_judge_trunk(conte
     assert "lpips_synthface" != METRICS.canonical("lpips")
 
 
+def test_synth_features_take_the_judges_own_resize(judge, images):
+    """Features of a 96 x 96 image are the trunk's on the judge's resize of it (`AttributeJudge.outputs`)."""
+    import lpips
+    import torch.nn.functional as F
+
+    from metrics.lpips import SynthFeatures
+
+    large = F.interpolate(images[1][:4], size=(96, 96), mode="bilinear", align_corners=False)
+    got = SynthFeatures(judge)(large)
+    with torch.no_grad():
+        x = F.interpolate(large, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+        expected = []
+        for layer in [judge.trunk.stem, *judge.trunk.stages]:
+            x = layer(x)
+            expected.append(lpips.normalize_tensor(x))
+    assert len(got) == len(expected) == 1 + len(judge.trunk.stages)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+
+
 # -------------------------------------------------------------------------------------------------- FID/KID
 def _features(n, d, seed, shift=0.0):
     rng = np.random.default_rng(seed)
@@ -430,6 +450,15 @@ def test_attr_target_and_preserved(context, judge, images):
                                torch.stack([(pe[h] == ps[h]).double() for h in others]).mean(0))
 
 
+def test_attr_target_without_expect(context, images):
+    """An edit that declares no `expect` at all (None): no target share, the preserved share over every head."""
+    source, edited = images
+    metric = METRICS.get("attr_target")(context)
+    metric.update(EditBatch(source[:4], edited[:4], "a face", "a face", None))
+    out = metric.compute()
+    assert torch.isnan(out["attr_target"]).all() and out["attr_preserved"].shape == (4,)
+
+
 def test_attr_bad_expect_names_the_heads(context, images):
     source, edited = images
     metric = METRICS.get("attr_target")(context)
@@ -454,6 +483,27 @@ def test_per_sample_batch_size_independence_and_determinism(context, images, nam
         for key, values in runs[0].items():
             assert values.shape == (N,)
             torch.testing.assert_close(other[key].double(), values.double(), atol=1e-5, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("name,params", [("clip_score", {}), ("clip_direction", {}), *PER_SAMPLE])
+def test_per_sample_compute_before_any_update_is_empty(context, name, params):
+    metric = METRICS.get(name)(context, **params)
+    values = _as_dict(metric, metric.compute())
+    assert values and all(v.shape == (0,) for v in values.values()), name
+
+
+def test_in_chunks_concatenates_tensors_pairs_layers_and_heads():
+    from metrics.judges import in_chunks
+
+    x, y = torch.arange(10.0), torch.arange(10.0) * 2
+    torch.testing.assert_close(in_chunks(lambda a: a + 1, x, 3), x + 1)
+    torch.testing.assert_close(in_chunks(lambda a, b: b - a, (x, y), 4), x)
+    layers = in_chunks(lambda a: [a, -a], x, 3)
+    torch.testing.assert_close(layers[1], -x)
+    heads = in_chunks(lambda a: {"h": a * 3}, x, 7)
+    torch.testing.assert_close(heads["h"], x * 3)
+    with pytest.raises(ValueError, match="no images"):
+        in_chunks(lambda a: a, x[:0], 3)
 
 
 @pytest.mark.parametrize("name,role", [("identity", "identity"), ("lpips_synthface", "attributes"),
