@@ -4,15 +4,15 @@
   most the cell in flight, and `--resume` reruns exactly the cells that are not in the store.
 * A failed cell is stored too (status "error" with its message), so the run goes on and the report shows it.
 * The manifest (suite hash, git commit, package versions, device, backbone content hashes) is written atomically
-  (temp file + os.replace); resuming is allowed only into a directory whose manifest matches.
+  (`bench.cachefile`); resuming is allowed only into a directory whose manifest matches (for `bench run`: suite,
+  backbones, limit, device and torch threads, so latencies of one run come from one setting), and each session
+  (git commit, start time, calibration) is kept in `manifest["sessions"]`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.cachefile import write_json_atomic  # noqa: F401  (re-exported: the store's manifest writer)
 from bench.errors import BenchError
 
 SCHEMA = """
@@ -57,15 +58,6 @@ class CellKey:
         return f"{self.variant}|{self.edit}|b{self.batch}|s{self.seed}"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 class RunStore:
     """The store of one run directory."""
 
@@ -85,19 +77,32 @@ class RunStore:
             return None
         return json.loads(self.manifest_path.read_text())
 
-    def open_run(self, manifest: dict, resume: bool, match_keys: Iterable[str]) -> None:
-        """Start or resume a run. Resuming (or reusing a non-empty directory) needs a matching manifest."""
+    def open_run(self, manifest: dict, resume: bool, match_keys: Iterable[str],
+                 session_keys: Iterable[str] = ()) -> None:
+        """Start or resume a run. Resuming (or reusing a non-empty directory) needs a manifest that matches in
+        `match_keys`. The manifest's top level describes the latest session; `manifest["sessions"]` keeps every
+        session's `session_keys` values (git commit, calibration, ...) with its start time and the number of cells
+        done before it, so a resumed run's earlier sessions are not lost (a cell's `finished_at` tells its session)."""
         previous = self.read_manifest()
+        sessions: list[dict] = []
+        session_keys = tuple(session_keys)
+        done = self.completed_cells()
         if previous is not None:
             differing = [k for k in match_keys if previous.get(k) != manifest.get(k)]
             if differing:
+                details = "; ".join(_difference(k, previous.get(k), manifest.get(k)) for k in differing)
                 raise BenchError(
-                    f"{self.run_dir} holds a run whose manifest differs in {', '.join(differing)} "
-                    f"(suite {previous.get('suite')!r}); use another --out directory or delete this one")
-            if not resume and self.completed_cells():
+                    f"{self.run_dir} holds a run whose manifest differs in {', '.join(differing)} ({details}); "
+                    "its results cannot be mixed with this session's: resume it with the same suite, backbones, "
+                    "--limit, --device and --threads, or use another --out directory (or delete this one)")
+            if not resume and done:
                 raise BenchError(f"{self.run_dir} already holds results of this suite; pass --resume to continue "
                                  "it, or choose another --out directory")
-        write_json_atomic(self.manifest_path, manifest)
+            sessions = list(previous.get("sessions") or
+                            [{"started_at": None, **{k: previous.get(k) for k in session_keys}}])  # an older manifest
+        sessions.append({"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started_at_unix": time.time(),
+                         "cells_done_before": len(done), **{k: manifest.get(k) for k in session_keys}})
+        write_json_atomic(self.manifest_path, {**manifest, "sessions": sessions})
 
     # -- cells --------------------------------------------------------------------------------------------
     def completed_cells(self) -> set[str]:
@@ -155,6 +160,18 @@ class RunStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _difference(key: str, stored: Any, now: Any) -> str:
+    """`key: stored X, now Y`, or for mappings (backbone hashes) the entries that differ."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        changed = sorted(k for k in stored.keys() | now.keys() if stored.get(k) != now.get(k))
+        return f"{key}: {', '.join(changed)} differ"
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"{key}: stored {short(stored)}, now {short(now)}"
 
 
 def _finite_or_none(value: float | None) -> float | None:

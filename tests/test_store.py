@@ -1,11 +1,17 @@
+import json
+import logging
 import math
 import multiprocessing as mp
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
 
+import torch
+
+from bench import cachefile
 from bench.errors import BenchError
 from bench.store import CellKey, RunStore
 
@@ -34,10 +40,13 @@ def test_rewriting_a_cell_replaces_its_rows(tmp_path):
 
 def test_failed_transaction_leaves_nothing(tmp_path):
     store = RunStore(tmp_path)
-    with pytest.raises(Exception):
-        store.record_cell(key(), [(0, "a", 1.0), (0, "a", 2.0)])  # duplicate primary key mid-transaction
-    assert store.completed_cells() == set()
-    assert store.records().empty
+    store.record_cell(key(), [(0, "a", 1.0), (1, "a", 2.0)])
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: records"):
+        store.record_cell(key(), [(0, "a", 5.0), (0, "a", 6.0)])  # duplicate primary key mid-transaction
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: records"):
+        store.record_cell(key(batch=1), [(0, "a", 7.0), (0, "a", 8.0)])
+    assert store.completed_cells() == {key().cell_id}  # the new cell is not there, the old one's rows survived
+    assert store.records()[["sample", "value"]].values.tolist() == [[0, 1.0], [1, 2.0]]
 
 
 def test_error_cells_are_recorded(tmp_path):
@@ -65,6 +74,8 @@ def test_sigkill_mid_write_leaves_only_whole_cells(tmp_path):
     assert process.is_alive(), "writer process died"
     os.kill(process.pid, signal.SIGKILL)
     process.join()
+    assert process.exitcode == -signal.SIGKILL
+    assert len(RunStore(tmp_path).completed_cells()) >= 5  # what was there before the kill is still there
     frame = RunStore(tmp_path).records()
     assert (frame.groupby("batch").size() == 50).all()
     assert set(frame["batch"]) == {int(c.split("|b")[1].split("|")[0]) for c in RunStore(tmp_path).completed_cells()}
@@ -79,6 +90,97 @@ def test_manifest_mismatch_refuses(tmp_path):
     with pytest.raises(BenchError, match="pass --resume"):
         store.open_run({"suite": "smoke", "suite_hash": "a"}, resume=False, match_keys=["suite_hash"])
     store.open_run({"suite": "smoke", "suite_hash": "a"}, resume=True, match_keys=["suite_hash"])
+
+
+def test_resume_needs_the_same_device_and_threads_and_keeps_every_session(tmp_path):
+    keys = ["suite_hash", "device", "torch_threads"]
+    sessions = ["git_commit", "calibration_ms", "device", "torch_threads"]
+    first = {"suite": "smoke", "suite_hash": "a", "device": "cpu (Xeon, 2 threads)", "torch_threads": 2,
+             "git_commit": "c1", "calibration_ms": 11.0}
+    store = RunStore(tmp_path)
+    store.open_run(first, resume=False, match_keys=keys, session_keys=sessions)
+    store.record_cell(key(), [(0, "latency_apply_ms", 3.0)])
+    with pytest.raises(BenchError, match=r"differs in device \(device: stored 'cpu \(Xeon, 2 threads\)', now "
+                                         r"'NVIDIA H100'\); .*same suite, backbones, --limit, --device and --threads, "
+                                         r"or use another --out directory"):
+        store.open_run({**first, "device": "NVIDIA H100"}, resume=True, match_keys=keys, session_keys=sessions)
+    with pytest.raises(BenchError, match="differs in torch_threads \\(torch_threads: stored 2, now 1\\)"):
+        store.open_run({**first, "torch_threads": 1}, resume=True, match_keys=keys, session_keys=sessions)
+    assert json.loads(store.manifest_path.read_text())["device"] == "cpu (Xeon, 2 threads)"  # refused: unchanged
+    store.open_run({**first, "git_commit": "c2", "calibration_ms": 12.5}, resume=True, match_keys=keys,
+                   session_keys=sessions)
+    manifest = json.loads(store.manifest_path.read_text())
+    assert manifest["git_commit"] == "c2" and manifest["calibration_ms"] == 12.5  # the top level: the latest session
+    history = [{k: s[k] for k in ("git_commit", "calibration_ms", "cells_done_before")} for s in manifest["sessions"]]
+    assert history == [{"git_commit": "c1", "calibration_ms": 11.0, "cells_done_before": 0},
+                       {"git_commit": "c2", "calibration_ms": 12.5, "cells_done_before": 1}]
+    assert all(s["started_at"] and s["device"] == first["device"] for s in manifest["sessions"])
+
+
+def test_resuming_a_run_from_before_the_session_history_keeps_its_session(tmp_path):
+    store = RunStore(tmp_path)
+    cachefile.write_json_atomic(store.manifest_path, {"suite_hash": "a", "git_commit": "old", "calibration_ms": 9.0})
+    store.open_run({"suite_hash": "a", "git_commit": "new", "calibration_ms": 10.0}, resume=True,
+                   match_keys=["suite_hash"], session_keys=["git_commit", "calibration_ms"])
+    sessions = json.loads(store.manifest_path.read_text())["sessions"]
+    assert [(s["git_commit"], s["calibration_ms"]) for s in sessions] == [("old", 9.0), ("new", 10.0)]
+    assert sessions[0]["started_at"] is None
+
+
+def test_atomic_writes_use_a_temp_name_of_their_own_and_leave_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "cache" / "state.pt"
+    names = {cachefile.temp_path(target) for _ in range(100)}
+    assert len(names) == 100  # two writers (or two calls of one) never share a temp file
+    assert all(n.parent == target.parent and n.name.startswith(f".state.pt.{os.getpid()}.") for n in names)
+    cachefile.atomic_save({"x": torch.arange(3)}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["x"], torch.arange(3))
+    cachefile.write_json_atomic(tmp_path / "m.json", {"b": 1, "a": [2]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": [2], "b": 1}
+
+    def broken_save(obj, handle):
+        handle.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cachefile.torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        cachefile.atomic_save({"x": torch.zeros(3)}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["x"], torch.arange(3))  # the old file is whole
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache", "m.json", "state.pt"]  # no temp file left
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a torch file", "truncated"])
+def test_a_damaged_cache_file_is_deleted_and_read_as_missing(tmp_path, caplog, damage):
+    path = tmp_path / "state.pt"
+    cachefile.atomic_save({"x": torch.arange(1000)}, path)
+    assert torch.equal(cachefile.load_or_none(path, weights_only=True)["x"], torch.arange(1000))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2] if damage == "truncated" else damage)
+    with caplog.at_level(logging.WARNING, logger="bench.cachefile"):
+        assert cachefile.load_or_none(path, weights_only=True) is None
+    assert not path.exists()
+    assert f"cache file {path} is damaged" in caplog.text
+    assert cachefile.load_or_none(path, weights_only=True) is None  # missing: None, no error
+
+
+def test_content_hash_of_files_and_folders(tmp_path):
+    folder = tmp_path / "style"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"one")
+    (folder / "sub" / "b.png").write_bytes(b"two")
+    before = cachefile.content_hash(folder)
+    (folder / ".a.png.123.tmp").write_bytes(b"temp")  # hidden names are not content
+    assert cachefile.content_hash(folder) == before
+    (folder / "sub" / "b.png").write_bytes(b"TWO")
+    assert cachefile.content_hash(folder) != before
+    (folder / "sub" / "b.png").write_bytes(b"two")
+    assert cachefile.content_hash(folder) == before
+    (folder / "sub" / "b.png").rename(folder / "b.png")  # the same bytes under another name: another folder
+    assert cachefile.content_hash(folder) != before
+    assert cachefile.with_content_hashes({"latents": str(folder / "a.png"), "n": 3, "cache_dir": str(folder),
+                                          "groups": ["coarse", str(folder / "a.png")]}, frozenset({"cache_dir"})) == {
+        "latents": {"path": str(folder / "a.png"), "content": cachefile.content_hash(folder / "a.png")}, "n": 3,
+        "cache_dir": str(folder),
+        "groups": ["coarse", {"path": str(folder / "a.png"), "content": cachefile.content_hash(folder / "a.png")}]}
 
 
 def test_export_parquet_and_csv(tmp_path):
