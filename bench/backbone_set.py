@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from bench.cachefile import content_hash, named_path
 from bench.suite import BackboneSpec, Suite
-from zoo.checkpoints import file_sha256
 
 
 @dataclass
@@ -40,12 +39,17 @@ class BackboneSet:
 
 
 def spec_hash(spec: BackboneSpec) -> str:
-    """The content hash of the spec's file when its argument is a file, else a hash of the spec itself."""
-    if isinstance(spec.arg, str):
-        path = Path(spec.arg).expanduser()
-        if path.is_file():
-            return "sha256:" + file_sha256(path)
-    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
+    """What the manifest and the prepare cache record for a network: `sha256:<file hash>` for a spec that is a
+    weights file and nothing else (`{stylegan2: ffhq.pt}`), else a hash of the spec with the content hash of every
+    file or folder its argument or options name (`{clip: ViT-B-32, pretrained: /w/clip.pt}`, `local-dir:` folders),
+    so that new weights at the same path read as another network."""
+    named = {"arg": spec.arg, **{f"options.{k}": v for k, v in spec.options.items()}}
+    contents = {field: content_hash(path) for field, value in named.items() if (path := named_path(value))}
+    arg_path = named_path(spec.arg)
+    if arg_path is not None and arg_path.is_file() and not spec.options:
+        return "sha256:" + contents["arg"]
+    described = spec.model_dump(mode="json")
+    blob = json.dumps({"spec": described, "contents": contents} if contents else described, sort_keys=True).encode()
     return "spec:" + hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -118,3 +118,29 @@ def test_judge_roles_of_a_set_become_judges_and_never_losses(tmp_path, monkeypat
     losses, judges = backbone_set.load_backbones(suite)
     assert losses.roles == {"clip": clip} and judges.roles == {"clip": judge}
     assert "backbones.judge_clip" not in losses.hashes and judges.hashes["judges.clip"] == "sha256:b"
+
+
+def test_backbone_hash_follows_every_weights_file_or_folder_the_spec_names(tmp_path):
+    import hashlib
+
+    from bench.backbone_set import spec_hash
+
+    weights = tmp_path / "clip.pt"
+    weights.write_bytes(b"weights v1")
+    by_option = BackboneSpec.model_validate({"clip": "ViT-B-32", "pretrained": str(weights)})
+    by_arg = BackboneSpec.model_validate({"stylegan2": str(weights)})
+    folder = tmp_path / "clip_dir"
+    folder.mkdir()
+    (folder / "open_clip_pytorch_model.bin").write_bytes(b"folder v1")
+    by_folder = BackboneSpec.model_validate({"clip": f"local-dir:{folder}"})
+    tag = BackboneSpec.model_validate({"clip": "ViT-B-32", "pretrained": "openai"})
+    before = [spec_hash(s) for s in (by_option, by_arg, by_folder, tag)]
+    assert before[1] == "sha256:" + hashlib.sha256(b"weights v1").hexdigest()  # a bare weights file: its hash
+    weights.write_bytes(b"weights v2")  # new weights at the same path
+    (folder / "open_clip_pytorch_model.bin").write_bytes(b"folder v2")
+    after = [spec_hash(s) for s in (by_option, by_arg, by_folder, tag)]
+    assert [a != b for a, b in zip(after, before)] == [True, True, True, False]  # a tag names no file
+    weights.write_bytes(b"weights v1")
+    assert spec_hash(by_option) == before[0]  # the content, not the file's age
+    # the same file with other loader options is another network
+    assert spec_hash(BackboneSpec.model_validate({"stylegan2": str(weights), "size": 256})) != before[1]
