@@ -25,15 +25,13 @@ With several CLIP networks, r = Σ_k weight_k · fs3_k · Δt_k (an extension; t
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import clip_networks, generator_of, source_latents_or_invert
@@ -111,23 +109,6 @@ def channel_relevance(generator, clip, mean: torch.Tensor, std: torch.Tensor, ma
     return F.normalize(acc, dim=-1)  # the mean's direction = the sum's; zero rows stay zero
 
 
-def state_hash(module: torch.nn.Module, extra: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 # ---------------------------------------------------------------------------------------------------- inference
 def threshold_direction(r: torch.Tensor, beta: float) -> torch.Tensor:
     """Zero |r| < β, then divide by max |r| (all-zero stays zero)."""
@@ -174,17 +155,15 @@ class StyleClipGlobal(EditMethod):
         p = self.params
         key = state_hash(generator, {"settings": self._settings(), "clip": state_hash(clip, {})})[:24]
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
-        if path.is_file():
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)  # CPU, as a fresh compute
-            except Exception:  # a damaged cache file is recomputed
-                pass
+        blob = load_or_none(path, map_location="cpu", weights_only=True)  # CPU, as a fresh compute; damaged: None
+        if blob is not None:
+            return blob
         mean, std = style_statistics(generator, int(p["stat_samples"]), float(p["truncation"]))
         mask = channel_mask(generator, int(p["max_resolution"]))
         fs3 = channel_relevance(generator, clip, mean, std, mask, int(p["relevance_images"]), float(p["sigma"]),
                                 float(p["truncation"]), batch_size=int(p["batch_size"]))
         blob = {"mean": mean.cpu(), "std": std.cpu(), "mask": mask.cpu(), "fs3": fs3.cpu()}
-        _atomic_save(blob, path)
+        atomic_save(blob, path)
         return blob
 
     def prepare(self, backbones: Any, edit: Any) -> None:

@@ -47,11 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.inversion import PERCEPTUAL, invert, perceptual_fn
 from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
-from methods.styleclip_global import _atomic_save, state_hash
 
 
 # --------------------------------------------------------------------------------------------------- optimisation
@@ -246,11 +246,9 @@ class TediganText2Latent(EditMethod):
         settings = {k: p[k] for k in ("pairs", "steps", "lr", "batch_size", "hidden", "captions", "seed")}
         key = state_hash(generator, {"settings": settings, "clip": state_hash(clip, {})})[:24]
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
-        if path.is_file():
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:
-                pass
+        blob = load_or_none(path, map_location="cpu", weights_only=True)  # a damaged file: None, made again
+        if blob is not None:
+            return blob
         seed = int(p["seed"])
         embs, offsets, used = training_pairs(generator, clip, int(p["pairs"]), p["captions"], seed=seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from `seed`, the global stream left untouched
@@ -262,7 +260,7 @@ class TediganText2Latent(EditMethod):
         blob = {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "embed_dim": int(embs.shape[1]),
                 "n_latent": generator.n_latent, "style_dim": generator.style_dim, "hidden": int(p["hidden"]),
                 "captions": used, "final_loss": losses[-1] if losses else float("nan")}
-        _atomic_save(blob, path)
+        atomic_save(blob, path)
         return blob
 
     def prepare(self, backbones: Any, edit: Any) -> None:
