@@ -1,7 +1,8 @@
 """A method's `prepare` phase through the on-disk cache, in the runner's process or in parallel worker processes.
 
 `prepare_cached` is the one place a preparation runs: restore the state from the cache file, or seed the group's
-generator, time `prepare`, and store its state atomically (so an interrupted run loses nothing finished).
+generator, time `prepare`, and store its state atomically (`bench.cachefile`: an interrupted run loses nothing
+finished, runs sharing the folder never write through one temp file, and a damaged file is made again).
 
 `prepare_in_workers` runs the preparations of methods whose `prepare` is independent per edit (a mapper trained
 per edit, a generator adapted per domain) in N worker processes before the runner's serial loop, which then
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench.cachefile import atomic_save, load_or_none
 from metrics.cost import Stopwatch
 
 
@@ -34,22 +36,31 @@ def group_seed(seed: int, *parts: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def prepare_cached(method: Any, label: str, edit: Any, seed: int, backbones: Any, device: str,
+def method_family(name: str) -> str:
+    """The registered name a method's preparation is seeded by: an alias and its method share it."""
+    from methods import METHODS
+
+    return METHODS.canonical(name)
+
+
+def prepare_cached(method: Any, family: str, edit: Any, seed: int, backbones: Any, device: str,
                    cached: Path) -> tuple[float, float]:
-    """(seconds, peak MiB) of `method.prepare`, measured now or when the cached state was made."""
-    if cached.exists():
-        blob = torch.load(cached, map_location=device, weights_only=True)
+    """(seconds, peak MiB) of `method.prepare`, measured now or when the cached state was made.
+
+    The preparation's random stream is seeded by (seed, method family, edit name), not by the variant's label or
+    parameters: every variant of a family draws the same random numbers for an edit (a paired ablation: two variants
+    differ by their parameters, not by their luck), so a variant that differs from another only in parameters that
+    `prepare` does not read (`APPLY_ONLY_PARAMS`) makes the same state and shares it through the cache."""
+    blob = load_or_none(cached, map_location=device, weights_only=True)  # a damaged file is deleted: None
+    if isinstance(blob, dict) and {"state", "seconds", "peak_mem_mb"} <= blob.keys():
         method.load_prepared_state(blob["state"])
         return blob["seconds"], blob["peak_mem_mb"]
-    torch.manual_seed(group_seed(seed, label, edit.name, "prepare"))
+    torch.manual_seed(group_seed(seed, family, edit.name, "prepare"))
     with Stopwatch(device) as cost:
         method.prepare(backbones, edit)
     state = method.prepared_state()
     if state is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        torch.save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, tmp)
-        tmp.replace(cached)
+        atomic_save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, cached)
     return cost.seconds, cost.peak_mem_mb
 
 
@@ -76,7 +87,8 @@ def _run_job(job: PrepareJob) -> None:
     from methods import METHODS
 
     method = METHODS.get(job.spec.name)(**job.spec.params)
-    prepare_cached(method, job.spec.label, job.edit, job.seed, _WORKER["backbones"], _WORKER["device"], job.cached)
+    prepare_cached(method, method_family(job.spec.name), job.edit, job.seed, _WORKER["backbones"],
+                   _WORKER["device"], job.cached)
 
 
 def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers: int, threads: int,

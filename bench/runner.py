@@ -1,12 +1,14 @@
 """`bench run`: a suite → cells → results in the store.
 
 A cell is (method variant, edit, source batch, seed). For each (variant, edit, seed) the method's `prepare` runs
-once (or is restored from the on-disk cache keyed by method variant and config + backbone hashes + edit + seed +
-device: the run's own `<out>/cache/prepare`, or a folder shared by runs, `--prepare-cache`; with `--workers N` the
-per-edit preparations run in N processes first, `bench/prepare.py`), then `apply` runs per source batch; per-sample
-metrics score each batch and every row of the cell is written in one transaction. After a group's batches, a *set
-cell* (batch -1) holds the set metrics (FID/KID, diversity) and the preparation cost. Cells already in the store are
-skipped, so a killed run resumes where it stopped; a failing cell is stored with its error and the run goes on.
+once (or is restored from the on-disk cache keyed by method and the parameters `prepare` reads + backbone content
+hashes + edit + seed + device, `Runner.prepare_key`: the run's own `<out>/cache/prepare`, or a folder shared by
+runs, `--prepare-cache`; with `--workers N` the per-edit preparations run in N processes first, `bench/prepare.py`),
+then `apply` runs per source batch; per-sample metrics score each batch and every row of the cell is written in one
+transaction, with the batch's apply latency (per image) and peak memory once per cell. After a group's batches, a
+*set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the preparation cost. Cells already in the
+store are skipped, so a killed run resumes where it stopped (into a directory whose manifest matches, on the same
+device and threads); a failing cell is stored with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 import torch
 
 from bench.backbone_set import BackboneSet, load_backbones
+from bench.cachefile import with_content_hashes
 from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
-from bench.prepare import PrepareJob, group_seed, prepare_cached, prepare_in_workers
-from bench.sources import render_batches, source_latents
+from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
+from bench.sources import source_batches
 from bench.store import CellKey, RunStore
 from bench.suite import Edit, MethodSpec, Suite
 from methods import METHODS
@@ -38,7 +41,14 @@ from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
 from metrics.cost import Stopwatch, device_name
 
 SET_BATCH = -1  # the batch index of a (variant, edit, seed) group's set cell
-MATCH_KEYS = ("suite", "suite_hash", "backbone_hashes", "limit")
+# what a resumed run must share with the run in its directory: the same work, and latencies measured in one setting
+MATCH_KEYS = ("suite", "suite_hash", "backbone_hashes", "limit", "device", "torch_threads")
+# what each session of a run records in the manifest's `sessions` history (the top level holds the latest)
+SESSION_KEYS = ("git_commit", "packages", "python", "device", "torch_threads", "calibration_ms", "prepare_cache",
+                "prepare_workers", "prepare_worker_threads")
+# method parameters that name where a method keeps a cache of its own: an output of the preparation, not an input,
+# so the prepare key takes the folder's name but not its (growing) content
+CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
 PACKAGES = ("torch", "open_clip_torch", "torchmetrics", "clean-fid", "lpips", "insightface", "numpy", "clipedit-bench")
 
 
@@ -121,7 +131,8 @@ def _outputs(metric: Metric) -> dict[str, list[float]]:
 
 class Runner:
     def __init__(self, suite: Suite, suite_path: Path, options: RunOptions,
-                 progress: Callable[[int], Any] | None = None):
+                 on_sources: Callable[[int, int], Any] | None = None):
+        """`on_sources(done, total)`: progress of an image folder's inversion, after each batch."""
         self.suite, self.options = suite, options
         self.variants = _selected(suite.methods, options.methods)
         for spec in self.variants:  # fail on a bad name or parameter before anything runs
@@ -135,11 +146,12 @@ class Runner:
         self.manifest["edits"] = [e.name for e in suite.edits]  # the suite's order, for per-edit tables
         self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
                                          for m in self.metrics if m.judge_is_loss_network()}
-        self.store.open_run(self.manifest, options.resume, MATCH_KEYS)
+        self.store.open_run(self.manifest, options.resume, MATCH_KEYS, SESSION_KEYS)
         self.images_dir = Path(options.out_dir) / "images"
         self.cache_dir = Path(options.prepare_cache or Path(options.out_dir) / "cache" / "prepare")
-        self.sources = render_batches(source_latents(suite.sources, self.losses, options.device, options.limit),
-                                      self.losses, suite.sources.batch_size)
+        self._input_hashes: dict[str, str] = {}  # content hashes of files named in parameters and edits, read once
+        self.sources = source_batches(suite.sources, self.losses, options.device, options.limit,
+                                      cache_dir=Path(options.out_dir) / "cache" / "sources", on_progress=on_sources)
         save_pngs(torch.cat([b.images for b in self.sources]), self.images_dir / "_source")
 
     # -- cells ----------------------------------------------------------------------------------------------
@@ -192,21 +204,27 @@ class Runner:
                 on_cell(set_cell)
 
     def prepare_key(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> str:
-        """The prepare cache's key: what a prepared state depends on (a state made on another device, or for other
-        backbones, parameters, edit or seed, is never restored). The variant's label is part of it because the
-        preparation's random stream is seeded by it (`prepare_cached`): a state is restored only where a fresh run
-        would have made the same one."""
+        """The prepare cache's key: what a prepared state depends on, so a state made on another device, or for
+        other backbones (content hashes), parameters, edit or seed, is never restored. Files and folders named in
+        the parameters (the mapper's `latents:`) or the edit (`target_images`) enter by content. Left out: the
+        variant's label and the method's `APPLY_ONLY_PARAMS` (read by `apply` only), which the preparation's
+        random stream does not depend on either (`prepare_cached`): variants that differ only there share a state,
+        and a state is restored only where a fresh run would have made the same one."""
+        apply_only = getattr(method, "APPLY_ONLY_PARAMS", frozenset())
+        params = {k: v for k, v in method.params.items() if k not in apply_only}
+        edit_fields = edit.model_dump(mode="json")
+        edit_fields["target_images"] = with_content_hashes(edit_fields.get("target_images"), memo=self._input_hashes)
         return hashlib.sha256(json.dumps({
-            "method": spec.name, "variant": spec.label, "params": method.params,
-            "edit": edit.model_dump(mode="json"), "seed": seed,
-            "backbones": self.losses.hashes, "device": self.options.device},
+            "method": method_family(spec.name),
+            "params": with_content_hashes(params, CACHE_LOCATION_PARAMS, self._input_hashes),
+            "edit": edit_fields, "seed": seed, "backbones": self.losses.hashes, "device": self.options.device},
             sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def _cached_state(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> Path:
         return self.cache_dir / f"{self.prepare_key(method, spec, edit, seed)}.pt"
 
     def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
-        return prepare_cached(method, spec.label, edit, seed, self.losses, self.options.device,
+        return prepare_cached(method, method_family(spec.name), edit, seed, self.losses, self.options.device,
                               self._cached_state(method, spec, edit, seed))
 
     def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> None:
@@ -234,8 +252,9 @@ class Runner:
             if not torch.isfinite(edited).all():
                 raise FloatingPointError("the method produced non-finite pixels (NaN/inf)")
             edited = edited.clamp(-1, 1)
-            rows = [(first + i, "latency_apply_ms", 1000.0 * cost.seconds / len(edited)) for i in range(len(edited))]
-            rows.append((SET_BATCH, "peak_mem_mb", cost.peak_mem_mb))
+            # one timing of the whole batch: one value per cell (milliseconds per image), like its peak memory
+            rows = [(SET_BATCH, "latency_apply_ms", 1000.0 * cost.seconds / len(edited)),
+                    (SET_BATCH, "peak_mem_mb", cost.peak_mem_mb)]
             batch = EditBatch(sources.images, edited, edit.target, edit.neutral, dict(edit.expect))
             for metric in self.metrics:
                 if metric.per_sample:

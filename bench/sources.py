@@ -1,18 +1,30 @@
-"""Turning a suite's `sources:` block into batches of source images and W+ latents.
+"""Turning a suite's `sources:` block into batches of source images and W+ latents (`source_batches`).
 
 * `generator`: z ~ N(0, I) from a seeded torch.Generator, mapped to W, truncated towards the generator's
   `latent_avg` (StyleCLIP's convention: truncation 0.7), broadcast to W+, rendered with fixed noise.
 * `latents`: a `.pt` file with W+ latents `[N, n_latent, style_dim]` (or z `[N, style_dim]`), rendered.
-* `images`: a folder of images, inverted into W+ by the backbone set's encoder.
+* `images`: a folder of images (sorted by name, resized to the generator's size). The batch's images are these
+  photos, never a re-rendering of their inversion: methods that edit pixels (TediGAN's pixel loss), the metrics
+  (identity, LPIPS, FID against the sources), the `source` baseline and the saved `_source` PNGs all see the photo.
+  The batch's latents are the photos' W+ inversion, for the methods that edit latents: by the backbone set's
+  encoder (`inversion: encoder`) or by optimisation-based projection (`inversion: optimization`,
+  `methods.inversion.project`). The inversion runs one suite batch (`batch_size`) at a time, reports its progress,
+  and stores each batch's latents in `cache_dir` (keyed by the images' content, the inversion, the backbones and the
+  device), so a resumed run edits the same latents and an interrupted inversion keeps the batches it finished.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bench.backbone_set import BackboneSet
+from bench.cachefile import atomic_save, content_hash, load_or_none
 from bench.errors import BenchError
 from bench.suite import GeneratorSources, ImageSources, LatentSources
 from methods.base import SourceBatch
@@ -26,10 +38,28 @@ def _generator(backbones: BackboneSet):
     return backbones["generator"]
 
 
-@torch.no_grad()
 def source_latents(spec: GeneratorSources | LatentSources | ImageSources, backbones: BackboneSet,
                    device: str = "cpu", limit: int | None = None) -> torch.Tensor:
-    """All source W+ latents `[N, n_latent, style_dim]` of the suite (the first `limit` when given)."""
+    """All source W+ latents `[N, n_latent, style_dim]` of the suite (the first `limit` when given); for an image
+    folder, the photos' inversions."""
+    if isinstance(spec, ImageSources):
+        return torch.cat([batch.latents for batch in source_batches(spec, backbones, device, limit)])
+    return _drawn_latents(spec, backbones, device, limit)
+
+
+def source_batches(spec: GeneratorSources | LatentSources | ImageSources, backbones: BackboneSet,
+                   device: str = "cpu", limit: int | None = None, cache_dir: str | Path | None = None,
+                   on_progress: Callable[[int, int], Any] | None = None) -> list[SourceBatch]:
+    """The suite's sources in batches of `spec.batch_size`: rendered latents, or photos with their inversions
+    (`on_progress(images inverted, images)` after each batch; `cache_dir` keeps each batch's inversion)."""
+    if isinstance(spec, ImageSources):
+        return _inverted_batches(spec, backbones, device, limit, cache_dir, on_progress)
+    return render_batches(_drawn_latents(spec, backbones, device, limit), backbones, spec.batch_size)
+
+
+@torch.no_grad()
+def _drawn_latents(spec: GeneratorSources | LatentSources, backbones: BackboneSet, device: str,
+                   limit: int | None) -> torch.Tensor:
     generator = _generator(backbones)
     if isinstance(spec, GeneratorSources):
         count = spec.count if limit is None else min(spec.count, limit)
@@ -45,28 +75,67 @@ def source_latents(spec: GeneratorSources | LatentSources | ImageSources, backbo
             return latents
         w = generator.mapping(latents) if space == "z" else latents
         return w.unsqueeze(1).repeat(1, generator.n_latent, 1)
-    images = load_image_folder(spec.path, generator.size, limit).to(device)
+
+
+def invert_images(spec: ImageSources, backbones: BackboneSet, images: torch.Tensor) -> torch.Tensor:
+    """W+ of `images` by the suite's inversion (projection optimises, so it runs with gradients on)."""
     if spec.inversion == "encoder":
         if "encoder" not in backbones:
             raise BenchError(f"sources.inversion is 'encoder' but the backbones provide none "
                              f"(roles: {sorted(backbones.roles)}); use inversion: optimization")
-        return backbones["encoder"](images)
+        with torch.no_grad():
+            return backbones["encoder"](images)
     from methods.inversion import project  # optimisation-based projection (W+, perceptual + pixel loss)
-    return project(generator, images)
+    with torch.enable_grad():
+        return project(_generator(backbones), images).detach()
 
 
-def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
-    """Images of a folder (sorted by name), resized to the generator's size, as `[N, 3, size, size]` in [-1, 1]."""
-    from PIL import Image
-    import numpy as np
+def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, limit: int | None,
+                      cache_dir: str | Path | None, on_progress: Callable[[int, int], Any] | None) -> list[SourceBatch]:
+    generator = _generator(backbones)
+    files = image_files(spec.path, limit)
+    batches = []
+    for start in range(0, len(files), spec.batch_size):
+        chunk = files[start:start + spec.batch_size]
+        images = load_images(chunk, generator.size).to(device)
+        cached = None
+        if cache_dir is not None:
+            key = json.dumps({"inversion": spec.inversion, "images": [content_hash(f) for f in chunk],
+                              "size": generator.size, "backbones": backbones.hashes, "device": device},
+                             sort_keys=True)
+            cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+        latents = load_or_none(cached, map_location=device, weights_only=True) if cached is not None else None
+        if latents is None:
+            latents = invert_images(spec, backbones, images)
+            if cached is not None:
+                atomic_save(latents.cpu(), cached)
+        batches.append(SourceBatch(images=images, latents=latents.to(device)))
+        if on_progress:
+            on_progress(start + len(chunk), len(files))
+    return batches
 
+
+def image_files(path: str | Path, limit: int | None = None) -> list[Path]:
+    """The image files of a folder, sorted by name (the first `limit` when given)."""
     folder = Path(path).expanduser()
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
         raise BenchError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in source folder {folder}")
-    files = files[:limit]
+    return files[:limit]
+
+
+def load_images(files: list[Path], size: int) -> torch.Tensor:
+    """Image files resized to `size` (LANCZOS), as `[N, 3, size, size]` in [-1, 1]."""
+    from PIL import Image
+    import numpy as np
+
     arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.LANCZOS)) for f in files]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
+    """Images of a folder (sorted by name), resized to the generator's size, as `[N, 3, size, size]` in [-1, 1]."""
+    return load_images(image_files(path, limit), size)
 
 
 @torch.no_grad()

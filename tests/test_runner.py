@@ -3,10 +3,13 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bench.errors import BenchError
+from bench.images import to_uint8
 from bench.runner import RunOptions, Runner
 from bench.suite import load_suite
 from methods import METHODS
@@ -63,7 +66,8 @@ def run(path, out, **options):
 
 def test_runs_every_cell_and_scores_every_sample(tmp_path, tiny_world, brighten):
     path = write_suite(tmp_path, tiny_world, "  - {name: source}\n  - {name: test_brighten, variant: bright}")
-    store = run(path, tmp_path / "run")
+    runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run"))
+    store = runner.run()
     cells = store.cells()
     assert len(cells) == 2 * 2 * (2 + 1)  # variants × edits × (2 source batches + the set cell)
     assert (cells["status"] == "ok").all()
@@ -79,7 +83,20 @@ def test_runs_every_cell_and_scores_every_sample(tmp_path, tiny_world, brighten)
     assert torch.allclose(torch.tensor(bright["clip_score_x100"].values),
                           100 * torch.tensor(bright["clip_score"].values).clamp(min=0), atol=1e-4)
     assert bright["clip_direction"].notna().all()
-    assert len(list((tmp_path / "run" / "images" / "bright" / "smile" / "seed0").glob("*.png"))) == 6
+    folder = tmp_path / "run" / "images" / "bright" / "smile" / "seed0"
+    assert sorted(p.name for p in folder.glob("*.png")) == [f"{i:06d}.png" for i in range(6)]
+    # each PNG is its source's edit, quantised: the first image of the first batch, the last of the second
+    sources = torch.cat([b.images for b in runner.sources])
+    expected = to_uint8((sources + 0.5).clamp(-1, 1))
+    for i in (0, 5):
+        assert np.array_equal(np.asarray(Image.open(folder / f"{i:06d}.png")), expected[i])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "run" / "images" / "_source" / "000005.png")),
+                          to_uint8(sources)[5])
+    # the apply latency is one timing per batch: one value (ms per image) per apply cell, beside its peak memory
+    costs = records[records["metric"].isin(["latency_apply_ms", "peak_mem_mb"])]
+    assert (costs["sample"] == -1).all() and (costs["batch"] >= 0).all()
+    assert (costs.groupby(["variant", "metric"]).size() == 2 * 2).all()  # 2 edits × 2 batches each
+    assert (costs["value"] >= 0).all() and costs["value"].notna().all()
 
 
 def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, tiny_world, brighten):
@@ -94,6 +111,78 @@ def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, tiny_world, brig
     assert len(report["failed_cells"]) == 2
 
 
+def test_image_folder_sources_are_the_photos_with_their_inversions(tmp_path, monkeypatch):
+    """`sources: {kind: images}`: the batches hold the photos themselves (what pixel losses, metrics, the source
+    baseline and the saved PNGs see) and their encoder inversions, inverted one suite batch at a time."""
+    import bench.sources
+    import methods.inversion
+    from bench.sources import source_batches
+    from zoo.synthface import render, sample_params
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = to_uint8(render(sample_params(3, seed=11)))  # faces of the world's renderer: 64 px, no generator's
+    for i, array in enumerate(photos):
+        Image.fromarray(array).save(folder / f"face{i}.png")
+    path = tmp_path / "photos.yaml"
+    path.write_text(f"""name: photos
+backbones: synthface
+sources: {{kind: images, path: "{folder}", batch_size: 2}}
+edits:
+  - {{name: smile, target: a smiling face, neutral: a face}}
+methods:
+  - {{name: source}}
+metrics: [identity]
+""")
+    progress = []
+    runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run"), on_sources=lambda *p: progress.append(p))
+    assert progress == [(2, 3), (3, 3)]  # inverted batch by batch
+    assert [len(b.images) for b in runner.sources] == [2, 1] and [len(b.latents) for b in runner.sources] == [2, 1]
+    images = torch.cat([b.images for b in runner.sources])
+    assert np.array_equal(to_uint8(images), photos)  # the photos, not their reconstruction
+    encoder, generator = runner.losses["encoder"], runner.losses["generator"]
+    with torch.no_grad():
+        for batch in runner.sources:
+            assert torch.allclose(batch.latents, encoder(batch.images), atol=1e-5)
+        assert (generator(runner.sources[0].latents) - runner.sources[0].images).abs().max() > 0.1  # not the same
+    store = runner.run()
+    assert (store.cells()["status"] == "ok").all()
+    for i in range(3):  # the saved sources and the source baseline's output are the photos, pixel for pixel
+        for saved in (runner.images_dir / "_source", runner.images_dir / "source" / "smile" / "seed0"):
+            assert np.array_equal(np.asarray(Image.open(saved / f"{i:06d}.png")), photos[i])
+    identity = store.records().query("metric == 'identity'")["value"]
+    assert len(identity) == 3 and np.allclose(identity, 1.0, atol=1e-4)
+
+    # each batch's inversion is kept in the run's cache: a resumed run edits the same latents without inverting
+    cache = tmp_path / "run" / "cache" / "sources"
+    assert len(list(cache.glob("*.pt"))) == 2
+    spec = runner.suite.sources
+
+    def no_inversion(*args):
+        raise AssertionError("inverted again")
+
+    monkeypatch.setattr(bench.sources, "invert_images", no_inversion)
+    again = source_batches(spec, runner.losses, "cpu", cache_dir=cache)
+    assert all(torch.equal(a.latents, b.latents) for a, b in zip(again, runner.sources))
+    monkeypatch.undo()
+
+    # projection (inversion: optimization) optimises with gradients on, one batch at a time
+    shapes = []
+    project = methods.inversion.project
+
+    def short_projection(generator, chunk, **kwargs):
+        shapes.append(tuple(chunk.shape))
+        return project(generator, chunk, steps=2, **kwargs)
+
+    monkeypatch.setattr(methods.inversion, "project", short_projection)
+    spec = spec.model_copy(update={"inversion": "optimization"})
+    projected = source_batches(spec, runner.losses, "cpu", limit=3)
+    assert shapes == [(2, 3, 64, 64), (1, 3, 64, 64)]
+    assert [b.latents.shape for b in projected] == [(2, 10, 128), (1, 10, 128)]
+    assert torch.equal(torch.cat([b.images for b in projected]), images)
+    assert not any(b.latents.requires_grad for b in projected)
+
+
 def test_output_directory_rules(tmp_path, tiny_world):
     path = write_suite(tmp_path, tiny_world)
     run(path, tmp_path / "run")
@@ -102,6 +191,13 @@ def test_output_directory_rules(tmp_path, tiny_world):
     other = write_suite(tmp_path, tiny_world, name="other")
     with pytest.raises(BenchError, match="differs in suite, suite_hash"):
         run(other, tmp_path / "run", resume=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # latencies of one run come from one setting: resume on the same threads
+    try:
+        with pytest.raises(BenchError, match=f"torch_threads: stored {threads}, now {threads + 1}.*--threads"):
+            run(path, tmp_path / "run", resume=True)
+    finally:
+        torch.set_num_threads(threads)
     with pytest.raises(BenchError, match="--methods nope: not in the suite; valid: source"):
         run(path, tmp_path / "run2", methods=["nope"])
 
@@ -123,7 +219,15 @@ def test_reports(tmp_path, tiny_world, brighten):
     assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
     html = paths["html"].read_text()
     assert html.count("<table>") >= 2 and "data:image/png;base64," in html
-    assert (tmp_path / "run" / "report" / "grid_smile.png").exists()
+    # the grid: a column per variant after the sources' own, a row per source under the labels
+    from reports.grids import LABEL_HEIGHT, SCALE
+    grid = np.asarray(Image.open(tmp_path / "run" / "report" / "grid_smile.png").convert("RGB"))
+    tile = 32 * SCALE
+    assert grid.shape == (LABEL_HEIGHT + 6 * tile, (1 + 3) * tile, 3)  # 6 sources; source column + 3 variants
+    bright = np.asarray(Image.open(tmp_path / "run" / "images" / "bright" / "smile" / "seed0" / "000002.png"))
+    cell = grid[LABEL_HEIGHT + 2 * tile:LABEL_HEIGHT + 3 * tile, 2 * tile:3 * tile]  # row 2, the bright column
+    assert np.array_equal(cell, bright.repeat(SCALE, axis=0).repeat(SCALE, axis=1))
+    assert cell.std() > 1 and not np.array_equal(cell, grid[LABEL_HEIGHT:LABEL_HEIGHT + tile, 2 * tile:3 * tile])
 
 
 def _compare(*args):
@@ -155,35 +259,53 @@ def _quality_rows(run_dir):
                   for r in report_json(run_dir)["rows"] if metric_info(r["metric"]).kind == "quality")
 
 
-def test_sigkill_and_resume_gives_the_uninterrupted_report(tmp_path, tiny_world):
-    import random
+def _cells_done(run_dir):
+    """Cells in a run's store, read without creating anything (0 before the run made its tables)."""
+    import sqlite3
+
+    if not (run_dir / "results.sqlite").exists():
+        return 0
+    db = sqlite3.connect(run_dir / "results.sqlite", timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kills", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: a resumed run killed too
+def test_sigkill_and_resume_gives_the_uninterrupted_report(tmp_path, tiny_world, kills):
     import time
 
     from bench.store import RunStore
 
-    path = write_suite(tmp_path, tiny_world)
+    path = write_suite(tmp_path, tiny_world)  # 12 sources in batches of 1: 2 edits × (12 + 1) = 26 cells
+    path.write_text(path.read_text().replace("count: 6, seed: 1, batch_size: 4", "count: 12, seed: 1, batch_size: 1"))
     reference = tmp_path / "reference"
     run(path, reference)
+    total = len(RunStore(reference).cells())
+    assert total == 26
     interrupted = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(interrupted)]
-    rng = random.Random(7)
-    for attempt in range(2):  # kill it twice at random points, resume each time
+    command = [sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(interrupted),
+               "--threads", str(torch.get_num_threads())]  # a resume must run on the same threads
+    for attempt in range(kills):  # kill it as soon as it finished a cell (resuming after the first kill)
+        before = _cells_done(interrupted)
         process = subprocess.Popen(command + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        start = len(RunStore(interrupted).completed_cells()) if (interrupted / "results.sqlite").exists() else 0
         deadline = time.monotonic() + 240
-        while process.poll() is None and time.monotonic() < deadline:
-            if (interrupted / "results.sqlite").exists() and len(RunStore(interrupted).completed_cells()) > start:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0, 0.3))
+        while process.poll() is None and time.monotonic() < deadline and _cells_done(interrupted) == before:
+            time.sleep(0.01)
         process.kill()
-        process.wait()
-    finished = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr
-    cells = RunStore(interrupted).cells()
-    assert len(cells) == len(RunStore(reference).cells()) and cells["cell_id"].is_unique
+        returncode = process.wait()
+        assert returncode == -9, f"the run ended (exit {returncode}) before it was killed"
+        done = _cells_done(interrupted)
+        assert before < done < total, (before, done, total)  # killed mid-run, with new cells and cells left
+    store = run(path, interrupted, resume=True)
+    cells = store.cells()
+    assert len(cells) == total and cells["cell_id"].is_unique and (cells["status"] == "ok").all()
     assert _quality_rows(interrupted) == _quality_rows(reference)
+    assert len(json.loads((interrupted / "manifest.json").read_text())["sessions"]) == kills + 1
 
 
 class LearnedShift(EditMethod):
@@ -235,8 +357,86 @@ def test_shared_prepare_cache_prepares_once_across_runs(tmp_path, tiny_world):
         runner.options.device = "cuda:0"
         other.add(runner.prepare_key(method, spec, smile, 0))
         assert key not in other and len(other) == 4
+        # a damaged state in the shared folder (a cut-off write, a foreign file) is prepared again, not fatal
+        (shared / f"{key}.pt").write_bytes((shared / f"{key}.pt").read_bytes()[:100])
+        run(path, tmp_path / "fourth", prepare_cache=shared)
+        assert LearnedShift.prepared == 3  # the damaged edit only
+        assert _quality_rows(tmp_path / "fourth") == _quality_rows(tmp_path / "first")  # the same seeded state
+        assert torch.load(shared / f"{key}.pt", weights_only=True)["state"]["shift"].item() > 0
     finally:
         METHODS._entries.pop("test_learned_shift", None)
+
+
+class ShiftWithGain(LearnedShift):
+    """Test method: `gain` is read by `apply` only; `table` names a file `prepare` would read."""
+    APPLY_ONLY_PARAMS = frozenset({"gain"})
+
+    @classmethod
+    def defaults(cls):
+        return {"amount": 0.25, "gain": 1.0, "table": None}
+
+    def apply(self, backbones, sources, edit):
+        return EditResult(edited_images=(sources.images + self.params["gain"] * self.shift).clamp(-1, 1))
+
+
+def test_variants_that_differ_only_in_apply_only_params_share_one_preparation(tmp_path, tiny_world):
+    METHODS.register("test_shift_gain", ShiftWithGain, replace=True)
+    try:
+        path = write_suite(tmp_path, tiny_world, methods="""  - {name: test_shift_gain, variant: g1}
+  - {name: test_shift_gain, variant: g2, params: {gain: 2.0}}
+  - {name: test_shift_gain, variant: a3, params: {amount: 0.3}}""")
+        LearnedShift.prepared = 0
+        runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run"))
+        g1, g2, a3 = runner.variants
+        smile = runner.suite.edits[0]
+        keys = [runner.prepare_key(METHODS.get(v.name)(**v.params), v, smile, 0) for v in (g1, g2, a3)]
+        assert keys[0] == keys[1] != keys[2]  # the label and an apply-only parameter do not enter the key
+        store = runner.run()
+        assert LearnedShift.prepared == 2 * 2  # (g1 = g2, a3) × 2 edits, not 3 × 2
+        assert len(list((tmp_path / "run" / "cache" / "prepare").glob("*.pt"))) == 4
+        records = store.records()
+        mean = records[records["metric"] == "clip_score"].groupby("variant")["value"].mean()
+        assert mean["g1"] != mean["g2"]  # the shared state, applied with another gain
+        # the preparation's random stream does not depend on the label either: g1's state is a fresh g2's
+        alone = write_suite(tmp_path, tiny_world, name="alone",
+                            methods="  - {name: test_shift_gain, variant: only_g2, params: {gain: 2.0}}")
+        run(alone, tmp_path / "alone")
+        assert _quality_rows(tmp_path / "alone") == [("only_g2", *row[1:]) for row in _quality_rows(tmp_path / "run")
+                                                     if row[0] == "g2"]
+    finally:
+        METHODS._entries.pop("test_shift_gain", None)
+
+
+def test_prepare_key_follows_the_content_of_files_named_in_params_and_edits(tmp_path, tiny_world):
+    from bench.suite import Edit
+
+    METHODS.register("test_shift_gain", ShiftWithGain, replace=True)
+    try:
+        table = tmp_path / "table.pt"
+        style = tmp_path / "style"
+        style.mkdir()
+        path = write_suite(tmp_path, tiny_world, methods=f"  - {{name: test_shift_gain, params: {{table: '{table}'}}}}")
+
+        def key():  # a new run each time: one run reads each named file once
+            runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run"))
+            runner.store.close()
+            spec = runner.variants[0]
+            edit = Edit(name="zombie", target="a zombie", target_images=str(style))
+            return runner.prepare_key(METHODS.get(spec.name)(**spec.params), spec, edit, 0)
+
+        table.write_bytes(b"latents v1")
+        (style / "a.png").write_bytes(b"style v1")
+        first = key()
+        table.write_bytes(b"latents v2")  # new latents at the same path
+        second = key()
+        (style / "a.png").write_bytes(b"style v2")  # new style images in the same folder
+        third = key()
+        assert len({first, second, third}) == 3
+        table.write_bytes(b"latents v1")
+        (style / "a.png").write_bytes(b"style v1")
+        assert key() == first
+    finally:
+        METHODS._entries.pop("test_shift_gain", None)
 
 
 @pytest.mark.parametrize("case, expected", [

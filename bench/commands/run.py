@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
     parser.add_argument("--prepare-cache", type=Path, metavar="DIR",
                         help="share prepared states (trained mappers, relevance statistics, adapted generators) "
-                        "across runs in DIR, keyed by method variant and parameters, edit, seed, backbone hashes and "
-                        "device; a restored state reports the preparation time and memory measured when it was made "
+                        "across runs in DIR, keyed by method and parameters (files named in them by content), edit, "
+                        "seed, backbone content hashes and device; a restored state reports the preparation time and memory measured when it was made "
                         "(default: <out>/cache/prepare)")
     parser.add_argument("--executor", choices=["local"], default="local", help="where cells run (default local)")
     parser.add_argument("--workers", type=int, default=1,
@@ -54,13 +54,21 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / suite.name
     console = Console(stderr=True)
     console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
-    runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
-                                                                 args.prepare_cache, args.workers))
-    pending = runner.pending()
-    total = len(runner.cells())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
+        inverting = {}
+
+        def inverted(done, total):  # an image folder's inversion, batch by batch
+            if not inverting:
+                inverting["task"] = progress.add_task(f"inverting source images ({suite.sources.inversion})",
+                                                      total=total)
+            progress.update(inverting["task"], completed=done)
+
+        runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
+                                                            args.prepare_cache, args.workers), on_sources=inverted)
+        pending = runner.pending()
+        total = len(runner.cells())
         task = progress.add_task("cells", total=total, completed=total - len(pending))
 
         def advance(cell):
