@@ -8,6 +8,7 @@ from bench.backbone_set import BackboneSet
 from bench.suite import Edit
 from methods import METHODS
 from methods.base import SourceBatch
+from methods.inversion import perceptual_fn
 from test_styleclip import sources, tiny_clip, tiny_generator
 
 EDIT = Edit(name="smile", target="a smiling face", neutral="a face")
@@ -59,6 +60,9 @@ def test_tedigan_optimization_method_with_and_without_encoder(world):
     method = METHODS.get("tedigan_optimization")(steps=3)
     out = method.apply(world, src, EDIT)
     assert out.edited_images.shape == src.images.shape and out.edited_latents.shape == src.latents.shape
+    with torch.no_grad():
+        start = world["encoder"](src.images)
+    assert not torch.allclose(out.edited_latents, start)  # the optimisation moved the inverted latents
     assert all(p.requires_grad for p in world["encoder"].parameters())  # restored after the run
     no_encoder = BackboneSet({"generator": g, "clip": world["clip"]})
     out = METHODS.get("tedigan_optimization")(steps=2, projection_steps=2, perceptual="pyramid").apply(
@@ -66,11 +70,22 @@ def test_tedigan_optimization_method_with_and_without_encoder(world):
     assert out.edited_latents.shape == src.latents.shape
 
 
-def test_lpips_rand_stand_in_runs(world):
+def test_lpips_rand_stand_in_is_the_perceptual_term(world, monkeypatch):
+    import methods.tedigan as tedigan
+
+    made, calls = [], []
+
+    def spy(name, device):  # the real distance, counted
+        made.append(name)
+        dist = perceptual_fn(name, device)
+        return lambda x, y: calls.append(1) or dist(x, y)
+
+    monkeypatch.setattr(tedigan, "perceptual_fn", spy)
     g = world["generator"]
     src = sources(g, 1)
     out = METHODS.get("tedigan_optimization")(steps=1, perceptual="lpips_rand").apply(world, src, EDIT)
     assert torch.isfinite(out.edited_images).all()
+    assert made == ["lpips_rand"] and calls  # the option chose the loss, and the loss was evaluated
 
 
 def test_text2latent_trains_caches_and_edits(world, tmp_path):
@@ -87,6 +102,12 @@ def test_text2latent_trains_caches_and_edits(world, tmp_path):
     method = METHODS.get("tedigan_text2latent")(**params)
     method.prepare(world, EDIT)
     assert len(list(tmp_path.glob("*.pt"))) == 1
+    cached = METHODS.get("tedigan_text2latent")(**params)
+    with pytest.MonkeyPatch.context() as patch:  # a second preparation reads the file instead of training
+        patch.setattr("methods.tedigan.train_text2latent", lambda *a, **k: pytest.fail("the cache was not used"))
+        cached.prepare(world, EDIT)
+    for key, value in method.prepared_state()["model"].items():
+        assert torch.equal(cached.prepared_state()["model"][key], value), key
     src = sources(g, 2)
     out = method.apply(world, src, EDIT)
     restored = METHODS.get("tedigan_text2latent")(**params)
