@@ -248,3 +248,27 @@ def test_onnx_non_recognizer_and_missing_files(tmp_path):
         load_onnx_recognizer(tmp_path / "garbage.onnx")
     with pytest.raises(CheckpointError, match=r"not found.*buffalo_l"):
         load_onnx_recognizer(tmp_path / "w600k_r50.onnx")
+
+
+def test_insightface_onnx_spec_loads_through_the_backbone_set(monkeypatch):
+    """A suite's `judges: identity: {insightface_onnx: FILE}` goes through `load_spec`, which passes `device`."""
+    from bench.backbone_set import load_spec
+    from bench.suite import BackboneSpec
+    from zoo.identity.onnx_recognizer import OnnxRecognizer, default_providers
+    from zoo.synthface.backbones import ROLES, WEIGHTS_DIR, _call
+
+    onnx_path = WEIGHTS_DIR / "identity.onnx"
+    rec = load_spec(BackboneSpec.model_validate({"insightface_onnx": str(onnx_path)}), "cpu")
+    assert isinstance(rec, OnnxRecognizer) and rec.model_file == str(onnx_path)
+    assert rec.recognizer.session.get_providers() == ["CPUExecutionProvider"]
+    # the synthetic world's judge goes through the same loader, with no special case
+    judge = _call(ROLES["judge_identity"][1], "judge_identity", "cpu", WEIGHTS_DIR)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.allclose(judge.embed(x), rec.embed(x))
+
+    # the device picks the providers: CUDA first on a CUDA device when onnxruntime has it, else CPU only
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert default_providers("cuda:0") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert default_providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert default_providers("cuda") == ["CPUExecutionProvider"]

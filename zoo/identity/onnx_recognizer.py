@@ -113,13 +113,30 @@ class OnnxRecognizer:
         return (self.embed(images) * self.embed(other)).sum(dim=-1)
 
 
-def load_onnx_recognizer(path, providers=("CPUExecutionProvider",),
+def default_providers(device: str | torch.device = "cpu") -> list[str]:
+    """onnxruntime execution providers for a torch device: CUDA first for "cuda…" when this onnxruntime has it,
+    then CPU."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return providers
+
+
+def load_onnx_recognizer(path, device: str | torch.device = "cpu", providers=None,
                          crop: Callable[[torch.Tensor], torch.Tensor] | None = None) -> OnnxRecognizer:
-    """Load an insightface ArcFace ONNX recognizer (e.g. w600k_r50.onnx) via `insightface.model_zoo.get_model`."""
+    """Load an insightface ArcFace ONNX recognizer (e.g. w600k_r50.onnx) via `insightface.model_zoo.get_model`.
+
+    `device` picks the onnxruntime providers (`default_providers`) unless `providers` names them; the embeddings
+    are returned on the images' device either way."""
     path = require_file(path, "ONNX face recognizer", ONNX_SOURCE)
     if path.suffix.lower() != ".onnx":
         raise CheckpointError(f"ONNX face recognizer {path} must be an .onnx file (public weights: {ONNX_SOURCE})")
     from insightface import model_zoo
+
+    if providers is None:
+        providers = default_providers(device)
 
     try:
         model = model_zoo.get_model(str(path), providers=list(providers))
@@ -135,4 +152,4 @@ def load_onnx_recognizer(path, providers=("CPUExecutionProvider",),
     return OnnxRecognizer(model, crop=crop)
 
 
-__all__ = ["OnnxRecognizer", "load_onnx_recognizer", "ONNX_SOURCE"]
+__all__ = ["OnnxRecognizer", "default_providers", "load_onnx_recognizer", "ONNX_SOURCE"]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import CheckpointError
-from zoo.identity.onnx_recognizer import to_pixels
+from zoo.identity.onnx_recognizer import default_providers, to_pixels
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -129,12 +129,7 @@ def load_sface(path=None, device: str = "cpu", crop: Callable[[torch.Tensor], to
         first = (str(exc).splitlines() or [""])[0]
         raise CheckpointError(f"cannot read SFace model {path}: {type(exc).__name__}: {first}") from exc
     if providers is None:
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda") and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
+        providers = default_providers(device)
     return SFaceRecognizer(_session(model, providers), str(path), crop=crop, batch_size=batch_size)
 
 

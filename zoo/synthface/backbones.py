@@ -32,7 +32,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "identity": ("identity.safetensors", "zoo.synthface.train_identity:load_identity"),
     "encoder": ("encoder.safetensors", "zoo.synthface.encoder:load_encoder"),
     "judge_clip": ("judge_clip.safetensors", "zoo.synthface.train_judge_clip:load"),
-    "judge_identity": ("identity.onnx", "zoo.identity.onnx_recognizer:load_onnx_recognizer"),
+    "judge_identity": ("identity.onnx", "zoo.synthface.train_identity:load_identity_judge"),
     "judge_attributes": ("attributes.safetensors", "zoo.synthface.train_attributes:load_attribute_judge"),
 }
 
@@ -40,8 +40,6 @@ ROLES: dict[str, tuple[str, str]] = {
 def _call(target: str, role: str, device: str, weights_dir: Path):
     module_name, _, function = target.partition(":")
     loader = getattr(importlib.import_module(module_name), function)
-    if role == "judge_identity":
-        return loader(weights_dir / ROLES[role][0])
     return loader(device=device, weights_dir=weights_dir)
 
 

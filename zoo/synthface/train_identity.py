@@ -293,6 +293,14 @@ def load_identity(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR)
     return net.eval().requires_grad_(False).to(device)
 
 
+def load_identity_judge(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR):
+    """The identity network's ONNX export through insightface (`zoo.identity.load_onnx_recognizer`), the identity
+    *metric*'s judge; `device` picks the onnxruntime providers."""
+    from zoo.identity import load_onnx_recognizer
+
+    return load_onnx_recognizer(Path(weights_dir) / f"{NAME}.onnx", device=device)
+
+
 # ---------------------------------------------------------------------------------------------- gates
 def _other_class(cls: Tensor, k: int, g: torch.Generator) -> Tensor:
     return (cls + 1 + torch.randint(k - 1, cls.shape, generator=g)) % k
