@@ -295,3 +295,36 @@ def test_generator_constructor_validates_size():
         Generator(48, 16, 1, channels=8)
     with pytest.raises(ValueError, match="no channel count"):
         Generator(2048, 16, 1)
+
+
+class _PickledCode:  # a class torch.load(weights_only=True) refuses to unpickle
+    pass
+
+
+def test_unreadable_checkpoints_name_the_reason_and_the_public_weights(tmp_path):
+    import warnings
+
+    path = tmp_path / "code.pt"  # torch.save's zip root is the stem: "code/data.pkl" is no TorchScript "code/"
+    torch.save({"g_ema": _PickledCode()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path)
+    message = str(info.value)
+    assert f"Unsupported global: GLOBAL {__name__}._PickledCode" in message
+    assert "public weights: rosinality/stylegan2-pytorch README" in message
+    assert "weights_only" not in message and "Re-running" not in message  # never advise running the file's code
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match=r"cannot read.*Unsupported operand.*public weights: rosinality") as info:
+        load_generator(path)
+    assert "weights_only" not in str(info.value)
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=r"cannot read.*public weights: rosinality"):
+        load_generator(tmp_path / "bad.safetensors")
+    with warnings.catch_warnings():  # torch.jit is deprecated, not gone; its archives are still around
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 2), torch.randn(1, 2)), tmp_path / "scripted.pt")
+    with pytest.raises(CheckpointError, match=r"TorchScript archive.*public weights: rosinality") as info:
+        load_generator(tmp_path / "scripted.pt")
+    assert "weights_only" not in str(info.value)
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(CheckpointError, match=r"holds a list, expected a dict of tensors \(public weights: rosin"):
+        load_generator(path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,17 +36,56 @@ def require_file(path: str | Path, what: str, source: str) -> Path:
     return path
 
 
+# sentences of torch.load's error text that advise loading with weights_only=False (running the file's code)
+_TORCH_ADVICE = ("weights only load failed", "re-running", "trusted source", "trust the source", "can still be loaded",
+                 "we changed the default value", "file an issue", "check the documentation",
+                 "alternatively, to load with")
+
+
+def load_error_detail(exc: BaseException) -> str:
+    """Why a weights file could not be read, in one line, without torch's advice to turn `weights_only` off: the
+    exception type and torch's "Unsupported global: GLOBAL module.Name ..." / "Unsupported operand ..." reason when
+    it gives one, else its first sentence that is not such advice."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch bolds part of its message with ANSI codes
+    match = re.search(r"Unsupported (?:global|operand)[^\n]*?(?=\. Please|\.?$)", text, re.MULTILINE)
+    if match:
+        reason = match.group(0).strip()
+    else:
+        sentences = [s.strip() for line in text.splitlines() for s in re.split(r"(?<=\.)\s+", line) if s.strip()]
+        reason = next((s for s in sentences if not any(a in s.lower() for a in _TORCH_ADVICE)), "")
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether `path` is a TorchScript archive (`torch.jit.save`, e.g. OpenAI's `clip.load` files): a zip holding
+    `constants.pkl` or `code/` entries below its root folder, which a `torch.save` zip never has. Only the zip's
+    names are read."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    inside = [n.split("/", 1)[-1] for n in names]  # below the archive's root folder (the file's stem, any name)
+    return any(n == "constants.pkl" or n.startswith("code/") for n in inside)
+
+
 def load_torch_file(path: str | Path, what: str, source: str) -> dict:
     """`torch.load` with weights_only=True on CPU. rosinality training checkpoints also pickle their argparse
     namespace, which is allowed as a safe global (it holds plain values only)."""
     path = require_file(path, what, source)
+    if is_torchscript_archive(path):
+        raise CheckpointError(f"{what} {path} is a TorchScript archive (torch.jit.save), not a checkpoint of tensors; "
+                              f"save the module's state_dict() with torch.save instead (public weights: {source})")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code, wrong container
-        raise CheckpointError(f"cannot read {what} {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"cannot read {what} {path}: {load_error_detail(exc)} (public weights: {source})") from exc
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, expected a dict of tensors")
+        raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, expected a dict of tensors "
+                              f"(public weights: {source})")
     return dict(obj)
 
 

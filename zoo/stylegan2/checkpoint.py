@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import CheckpointError
-from zoo.checkpoints import load_strict, load_torch_file, require_file
+from zoo.checkpoints import load_error_detail, load_strict, load_torch_file, require_file
 from zoo.stylegan2.generator import Generator, rosinality_channels
 from zoo.stylegan2.ops import make_blur_kernel
 
@@ -54,8 +54,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Te
             from safetensors.torch import load_file
             state = dict(load_file(str(path), device="cpu"))
         except Exception as exc:
-            raise CheckpointError(f"cannot read {WHAT} {path}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise CheckpointError(f"cannot read {WHAT} {path}: {load_error_detail(exc)} "
+                                  f"(public weights: {SOURCE})") from exc
         latent_avg = state.pop("latent_avg", None)
         return state, latent_avg
     obj = load_torch_file(path, WHAT, SOURCE)
