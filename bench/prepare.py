@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,10 @@ _WORKER: dict[str, Any] = {}  # a worker process's loss networks and device, loa
 def _start_worker(suite: Any, device: str, threads: int) -> None:
     from bench.backbone_set import load_backbones
 
+    # Ctrl-C reaches every process of the terminal's group: only the driver acts on it (it cancels what is queued
+    # and ends the workers). A worker is spawned with SIGINT already ignored (`_sigint_ignored`), so this only
+    # repeats it for a pool started another way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER["backbones"], _ = load_backbones(suite, device)
     _WORKER["device"] = device
@@ -91,15 +98,52 @@ def _run_job(job: PrepareJob) -> None:
                    _WORKER["device"], job.cached)
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process for the block (main thread only): the worker processes spawned in it inherit
+    the ignored disposition through exec, so a Ctrl-C while they start (importing torch, loading the networks)
+    cannot interrupt them half-way (it printed "Exception in initializer" tracebacks)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel every queued preparation and end the running ones now; what finished is already in the cache."""
+    # the standard library has no public way to end a pool's workers before Python 3.14 (terminate_workers);
+    # take them before shutdown() forgets them
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers: int, threads: int,
                        on_done: Callable[[PrepareJob, str | None, int], Any] | None = None) -> None:
     """Run `jobs` in `workers` spawned processes of `threads` torch threads each, calling `on_done(job, error or
     None, len(jobs))` as each ends. A failed job leaves no cached state, so the caller's serial pass prepares it
-    again and records the error in the store."""
+    again and records the error in the store.
+
+    Interrupted (Ctrl-C, KeyboardInterrupt in this process; the workers ignore SIGINT), it cancels the queued
+    preparations, terminates the running ones and re-raises: the preparations that finished are in the cache,
+    where `--resume` restores them."""
     context = multiprocessing.get_context("spawn")  # fork would copy the driver's torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                             initargs=(suite, device, threads)) as pool:
-        futures = {pool.submit(_run_job, job): job for job in jobs}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(suite, device, threads))
+    try:
+        with _sigint_ignored():  # the workers are spawned by the submits
+            futures = {pool.submit(_run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job, error = futures[future], None
             try:
@@ -108,3 +152,7 @@ def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers:
                 error = f"{type(exc).__name__}: {exc}"
             if on_done:
                 on_done(job, error, len(jobs))
+    except BaseException:  # KeyboardInterrupt, or an error of on_done: stop the workers, lose nothing finished
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)

@@ -582,3 +582,109 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
     assert manifest["prepare_workers"] == 2
     assert "ran up to 2 at a time in processes of 1 thread(s)" in write_reports(tmp_path / "parallel")["markdown_text"]
     assert "at a time" not in write_reports(tmp_path / "serial")["markdown_text"]
+
+
+HOLD_METHOD = '''
+import os
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from methods.base import EditMethod, EditResult
+
+
+class Hold(EditMethod):
+    """Test method: each preparation leaves a mark, and one of an edit named `slow*` lasts while the file `hold`
+    exists in $HOLD_DIR."""
+    independent_prepare = True
+
+    def prepare(self, backbones, edit):
+        folder = Path(os.environ["HOLD_DIR"])
+        (folder / "marks" / f"{edit.name}.{uuid.uuid4().hex}").write_text("")
+        deadline = time.monotonic() + 300
+        while edit.name.startswith("slow") and (folder / "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.shift = torch.tensor(0.1)
+
+    def prepared_state(self):
+        return {"shift": self.shift}
+
+    def load_prepared_state(self, state):
+        self.shift = state["shift"]
+
+    def apply(self, backbones, sources, edit):
+        return EditResult(edited_images=(sources.images + self.shift).clamp(-1, 1))
+'''
+
+HOLD_DRIVER = '''
+import sys
+
+from methods import METHODS
+
+METHODS.register("test_hold", "hold_method:Hold", replace=True)  # top level: spawned workers import it too
+
+if __name__ == "__main__":
+    from bench.cli import main
+    sys.exit(main())
+'''
+
+
+def test_ctrl_c_while_workers_prepare_stops_the_queue_and_resume_keeps_what_finished(tmp_path, tiny_world):
+    """SIGINT to the process group (a terminal's Ctrl-C) during `--workers 2`: the queued preparations never
+    start, no worker prints a traceback, the run exits 130, and a finished preparation is restored by --resume."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "hold_method.py").write_text(HOLD_METHOD)
+    (tmp_path / "driver.py").write_text(HOLD_DRIVER)
+    (tmp_path / "marks").mkdir()
+    (tmp_path / "hold").write_text("")
+    edits = ["fast"] + [f"slow{i}" for i in range(5)]  # six preparations for two workers
+    path = write_suite(tmp_path, tiny_world, methods="  - {name: test_hold}")
+    text = path.read_text()
+    block = text[text.index("edits:"):text.index("methods:")]
+    path.write_text(text.replace(block, "edits:\n" + "".join(f"  - {{name: {e}, target: a {e} face}}\n"
+                                                             for e in edits)))
+    env = {**os.environ, "HOLD_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, str(tmp_path / "driver.py"), "run", str(path), "--out", str(tmp_path / "run"),
+               "--workers", "2", "--threads", "2"]
+
+    def marks(edit=None):
+        return [p for p in (tmp_path / "marks").iterdir() if edit is None or p.name.split(".")[0] == edit]
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        cache = tmp_path / "run" / "cache" / "prepare"
+        deadline = time.monotonic() + 240  # a guard against a hung test, not a measurement
+        # the fast edit prepared and cached, and both workers busy with slow edits
+        while process.poll() is None and time.monotonic() < deadline and not (
+                len(marks()) >= 3 and len(list(cache.glob("*.pt"))) >= 1):
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # the queue still runs: let it end, so the marks tell what ran
+            (tmp_path / "hold").unlink()
+            _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert len(marks()) < len(edits), sorted(p.name for p in marks())  # the queued preparations did not run
+    assert len(marks()) <= 4  # the three seen, and at most one a worker had already taken from the queue
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr and "Exception in initializer" not in stderr
+    assert "--resume" in stderr
+    assert len(marks("fast")) == 1
+
+    (tmp_path / "hold").unlink(missing_ok=True)
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(marks("fast")) == 1  # restored from the cache, not prepared again
+    assert all(len(marks(e)) >= 1 for e in edits)

@@ -83,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
             progress.update(preparing["task"], advance=1,
                             description=f"prepared {job.spec.label} · {job.edit.name}{failed}")
 
-        store = runner.run(on_cell=advance, on_prepared=prepared)
+        try:
+            store = runner.run(on_cell=advance, on_prepared=prepared)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(f"finished cells and preparations are kept in {out}; continue with the same command "
+                          "and --resume")
+            raise
     failed = store.cells().query("status == 'error'")
     if len(failed):
         console.print(f"[yellow]{len(failed)} cell(s) failed[/yellow]; first: {failed.iloc[0]['cell_id']}: "
