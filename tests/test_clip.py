@@ -130,6 +130,87 @@ def test_local_dir(tiny, tmp_path):
         load_clip("tiny", pretrained=f"local-dir:{tmp_path / 'missing'}")
 
 
+def _local_dir(folder, cfg=TINY_CFG):
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    return folder
+
+
+def test_local_dir_never_gives_random_weights(tiny, tmp_path, monkeypatch):
+    folder = _local_dir(tmp_path / "pt_dir")
+    torch.save(tiny.model.state_dict(), folder / "model.pt")  # open_clip's folder loader ignores *.pt
+    with pytest.raises(CheckpointError, match=r"no weights file open_clip loads.*model\.pt.*open_clip_pytorch_model"):
+        load_clip(f"local-dir:{folder}")
+    # and should our look-up ever disagree with open_clip's, open_clip itself must refuse (require_pretrained)
+    import zoo.clip
+
+    monkeypatch.setattr(zoo.clip, "_weights_in_dir", lambda folder: [folder / "model.pt"])
+    with pytest.raises(CheckpointError, match=r"could not create.*\(public weights: open_clip model folders"):
+        load_clip(f"local-dir:{folder}")
+
+
+def test_hf_hub_weights_that_cannot_be_fetched_raise(monkeypatch):
+    import open_clip.factory
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(open_clip.factory, "_get_hf_config", lambda model_id, cache_dir=None: {"model_cfg": TINY_CFG})
+    monkeypatch.setattr(open_clip.factory, "download_pretrained_from_hf", no_network)
+    with pytest.raises(CheckpointError, match="could not load hf-hub:someone/tiny-clip"):  # not a random CLIP
+        load_clip("hf-hub:someone/tiny-clip")
+
+
+def test_local_dir_key_mismatch_names_the_keys(tiny, tmp_path):
+    folder = _local_dir(tmp_path / "renamed_dir")
+    state = dict(tiny.model.state_dict())
+    state["visual.proj_renamed"] = state.pop("visual.proj")
+    torch.save(state, folder / "open_clip_pytorch_model.bin")
+    with pytest.raises(CheckpointError) as info:
+        load_clip(f"local-dir:{folder}")
+    message = str(info.value)
+    assert "visual.proj_renamed" in message and '"visual.proj"' in message
+    assert "public weights: open_clip model folders" in message
+
+
+def test_local_dir_model_refuses_a_pretrained_value(tiny, tmp_path):
+    folder = _local_dir(tmp_path / "own_weights")
+    torch.save(tiny.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    with pytest.raises(BenchError, match=r"brings its own weights; leave pretrained unset.*'openai'"):
+        load_clip(f"local-dir:{folder}", pretrained="openai")
+
+
+def test_torchscript_file_is_explained(tiny_name, tmp_path):
+    import warnings
+
+    path = tmp_path / "ViT-B-32.pt"  # what OpenAI's clip.load caches: a TorchScript archive
+    with warnings.catch_warnings():  # torch.jit is deprecated, not gone; these files are still around
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 2), torch.randn(1, 2)), path)
+    with pytest.raises(CheckpointError) as info:
+        load_clip(tiny_name, pretrained=path)
+    message = str(info.value)
+    assert "TorchScript archive" in message and "pretrained='openai'" in message
+    assert "torch.jit.load(PATH, map_location='cpu').state_dict()" in message and "ViT-B-32-quickgelu" in message
+    assert "weights_only" not in message
+
+
+def test_unfetchable_openai_tag_names_the_quickgelu_architecture(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", no_network)
+    with pytest.raises(CheckpointError) as info:
+        load_clip("ViT-B-32", pretrained="openai")
+    assert "with model 'ViT-B-32-quickgelu' (the 'openai' weights were trained with QuickGELU)" in str(info.value)
+    with pytest.raises(CheckpointError) as info:
+        load_clip("ViT-B-32-quickgelu", pretrained="openai")
+    assert "with model 'ViT-B-32-quickgelu' and" in str(info.value)
+    with pytest.raises(CheckpointError) as info:  # LAION's weights use plain GELU
+        load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k")
+    assert "with model 'ViT-B-32' and" in str(info.value)
+
+
 def test_unknown_model_lists_choices():
     with pytest.raises(UnknownNameError, match="ViT-B-32") as info:
         load_clip("ViT-Q-99")

@@ -10,11 +10,15 @@ Loading (`load_clip(model, pretrained, device)`)
           downloaded by open_clip from the Hugging Face hub into ~/.cache/huggingface/hub. With HF_HUB_OFFLINE=1
           a tag that is not cached fails at once with a `CheckpointError` telling how to supply the weights;
         - a local file (open_clip / OpenAI state dict, `.pt`, `.pth`, `.bin`, `.safetensors`), loaded by
-          `open_clip.load_checkpoint` (its format conversions included) with an exact key check;
+          `open_clip.load_checkpoint` (its format conversions included) with an exact key check. OpenAI's
+          TorchScript files (what `clip.load` caches in ~/.cache/clip) are refused with the way to convert them:
+          loading one would run its code;
         - `local-dir:PATH`: open_clip's own folder format (open_clip_config.json with `model_cfg` and optional
-          `preprocess_cfg`, plus a weights file). In open_clip 3.x this is a *model-name* schema, so it is passed
-          to `open_clip.create_model` as the model name and `model` is then only used in messages (`model` may
-          also be the `local-dir:` string itself).
+          `preprocess_cfg`, plus a *.safetensors / *.bin / *.pth weights file; open_clip ignores *.pt there). In
+          open_clip 3.x this is a *model-name* schema, so it is passed to `open_clip.create_model` as the model
+          name and `model` is then only used in messages (`model` may also be the `local-dir:` string itself, with
+          `pretrained` unset). `local-dir:` and `hf-hub:` models are created with `require_pretrained=True`:
+          open_clip would otherwise only log a warning and return random weights when it finds none.
     * Tags whose weights were trained with QuickGELU (all "openai" tags) are created with `force_quick_gelu=True`
       when the architecture's config lacks it: open_clip 3.x only warns about that mismatch, which would otherwise
       silently give wrong embeddings for e.g. ("ViT-B-32", "openai"). Weights loaded from a *file* carry no such
@@ -55,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError, CheckpointError, UnknownNameError
+from zoo.checkpoints import is_torchscript_archive, load_error_detail
 
 TEMPLATES_FILE = Path(__file__).parent / "data" / "imagenet_templates_79.txt"
 
@@ -62,9 +67,34 @@ _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".npy", ".ckp
 _HOW_TO_GET = (
     "open_clip downloads public CLIP weights: run `python -c \"import open_clip; "
     "open_clip.create_model('{model}', pretrained='{tag}')\"` on a machine with internet (they are cached under "
-    "~/.cache/huggingface/hub, which can be copied), or pass pretrained=/path/to/weights "
-    "(open_clip_pytorch_model.bin / .safetensors) or pretrained='local-dir:/path/to/folder'"
+    "~/.cache/huggingface/hub, which can be copied), or load them from a file with model '{file_model}'{note} and "
+    "pretrained=/path/to/weights (open_clip_pytorch_model.bin / .safetensors), or pass "
+    "pretrained='local-dir:/path/to/folder'"
 )
+_HUB_FOLDERS = ("open_clip model folders are the Hugging Face hub repositories of open_clip models "
+                "(open_clip_config.json + open_clip_model.safetensors or open_clip_pytorch_model.bin): download one on "
+                "a machine with internet and pass 'local-dir:/path/to/folder'")
+
+
+def _public_weights(name: str, tag: str | None = None) -> str:
+    """Where public weights for the open_clip architecture `name` come from, for error messages: how to fetch the
+    tag `tag` (default 'openai' when the architecture has it, else its first tag) and which architecture name a
+    weights *file* of that tag needs ("ViT-B-32-quickgelu" for OpenAI's weights: a file carries no QuickGELU flag)."""
+    import open_clip
+
+    if name.startswith(("local-dir:", "hf-hub:")) or name not in open_clip.list_models():
+        return _HUB_FOLDERS
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if tag is None:
+        tag = "openai" if "openai" in tags else (tags[0] if tags else None)
+    if tag is None:
+        return (f"open_clip publishes no weights for the architecture {name!r} "
+                "(open_clip.list_pretrained_tags_by_model is empty): use the weights file it was trained into")
+    trained_quick = bool((open_clip.get_pretrained_cfg(name, tag) or {}).get("quick_gelu", False))
+    arch_quick = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    file_model = f"{name}-quickgelu" if trained_quick and not arch_quick else name
+    note = f" (the {tag!r} weights were trained with QuickGELU)" if file_model != name else ""
+    return _HOW_TO_GET.format(model=name, tag=tag, file_model=file_model, note=note)
 
 
 # --------------------------------------------------------------------------------------------------------- templates
@@ -222,7 +252,17 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _weights_in_dir(folder: Path) -> list[Path]:
-    return sorted(p for ext in ("*.safetensors", "*.bin", "*.pth", "*.pt") for p in folder.glob(ext))
+    """The weights files open_clip's `local-dir:` loader looks for (*.safetensors, *.bin, *.pth; not *.pt)."""
+    return sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
+
+
+def _exc_detail(exc: BaseException) -> str:
+    """open_clip / torch exception text in one line: for a multi-line message (a strict `load_state_dict`: a header,
+    then the missing / unexpected / mismatched keys) the first three lines after the header, else the first line;
+    each line cut at 300 characters."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = lines[1:4] if len(lines) > 1 else lines[:1]
+    return "; ".join(ln if len(ln) <= 300 else ln[:300] + "..." for ln in lines)
 
 
 def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
@@ -230,15 +270,21 @@ def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
     import open_clip
 
     fmt = f"open_clip {name} state dict"
+    if is_torchscript_archive(path):
+        raise CheckpointError(
+            f"CLIP weights {path} are a TorchScript archive (OpenAI's `clip.load` file, e.g. ~/.cache/clip/"
+            f"ViT-B-32.pt), not a state dict; it is not run here. Use pretrained='openai' (open_clip fetches the "
+            "same weights), or convert it once: `sd = torch.jit.load(PATH, map_location='cpu').state_dict()`, drop "
+            "its 'input_resolution', 'context_length' and 'vocab_size' entries, `torch.save(sd, 'clip.pt')`, and "
+            "load that file with the QuickGELU architecture (e.g. 'ViT-B-32-quickgelu')")
     try:
         incompatible = open_clip.load_checkpoint(model, str(path), strict=False)
     except RuntimeError as exc:  # size mismatches (raised even with strict=False)
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = "; ".join(lines[1:4] if len(lines) > 1 else lines[:1])
-        raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: {detail}") from exc
+        raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: {_exc_detail(exc)} "
+                              f"(public weights: {_public_weights(name)})") from exc
     except Exception as exc:  # unreadable / unsafe pickle / not a state dict
-        first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read CLIP weights {path}: {type(exc).__name__}: {first}") from exc
+        raise CheckpointError(f"cannot read CLIP weights {path}: {load_error_detail(exc)} "
+                              f"(public weights: {_public_weights(name)})") from exc
     missing = list(getattr(incompatible, "missing_keys", []) or [])
     unexpected = list(getattr(incompatible, "unexpected_keys", []) or [])
     if missing or unexpected:
@@ -250,15 +296,15 @@ def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
             parts.append(f"unexpected keys: {', '.join(sorted(unexpected)[:5])}"
                          + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
         raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: " + "; ".join(parts)
-                              + f" (public weights: {_HOW_TO_GET.format(model=name, tag='openai')})")
+                              + f" (public weights: {_public_weights(name)})")
 
 
 def _create(open_clip, name: str, device, **kwargs) -> nn.Module:
     try:
         return open_clip.create_model(name, device=device, **kwargs)
     except (RuntimeError, ValueError, FileNotFoundError, OSError) as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"open_clip could not create {name!r}: {first}") from exc
+        raise CheckpointError(f"open_clip could not create {name!r}: {_exc_detail(exc)} "
+                              f"(public weights: {_public_weights(name, kwargs.get('pretrained'))})") from exc
 
 
 def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
@@ -273,7 +319,10 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
     if pretrained is not None and pretrained.startswith("local-dir:"):
         local_dir = pretrained
     elif model.startswith("local-dir:"):
-        local_dir, pretrained = model, None
+        if pretrained is not None:
+            raise BenchError(f"a local-dir: model ({model}) brings its own weights; leave pretrained unset "
+                             f"(got pretrained={pretrained!r})")
+        local_dir = model
 
     if local_dir is not None:
         folder = Path(local_dir[len("local-dir:"):]).expanduser()
@@ -283,10 +332,14 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
                                   "(with 'model_cfg', optionally 'preprocess_cfg') and a weights file, as in an "
                                   "open_clip Hugging Face hub repository")
         if not _weights_in_dir(folder):
-            raise CheckpointError(f"open_clip local-dir folder {folder} holds no weights file "
-                                  "(open_clip_model.safetensors, open_clip_pytorch_model.bin, *.pth...)")
+            pt = sorted(p.name for p in folder.glob("*.pt"))
+            hint = (f"; open_clip does not look at .pt files ({', '.join(pt)}): rename the state dict to "
+                    "open_clip_pytorch_model.bin") if pt else ""
+            raise CheckpointError(f"open_clip local-dir folder {folder} holds no weights file open_clip loads "
+                                  f"(*.safetensors, *.bin, *.pth, e.g. open_clip_model.safetensors){hint} "
+                                  f"({_HUB_FOLDERS})")
         source = f"local-dir:{folder}"
-        net = _create(open_clip, source, device)
+        net = _create(open_clip, source, device, require_pretrained=True)  # never a random network in its place
         return ClipBackbone(net, open_clip.get_tokenizer(source), name=source, pretrained=str(folder),
                             trainable=trainable)
 
@@ -294,13 +347,12 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
         if pretrained is not None:
             raise BenchError(f"an hf-hub: model ({model}) brings its own weights; leave pretrained unset")
         try:
-            net = open_clip.create_model(model, device=device, cache_dir=cache_dir)
+            net = open_clip.create_model(model, device=device, cache_dir=cache_dir, require_pretrained=True)
             tokenizer = open_clip.get_tokenizer(model, cache_dir=cache_dir)
         except Exception as exc:
-            first = (str(exc).splitlines() or [""])[0]
             offline = " (HF_HUB_OFFLINE=1 is set)" if _is_offline() else ""
-            raise CheckpointError(f"open_clip could not load {model}{offline}: {first}; download it on a machine "
-                                  "with internet or use pretrained='local-dir:/path/to/folder'") from exc
+            raise CheckpointError(f"open_clip could not load {model}{offline}: {_exc_detail(exc)}; download it on "
+                                  "a machine with internet or use pretrained='local-dir:/path/to/folder'") from exc
         return ClipBackbone(net, tokenizer, name=model, pretrained=model, trainable=trainable)
 
     name = model.replace("/", "-")  # open_clip's own spelling rule ("ViT-B/32" -> "ViT-B-32")
@@ -322,7 +374,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
             first = (str(exc).splitlines() or [""])[0]
             why = "HF_HUB_OFFLINE=1 is set and they are not cached" if _is_offline() else first
             raise CheckpointError(f"could not download the open_clip weights {name}/{pretrained} ({why}). "
-                                  + _HOW_TO_GET.format(model=name, tag=pretrained)) from exc
+                                  + _public_weights(name, pretrained)) from exc
         arch_quick_gelu = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
         net = _create(open_clip, name, device, pretrained=pretrained, cache_dir=cache_dir,
                       force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)) and not arch_quick_gelu,
@@ -339,8 +391,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
         _load_file_into(net, path, name)
         return ClipBackbone(net, tokenizer, name=name, pretrained=str(path), trainable=trainable)
     if _looks_like_path(pretrained):
-        raise CheckpointError(f"CLIP weights not found: {path} (public weights: "
-                              + _HOW_TO_GET.format(model=name, tag="openai") + ")")
+        raise CheckpointError(f"CLIP weights not found: {path} (public weights: " + _public_weights(name) + ")")
     err = UnknownNameError(f"open_clip pretrained tag for {name}", pretrained,
                            open_clip.list_pretrained_tags_by_model(name))
     err.args = (err.args[0] + " (or pass a weights file path or 'local-dir:PATH')",)
