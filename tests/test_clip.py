@@ -70,11 +70,23 @@ def test_register_rejects_builtin_names_and_bad_configs():
 
 
 def test_register_config_dir(tmp_path):
-    (tmp_path / "clipedit-test-dir-model.json").write_text(json.dumps(TINY_CFG))
+    (tmp_path / "clipedit-test-dir-model.json").write_text(json.dumps(
+        {**TINY_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    (tmp_path / "notes.json").write_text(json.dumps({"not": "a model config"}))
     assert register_model_config_dir(tmp_path) == ["clipedit-test-dir-model"]
     assert "clipedit-test-dir-model" in open_clip.list_models()
+    assert open_clip.get_model_config("clipedit-test-dir-model") == TINY_CFG  # preprocess_cfg is not a model kwarg
+    assert load_clip("clipedit-test-dir-model").mean == (0.5,) * 3
     with pytest.raises(BenchError, match="not found"):
         register_model_config_dir(tmp_path / "nope")
+
+
+def test_register_config_dir_cannot_replace_a_builtin(tmp_path):
+    builtin = open_clip.get_model_config("ViT-B-32")
+    (tmp_path / "ViT-B-32.json").write_text(json.dumps(TINY_CFG))
+    with pytest.raises(BenchError, match="'ViT-B-32' is already an open_clip architecture"):
+        register_model_config_dir(tmp_path)
+    assert open_clip.get_model_config("ViT-B-32") == builtin
 
 
 def test_preprocess_override(tmp_path):

@@ -215,22 +215,25 @@ def register_model_config(name: str, config: dict, preprocess: dict | None = Non
 
 
 def register_model_config_dir(path: str | Path) -> list[str]:
-    """Register every open_clip model config (`*.json` with embed_dim, vision_cfg, text_cfg) in a folder.
-    Returns the architecture names (file stems) it added."""
-    import open_clip
-
+    """Register every open_clip model config (`*.json` with embed_dim, vision_cfg, text_cfg; other JSON files are
+    skipped) in a folder, each through `register_model_config` under its file stem, so a built-in open_clip name
+    cannot be replaced. A `preprocess_cfg` section in a file becomes that model's preprocessing override.
+    Returns the architecture names it registered."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise BenchError(f"CLIP model config folder not found: {folder}")
-    names = []
+    configs = {}
     for file in sorted(folder.glob("*.json")):
         try:
             cfg = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BenchError(f"cannot read CLIP model config {file}: {exc}") from exc
-        if all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
-            names.append(file.stem)
-    open_clip.add_model_config(folder)
+        if isinstance(cfg, dict) and all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+            configs[file.stem] = cfg
+    names = []
+    for name, cfg in configs.items():
+        model_cfg = {k: v for k, v in cfg.items() if k != "preprocess_cfg"}
+        names.append(register_model_config(name, model_cfg, preprocess=cfg.get("preprocess_cfg")))
     return names
 
 

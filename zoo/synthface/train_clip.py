@@ -6,9 +6,8 @@ context 40; width 128 for `clip`, 160 for `judge_clip`). Patch 16 and the shallo
 CPU-second: with patch 8 a step took 2-3x longer, too slow for the one-hour CPU budget.
 The config files hold the open_clip model config plus a `preprocess_cfg` section (mean = std = 0.5: the [-1, 1]
 renders reach the ViT unchanged); `register_configs()` registers the model part with
-`zoo.clip.register_model_config` (preprocessing as its override), so the model is created by the same
-`open_clip.create_model` path as a real CLIP. Do not point `register_model_config_dir` at that folder: open_clip
-would pass `preprocess_cfg` to the model constructor.
+`zoo.clip.register_model_config_dir` (each file through `register_model_config`, its `preprocess_cfg` as the
+preprocessing override), so the model is created by the same `open_clip.create_model` path as a real CLIP.
 
 Data: every step draws `batch_size` faces of all 8 domains (photo `photo_weight` times as likely as each other
 domain) with all attributes drawn from their natural distribution, from `training.step_generator(seed, step)`,
@@ -170,13 +169,9 @@ def finer_patches(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tens
 
 def register_configs() -> list[str]:
     """Register every config of clip_configs/ with open_clip (through zoo.clip); returns their names."""
-    from zoo.clip import register_model_config
+    from zoo.clip import register_model_config_dir
 
-    names = []
-    for path in sorted(CONFIG_DIR.glob("*.json")):
-        cfg, pre = read_config(path.stem)
-        names.append(register_model_config(path.stem, cfg, preprocess=pre))
-    return names
+    return register_model_config_dir(CONFIG_DIR)
 
 
 def build_backbone(model: str, device: str = "cpu", trainable: bool = False):
