@@ -74,6 +74,8 @@ def load_block(block: dict[str, BackboneSpec | list[BackboneSpec]], device: str,
     for role, value in block.items():
         if role == "set":
             continue
+        for key in [k for k in hashes if k == f"{prefix}.{role}" or k.startswith(f"{prefix}.{role}.")]:
+            del hashes[key]  # the set's network for this role is replaced: its hash no longer describes the run
         if isinstance(value, list):
             roles[role] = [Weighted(load_spec(spec, device), spec.weight) for spec in value]
             for i, spec in enumerate(value):

@@ -75,3 +75,26 @@ def test_synthface_set_loads_from_another_weights_folder(tmp_path):
     assert loaded.hashes["generator"] == load_synthface().hashes["generator"]
     with pytest.raises(CheckpointError, match="weights folder not found"):
         load_synthface(tmp_path / "missing")
+
+
+def test_a_role_overriding_the_set_replaces_its_hash(monkeypatch):
+    """`backbones: {set: synthface, clip: [A, B]}`: the manifest (and the prepare cache key) records A and B, not
+    the set's CLIP that they replace."""
+    import bench.backbone_set as backbone_set
+    from bench.suite import BackboneSpec
+
+    def fake_load(spec, device):
+        if spec.kind == "synthface":
+            return backbone_set.BackboneSet({"generator": "G", "clip": "set CLIP"},
+                                            {"generator": "sha256:g", "clip": "sha256:set-clip"})
+        return f"{spec.arg} network"
+
+    monkeypatch.setattr(backbone_set, "load_spec", fake_load)
+    spec = BackboneSpec.model_validate
+    listed = backbone_set.load_block({"set": spec("synthface"),
+                                      "clip": [spec({"clip": "ViT-B-32"}), spec({"clip": "ViT-B-16"})]},
+                                     "cpu", "backbones")
+    assert [w.network for w in listed["clip"]] == ["ViT-B-32 network", "ViT-B-16 network"]
+    assert sorted(listed.hashes) == ["backbones.clip.0", "backbones.clip.1", "backbones.generator", "backbones.set"]
+    single = backbone_set.load_block({"set": spec("synthface"), "clip": spec({"clip": "ViT-B-32"})}, "cpu", "judges")
+    assert single.hashes["judges.clip"] == backbone_set.spec_hash(spec({"clip": "ViT-B-32"}))
