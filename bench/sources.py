@@ -1,7 +1,14 @@
 """Turning a suite's `sources:` block into batches of source images and W+ latents (`source_batches`).
 
-* `generator`: z ~ N(0, I) from a seeded torch.Generator, mapped to W, truncated towards the generator's
-  `latent_avg` (StyleCLIP's convention: truncation 0.7), broadcast to W+, rendered with fixed noise.
+* `generator`: z ~ N(0, I) from a seeded torch.Generator, mapped to W, truncated (`truncation`, 0.7 as in
+  StyleCLIP) towards `truncation_center`, broadcast to W+, rendered with fixed noise. The centre is
+    - `latent_avg` (the default): the checkpoint's `latent_avg`; for rosinality checkpoints converted from NVlabs'
+      pickles that is the W average tracked during training (`dlatent_avg`). A generator without one falls back
+      to `mean_latent` below. Every committed result was made with this centre;
+    - `mean_latent`: the mean of mapping(z) over 4096 z drawn with a fixed seed (`MEAN_LATENT_SEED`). This is what
+      StyleCLIP's official code truncates around (`g_ema.mean_latent(4096)`, a fresh random draw in each of its
+      runs), so it is the centre for reproducing StyleCLIP; the two centres are close but not equal, and so are
+      the sources they give.
 * `latents`: a `.pt` file with W+ latents `[N, n_latent, style_dim]` (or z `[N, style_dim]`), rendered.
 * `images`: a folder of images (sorted by name, resized to the generator's size). The batch's images are these
   photos, never a re-rendering of their inversion: methods that edit pixels (TediGAN's pixel loss), the metrics
@@ -65,7 +72,8 @@ def _drawn_latents(spec: GeneratorSources | LatentSources, backbones: BackboneSe
         count = spec.count if limit is None else min(spec.count, limit)
         rng = torch.Generator().manual_seed(spec.seed)
         z = torch.randn(spec.count, generator.style_dim, generator=rng)[:count].to(device)
-        w = generator.truncate(generator.mapping(z), spec.truncation)
+        center = truncation_center(generator, spec.truncation_center) if spec.truncation != 1 else None
+        w = generator.truncate(generator.mapping(z), spec.truncation, center)
         return w.unsqueeze(1).repeat(1, generator.n_latent, 1)
     if isinstance(spec, LatentSources):
         from bench.commands.generate import read_latents
@@ -75,6 +83,17 @@ def _drawn_latents(spec: GeneratorSources | LatentSources, backbones: BackboneSe
             return latents
         w = generator.mapping(latents) if space == "z" else latents
         return w.unsqueeze(1).repeat(1, generator.n_latent, 1)
+
+
+def truncation_center(generator, center: str) -> torch.Tensor:
+    """The W `[D]` that generator sources are truncated towards: "latent_avg" (the checkpoint's, see
+    `Generator.get_latent_avg`) or "mean_latent" (mean of mapping(z) over 4096 z from a fixed seed, StyleCLIP's)."""
+    if center == "latent_avg":
+        return generator.get_latent_avg()
+    if center == "mean_latent":
+        from zoo.stylegan2.generator import MEAN_LATENT_SEED
+        return generator.mean_latent(4096, torch.Generator().manual_seed(MEAN_LATENT_SEED))
+    raise BenchError(f"unknown truncation_center {center!r}; valid: 'latent_avg', 'mean_latent'")
 
 
 def invert_images(spec: ImageSources, backbones: BackboneSet, images: torch.Tensor) -> torch.Tensor:

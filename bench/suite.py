@@ -56,6 +56,9 @@ class GeneratorSources(_Strict):
     count: int = Field(16, ge=1)
     seed: int = 0
     truncation: float = Field(0.7, ge=0.0, le=1.0)
+    # what `truncation` pulls towards (bench/sources.py): the checkpoint's latent_avg, or mean_latent(4096) as
+    # StyleCLIP's official code does
+    truncation_center: Literal["latent_avg", "mean_latent"] = "latent_avg"
     batch_size: int = Field(8, ge=1)
 
 

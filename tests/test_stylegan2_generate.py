@@ -121,3 +121,32 @@ def test_missing_generator_is_a_bench_error(tmp_path):
 def test_standalone_main_reports_errors(tmp_path, capsys):
     assert generate.main(["--generator", str(tmp_path / "g.pt"), "--latents", "x.pt", "--out", "o"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_generator_sources_truncate_around_the_chosen_centre(checkpoint):
+    """Suite sources: the checkpoint's latent_avg by default; `mean_latent` is StyleCLIP's mean_latent(4096)."""
+    from pydantic import ValidationError
+
+    from bench.backbone_set import BackboneSet
+    from bench.sources import source_latents
+    from bench.suite import GeneratorSources
+    from zoo.stylegan2.generator import MEAN_LATENT_SEED
+
+    _, generator = checkpoint  # latent_avg 0.2 everywhere, far from the mapping's mean
+    backbones = BackboneSet({"generator": generator})
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(3, STYLE_DIM, generator=torch.Generator().manual_seed(5)))
+        mean = generator.mapping(torch.randn(4096, STYLE_DIM, generator=torch.Generator().manual_seed(MEAN_LATENT_SEED)))
+    mean = mean.mean(0)
+
+    default = source_latents(GeneratorSources(count=3, seed=5, truncation=0.5), backbones)
+    assert default.shape == (3, N_LATENT, STYLE_DIM)
+    torch.testing.assert_close(default[:, 0], 0.2 + 0.5 * (w - 0.2))
+    styleclip = source_latents(GeneratorSources(count=3, seed=5, truncation=0.5, truncation_center="mean_latent"),
+                               backbones)
+    torch.testing.assert_close(styleclip[:, 3], mean + 0.5 * (w - mean))
+    assert (styleclip - default).abs().max() > 0.01
+    untruncated = GeneratorSources(count=3, seed=5, truncation=1.0, truncation_center="mean_latent")
+    torch.testing.assert_close(source_latents(untruncated, backbones)[:, 0], w)
+    with pytest.raises(ValidationError, match="'latent_avg' or 'mean_latent'"):
+        GeneratorSources(truncation_center="average")
