@@ -6,9 +6,10 @@ hashes + edit + seed + device, `Runner.prepare_key`: the run's own `<out>/cache/
 runs, `--prepare-cache`; with `--workers N` the per-edit preparations run in N processes first, `bench/prepare.py`),
 then `apply` runs per source batch; per-sample metrics score each batch and every row of the cell is written in one
 transaction, with the batch's apply latency (per image) and peak memory once per cell. After a group's batches, a
-*set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the preparation cost. Cells already in the
-store are skipped, so a killed run resumes where it stopped (into a directory whose manifest matches, on the same
-device and threads); a failing cell is stored with its error and the run goes on.
+*set cell* (batch -1) holds the set metrics (FID/KID, diversity) and the preparation cost, or an error when any
+batch cell of its group failed. Cells already in the store without an error are skipped, so a killed run resumes
+where it stopped (into a directory whose manifest matches, on the same device and threads) and runs its failed
+cells again; a failing cell is stored with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -271,6 +272,15 @@ class Runner:
                   prepare_error: str | None) -> None:
         if prepare_error:
             self.store.record_cell(cell, [], error=prepare_error)
+            return
+        batches = [CellKey(cell.method, cell.variant, cell.edit, b, cell.seed).cell_id
+                   for b in range(len(self.sources))]
+        done = self.store.completed_cells()
+        failed = [cell_id for cell_id in batches if cell_id not in done]
+        if failed:  # a set metric of part of the set, or of nothing, is not the group's: error, retried by --resume
+            self.store.record_cell(cell, [], error=f"skipped: {len(failed)} of {len(batches)} batch cell(s) of this "
+                                   f"group failed (first: {failed[0]}), and the set metrics and preparation cost "
+                                   "are stored only for a group whose every batch succeeded")
             return
         rows = [(SET_BATCH, "latency_prepare_s", prepare_s), (SET_BATCH, "prepare_peak_mem_mb", prepare_mem)]
         set_metrics = [m for m in self.metrics if not m.per_sample]

@@ -2,7 +2,8 @@
 
 * One transaction per cell: a cell's rows land all together or not at all, so a run killed at any point loses at
   most the cell in flight, and `--resume` reruns exactly the cells that are not in the store.
-* A failed cell is stored too (status "error" with its message), so the run goes on and the report shows it.
+* A failed cell is stored too (status "error" with its message), so the run goes on and the report shows it; it
+  does not count as completed, so `--resume` runs it again (its row is replaced in one transaction).
 * The manifest (suite hash, git commit, package versions, device, backbone content hashes) is written atomically
   (`bench.cachefile`); resuming is allowed only into a directory whose manifest matches (for `bench run`: suite,
   backbones, limit, device and torch threads, so latencies of one run come from one setting), and each session
@@ -87,6 +88,7 @@ class RunStore:
         sessions: list[dict] = []
         session_keys = tuple(session_keys)
         done = self.completed_cells()
+        recorded = self.recorded_cells()
         if previous is not None:
             differing = [k for k in match_keys if previous.get(k) != manifest.get(k)]
             if differing:
@@ -95,7 +97,7 @@ class RunStore:
                     f"{self.run_dir} holds a run whose manifest differs in {', '.join(differing)} ({details}); "
                     "its results cannot be mixed with this session's: resume it with the same suite, backbones, "
                     "--limit, --device and --threads, or use another --out directory (or delete this one)")
-            if not resume and done:
+            if not resume and recorded:
                 raise BenchError(f"{self.run_dir} already holds results of this suite; pass --resume to continue "
                                  "it, or choose another --out directory")
             sessions = list(previous.get("sessions") or
@@ -106,6 +108,11 @@ class RunStore:
 
     # -- cells --------------------------------------------------------------------------------------------
     def completed_cells(self) -> set[str]:
+        """The cells that finished without an error: a resumed run skips these and runs the failed ones again."""
+        return {row[0] for row in self._db.execute("SELECT cell_id FROM cells WHERE status = 'ok'")}
+
+    def recorded_cells(self) -> set[str]:
+        """Every cell in the store, failed ones included."""
         return {row[0] for row in self._db.execute("SELECT cell_id FROM cells")}
 
     def record_cell(self, key: CellKey, rows: Iterable[tuple[int, str, float | None]],

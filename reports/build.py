@@ -150,6 +150,32 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
     return "\n".join(parts)
 
 
+FAILED_SHOWN = 20  # failed cells listed in report.md / report.tex (report.json and the HTML page list them all)
+
+
+def failed_cells_note(report: dict, fmt: str) -> str:
+    """The failed cells of a run (their values are missing from every table), for the end of report.md and
+    report.tex (the HTML page lists them itself); "" when none failed."""
+    from reports.tables import _latex_escape
+
+    failed = report.get("failed_cells") or []
+    if not failed:
+        return ""
+    shown = failed[:FAILED_SHOWN]
+    more = (f"{len(failed) - FAILED_SHOWN} more in report.json (failed_cells)" if len(failed) > FAILED_SHOWN
+            else "")
+    heading = f"Failed cells ({len(failed)})"
+    text = "Their values are missing from the tables above; bench run --resume runs them again."
+    if fmt == "md":
+        lines = [f"- {f['cell']}: {f['error']}" for f in shown] + ([f"- … {more}"] if more else [])
+        return f"\n## {heading}\n\n{text}\n\n" + "\n".join(lines) + "\n"
+    items = [rf"\item {_latex_escape(f['cell'])}: {_latex_escape(f['error'])}" for f in shown]
+    if more:
+        items.append(rf"\item \ldots{{}} {_latex_escape(more)}")
+    return "\n".join([rf"\paragraph{{{heading}.}} {_latex_escape(text)}", r"\begin{itemize}", *items,
+                       r"\end{itemize}"]) + "\n"
+
+
 def _per_edit_tables(report: dict, variants: list[tuple[str, str]], quality: list[str], suite_order: list[str],
                      table) -> None:
     """One table per scored quality metric with one column per edit (suites with several edits), edits in the
@@ -179,8 +205,8 @@ def write_reports(run_dir: Path) -> dict:
     markdown = tables(report, manifest, "md")
     paths = {"json": out / "report.json", "md": out / "report.md", "latex": out / "report.tex"}
     paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["md"].write_text(markdown)
-    paths["latex"].write_text(tables(report, manifest, "latex"))
+    paths["md"].write_text(markdown + failed_cells_note(report, "md"))
+    paths["latex"].write_text(tables(report, manifest, "latex") + failed_cells_note(report, "latex"))
     from reports.grids import write_grids
     from reports.html import write_html
     from reports.plots import write_plots
@@ -188,5 +214,5 @@ def write_reports(run_dir: Path) -> dict:
     grids = write_grids(run_dir, out, manifest)
     plots = write_plots(run_dir, out, report)
     paths["html"] = write_html(out / "index.html", report, markdown, grids, plots)
-    paths["markdown_text"] = markdown
+    paths["markdown_text"] = markdown + failed_cells_note(report, "md")
     return paths

@@ -14,6 +14,7 @@ from bench.runner import RunOptions, Runner
 from bench.suite import load_suite
 from methods import METHODS
 from methods.base import EditMethod, EditResult
+from bench.store import RunStore
 from reports.build import report_json, write_reports
 
 SUITE = """name: {name}
@@ -104,11 +105,69 @@ def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, tiny_world, brig
     store = run(path, tmp_path / "run")
     cells = store.cells().set_index("cell_id")
     failed = cells[cells["status"] == "error"]
-    assert set(failed["edit"]) == {"old"} and len(failed) == 2  # both source batches of the failing edit
-    assert failed["error"].str.contains("non-finite").all()
+    assert set(failed["edit"]) == {"old"} and len(failed) == 3  # both source batches of the edit, its set cell
+    assert failed.query("batch >= 0")["error"].str.contains("non-finite").all()
+    assert failed.query("batch == -1")["error"].str.startswith("skipped: 2 of 2 batch cell(s)").all()
     assert (cells[cells["edit"] == "smile"]["status"] == "ok").all()
     report = report_json(tmp_path / "run")
-    assert len(report["failed_cells"]) == 2
+    assert len(report["failed_cells"]) == 3
+
+
+class Flaky(EditMethod):
+    """Test method: fails on the edit `old` while `Flaky.failing`."""
+    failing = True
+
+    def apply(self, backbones, sources, edit):
+        if Flaky.failing and edit.name == "old":
+            raise RuntimeError("out of memory (test)")
+        return EditResult(edited_images=(sources.images + 0.5).clamp(-1, 1))
+
+
+@pytest.fixture
+def flaky():
+    METHODS.register("test_flaky", Flaky, replace=True)
+    Flaky.failing = True
+    yield "test_flaky"
+    METHODS._entries.pop("test_flaky", None)
+
+
+def test_failed_cells_fail_the_run_show_in_every_report_and_are_retried_on_resume(tmp_path, tiny_world, flaky,
+                                                                                   capsys):
+    from bench.cli import main
+
+    path = write_suite(tmp_path, tiny_world, "  - {name: test_flaky}")
+    path.write_text(path.read_text().replace("latency_apply_ms]", "latency_apply_ms, diversity]"))  # a set metric
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out)]) == 1  # cells failed: not a complete result
+    stderr = capsys.readouterr().err
+    assert "3 of 6 cell(s) failed" in stderr and "--resume" in stderr and "report.md" in stderr
+    cells = RunStore(out).cells().set_index("cell_id")
+    # the set cell of a group whose batches all failed holds no set metric or cost: an error that says why
+    assert cells.loc["test_flaky|old|b-1|s0", "status"] == "error"
+    assert cells.loc["test_flaky|old|b-1|s0", "error"].startswith("skipped: 2 of 2 batch cell(s) of this group failed")
+    assert RunStore(out).records().query("edit == 'old'").empty
+    markdown = (out / "report" / "report.md").read_text()
+    assert "## Failed cells (3)" in markdown and "- test_flaky|old|b0|s0: RuntimeError: out of memory (test)" in markdown
+    latex = (out / "report" / "report.tex").read_text()
+    assert r"\paragraph{Failed cells (3).}" in latex and r"\item test\_flaky|old|b0|s0: RuntimeError" in latex
+    html = (out / "report" / "index.html").read_text()
+    assert html.count("Failed cells (3)") == 1  # the page's own list, not the Markdown's again
+    # bench compare: each failed cell is a regression, even against a baseline written from this very run
+    from bench.commands.compare import regressions
+    report = report_json(out)
+    found = regressions(report, report)
+    assert len(found) == 3 and all(f.startswith("failed cell test_flaky|old|") for f in found)
+
+    Flaky.failing = False  # the cause is gone: --resume runs the failed cells again and replaces their rows
+    store = run(path, out, resume=True)
+    cells = store.cells()
+    assert len(cells) == 6 and cells["cell_id"].is_unique and (cells["status"] == "ok").all()
+    records = store.records()
+    assert not records.duplicated(["variant", "edit", "batch", "seed", "sample", "metric"]).any()
+    assert (records.query("metric == 'clip_score'").groupby("edit").size() == 6).all()
+    assert records.query("edit == 'old' and metric == 'diversity'")["value"].notna().all()
+    assert report_json(out)["failed_cells"] == []
+    assert "Failed cells" not in write_reports(out)["markdown_text"]
 
 
 def test_image_folder_sources_are_the_photos_with_their_inversions(tmp_path, monkeypatch):

@@ -56,6 +56,21 @@ def test_error_cells_are_recorded(tmp_path):
     assert cells.loc[0, "status"] == "error" and "NaN" in cells.loc[0, "error"]
 
 
+def test_a_failed_cell_is_not_completed_and_its_retry_replaces_it(tmp_path):
+    store = RunStore(tmp_path)
+    store.open_run({"suite_hash": "a"}, resume=False, match_keys=["suite_hash"])
+    store.record_cell(key(batch=0), [(0, "a", 1.0)])
+    store.record_cell(key(batch=1), [(1, "a", 2.0)], error="RuntimeError: out of memory")
+    assert store.completed_cells() == {key(batch=0).cell_id}  # --resume runs the failed one again
+    assert store.recorded_cells() == {key(batch=0).cell_id, key(batch=1).cell_id}
+    with pytest.raises(BenchError, match="pass --resume"):  # failed cells are results too: not overwritten silently
+        RunStore(tmp_path).open_run({"suite_hash": "a"}, resume=False, match_keys=["suite_hash"])
+    store.record_cell(key(batch=1), [(1, "a", 3.0), (2, "a", 4.0)])
+    cells = store.cells().set_index("cell_id")
+    assert len(cells) == 2 and (cells["status"] == "ok").all() and cells["error"].isna().all()
+    assert store.records()[["sample", "value"]].values.tolist() == [[0, 1.0], [1, 3.0], [2, 4.0]]
+
+
 def _write_forever(path):
     store = RunStore(path)
     i = 0

@@ -13,7 +13,8 @@ a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regressi
 CIs do not overlap and the run is worse; where either side has no CI — n < 2 — the metric's next rule that is not
 `ci` applies instead: its kind's rule, else the default, and the message says so). `value` is required except in
 `ci` mode. A rule under "metrics" beats its kind's rule; the per-metric defaults below apply unless the baseline
-names that metric. A (variant, metric) in the baseline that the run lacks is a regression too. The default floors
+names that metric. A (variant, metric) in the baseline that the run lacks is a regression too, and so is each
+failed cell of the run (`failed_cells` in its report: its values are missing from the means). The default floors
 below are the noise of CPU timers and of CPU peak-RSS deltas on a shared 2-core runner. Tolerances are validated
 before anything is compared: a malformed rule or an unregistered metric name is a one-line error.
 
@@ -164,7 +165,8 @@ def regressions(run: dict, baseline: dict) -> list[str]:
     kinds, per_metric = tolerances(baseline)
     current = {_key(r): r for r in run["rows"]}
     factor = machine_factor(run, baseline)
-    found = []
+    # a failed cell's values are missing from the run's means (which may still look fine): each is a regression
+    found = [f"failed cell {f['cell']}: {f['error']}" for f in run.get("failed_cells") or []]
     for base in baseline["rows"]:
         method, variant, metric = _key(base)
         info = metric_info(metric)

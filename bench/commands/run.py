@@ -1,4 +1,5 @@
-"""`bench run SUITE`: expand the suite into cells, run them, store the results, print a summary table."""
+"""`bench run SUITE`: expand the suite into cells, run them, store the results, print a summary table; exit 1
+when any cell failed (the reports list the failed cells; `--resume` runs them again)."""
 
 from __future__ import annotations
 
@@ -88,13 +89,16 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             progress.stop()
             console.print(f"finished cells and preparations are kept in {out}; continue with the same command "
-                          "and --resume")
+                          "and --resume", soft_wrap=True)
             raise
     failed = store.cells().query("status == 'error'")
-    if len(failed):
-        console.print(f"[yellow]{len(failed)} cell(s) failed[/yellow]; first: {failed.iloc[0]['cell_id']}: "
-                      f"{failed.iloc[0]['error']}")
     paths = write_reports(out)
     print(paths["markdown_text"])
     console.print(f"report: {paths['html']}")
+    if len(failed):  # exit 1: a run with failed cells is not a complete result
+        console.print(f"[red]{len(failed)} of {len(runner.cells())} cell(s) failed[/red]; first: "
+                      f"{failed.iloc[0]['cell_id']}: {failed.iloc[0]['error']}; all are listed under \"Failed "
+                      f"cells\" in {Path(paths['md'])} and in {Path(paths['json'])} (failed_cells); rerun with "
+                      "--resume to run them again", soft_wrap=True)
+        return 1
     return 0
