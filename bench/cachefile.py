@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import torch
 
-from zoo.checkpoints import file_sha256
+from zoo.checkpoints import file_sha256, state_hash  # noqa: F401  (state_hash: the methods' cache keys)
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +143,3 @@ def with_content_hashes(value: Any, skip: frozenset[str] = frozenset(), memo: di
         return [with_content_hashes(v, skip, memo) for v in value]
     path = named_path(value)
     return value if path is None else {"path": value, "content": content_hash(path, memo)}
-
-
-def state_hash(module: torch.nn.Module, extra: dict[str, Any]) -> str:
-    """sha256 of a network's weights (names, dtypes, shapes, bytes, in name order) and `extra` (settings as JSON):
-    the key of a method's own cache of what it computes from loaded networks (global-direction statistics,
-    TediGAN's text-to-latent model)."""
-    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()

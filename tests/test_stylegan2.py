@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bench.errors import CheckpointError
+from zoo.checkpoints import first_keys, state_hash
 from zoo.stylegan2 import (Generator, generator_from_state_dict, infer_config, latent_split, load_generator,
-                           random_rosinality_state_dict, rosinality_channels, rosinality_shapes, save_generator,
-                           state_dict_sha256)
+                           random_rosinality_state_dict, rosinality_channels, rosinality_shapes, save_generator)
 from zoo.stylegan2.ops import (blur2d, blur_pad_after_upsample, make_blur_kernel, upfirdn2d_reference, upsample2d,
                                upsample_pad)
 
@@ -98,8 +98,8 @@ def test_infer_config(size, style_dim, n_mlp, cm):
 
 def test_random_state_dict_is_deterministic_and_images_are_not_saturated(small_state):
     again = random_rosinality_state_dict(seed=3, **SMALL)
-    assert state_dict_sha256(again) == state_dict_sha256(small_state)
-    assert state_dict_sha256(random_rosinality_state_dict(seed=4, **SMALL)) != state_dict_sha256(small_state)
+    assert state_hash(again) == state_hash(small_state)
+    assert state_hash(random_rosinality_state_dict(seed=4, **SMALL)) != state_hash(small_state)
     assert list(small_state) == sorted(small_state)
     torch.testing.assert_close(small_state["convs.0.conv.blur.kernel"], make_blur_kernel(gain=4))
     generator = generator_from_state_dict(small_state)
@@ -328,3 +328,24 @@ def test_unreadable_checkpoints_name_the_reason_and_the_public_weights(tmp_path)
     torch.save([torch.zeros(1)], path)
     with pytest.raises(CheckpointError, match=r"holds a list, expected a dict of tensors \(public weights: rosin"):
         load_generator(path)
+
+
+def test_state_hash_covers_every_dtype_and_is_shared(small_state):
+    """One hash for checkpoints (tests) and the methods' cache keys (bench.cachefile re-exports it)."""
+    import bench.cachefile
+
+    assert bench.cachefile.state_hash is state_hash
+    generator = generator_from_state_dict(small_state)
+    assert state_hash(generator) == state_hash(generator.state_dict())
+    assert state_hash(generator, {"steps": 1}) != state_hash(generator, {"steps": 2}) != state_hash(generator)
+    weights = {"w": torch.linspace(-1, 1, 6).view(2, 3)}
+    as_bf16 = state_hash({"w": weights["w"].bfloat16()})  # .numpy() cannot take bfloat16: hashed as bytes
+    assert as_bf16 != state_hash({"w": weights["w"].half()}) != state_hash(weights)
+    assert as_bf16 == state_hash({"w": weights["w"].bfloat16().clone()})
+    assert state_hash({"w": weights["w"].view(3, 2)}) != state_hash(weights)  # same bytes, other shape
+
+
+def test_first_keys_is_the_one_key_list_format():
+    assert first_keys([]) == "(none)"
+    assert first_keys(["b", "a"]) == "a, b"
+    assert first_keys([f"k{i}" for i in range(7)]) == "k0, k1, k2, k3, k4 (+2 more)"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,10 +24,12 @@ from bench.errors import CheckpointError
 _SHOW = 5  # how many offending keys an error message lists
 
 
-def _first(keys, n: int = _SHOW) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
+def first_keys(keys, n: int = _SHOW) -> str:
+    """The first `n` of `keys` in sorted order, for error messages: "a, b, c (+4 more)", or "(none)"."""
+    keys = sorted(str(k) for k in keys)
+    if not keys:
+        return "(none)"
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
 def require_file(path: str | Path, what: str, source: str) -> Path:
@@ -101,9 +105,9 @@ def check_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[str, t
     where = f" {path}" if path is not None else ""
     parts = []
     if missing:
-        parts.append(f"missing keys: {_first(missing)}")
+        parts.append(f"missing keys: {first_keys(missing)}")
     if unexpected:
-        parts.append(f"unexpected keys: {_first(unexpected)}")
+        parts.append(f"unexpected keys: {first_keys(unexpected)}")
     if mismatched:
         shown = sorted(mismatched)[:_SHOW]
         parts.append("shape mismatch: " + ", ".join(
@@ -125,4 +129,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def state_hash(state: Mapping[str, torch.Tensor] | nn.Module, extra: Any = None) -> str:
+    """sha256 of a state dict (or a module's) and, when given, of `extra` (settings, as sorted JSON, first): for
+    each tensor in name order, its name, dtype and shape, then its bytes in its own dtype (bfloat16 included).
+    The key of the methods' caches of what they compute from loaded networks (`bench.cachefile` re-exports it) and
+    the fingerprint tests compare checkpoints by."""
+    digest = hashlib.sha256()
+    if extra is not None:
+        digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    items = state.state_dict().items() if isinstance(state, nn.Module) else state.items()
+    for name, tensor in sorted(items, key=lambda item: item[0]):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()

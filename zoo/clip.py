@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError, CheckpointError, UnknownNameError
-from zoo.checkpoints import is_torchscript_archive, load_error_detail
+from zoo.checkpoints import first_keys, is_torchscript_archive, load_error_detail
 
 TEMPLATES_FILE = Path(__file__).parent / "data" / "imagenet_templates_79.txt"
 
@@ -293,11 +293,9 @@ def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {', '.join(sorted(missing)[:5])}" + (f" (+{len(missing) - 5} more)"
-                                                                              if len(missing) > 5 else ""))
+            parts.append(f"missing keys: {first_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {', '.join(sorted(unexpected)[:5])}"
-                         + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
+            parts.append(f"unexpected keys: {first_keys(unexpected)}")
         raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: " + "; ".join(parts)
                               + f" (public weights: {_public_weights(name)})")
 

@@ -117,7 +117,8 @@ def reference_names(n_rgbs: int) -> list[str]:
 @torch.no_grad()
 def make_golden(checkout: str | Path) -> dict:
     sys.path.insert(0, str(HERE.parent.parent))  # the repository root, for zoo.stylegan2
-    from zoo.stylegan2.checkpoint import random_rosinality_state_dict, state_dict_sha256
+    from zoo.checkpoints import state_hash
+    from zoo.stylegan2.checkpoint import random_rosinality_state_dict
 
     model = import_reference_model(checkout)
     cfg = CONFIG
@@ -137,7 +138,7 @@ def make_golden(checkout: str | Path) -> dict:
     images_z, _ = ref([z], truncation=TRUNCATION, truncation_latent=latent_avg, randomize_noise=False)
     return {
         "config": dict(cfg),
-        "state_sha256": state_dict_sha256(state),
+        "state_sha256": state_hash(state),
         "torch_version": str(torch.__version__),
         "n_latent": n_latent,
         "latent_avg": latent_avg.clone(),

@@ -13,7 +13,6 @@ from the state-dict shapes, then the keys are matched strictly.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import CheckpointError
-from zoo.checkpoints import load_error_detail, load_strict, load_torch_file, require_file
+from zoo.checkpoints import first_keys, load_error_detail, load_strict, load_torch_file, require_file
 from zoo.stylegan2.generator import Generator, rosinality_channels
 from zoo.stylegan2.ops import make_blur_kernel
 
@@ -39,11 +38,6 @@ _RGB_KEY = re.compile(r"^to_rgbs\.(\d+)\.")
 def _fail(path, message: str) -> CheckpointError:
     where = f" {path}" if path is not None else ""
     return CheckpointError(f"{WHAT}{where} is not a valid {FORMAT}: {message} (public weights: {SOURCE})")
-
-
-def _first_keys(state: Mapping, n: int = 5) -> str:
-    keys = sorted(state)
-    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "") if keys else "(none)"
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -67,12 +61,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Te
     elif "input.input" in obj or any(_STYLE_KEY.match(str(k)) for k in obj):
         state, latent_avg = {k: v for k, v in obj.items() if k != "latent_avg"}, obj.get("latent_avg")
     else:
-        raise _fail(path, f"no 'g_ema' entry; top-level keys: {_first_keys(obj)}")
+        raise _fail(path, f"no 'g_ema' entry; top-level keys: {first_keys(obj)}")
     if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
         raise _fail(path, f"'latent_avg' is a {type(latent_avg).__name__}, expected a tensor")
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise _fail(path, f"non-tensor entries in the state dict: {_first_keys(dict.fromkeys(bad))}")
+        raise _fail(path, f"non-tensor entries in the state dict: {first_keys(dict.fromkeys(bad))}")
     return dict(state), latent_avg
 
 
@@ -92,7 +86,7 @@ def infer_config(state: Mapping[str, torch.Tensor], path: str | Path | None = No
     rgb_ids = [int(m.group(1)) for k in state if (m := _RGB_KEY.match(k))]
     if shape("input.input") is None and not conv_ids and not styles:
         raise _fail(path, "missing keys: input.input, style.1.weight, convs.0.conv.weight, ...; found keys: "
-                          + _first_keys(state))
+                          + first_keys(state))
     n_res = max([(max(conv_ids) + 2) // 2 if conv_ids else 0, max(rgb_ids) + 1 if rgb_ids else 0])
     size = 4 * 2 ** n_res
 
@@ -238,16 +232,6 @@ def random_rosinality_state_dict(size: int, style_dim: int = 512, n_mlp: int = 8
     return dict(sorted(state.items()))
 
 
-def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """Hash of the keys, dtypes, shapes and float32 bytes of a state dict, in sorted key order."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
-
-
 def describe(generator: Generator) -> str:
     """One line: size, widths and parameter count."""
     n = sum(p.numel() for p in generator.parameters())
@@ -256,8 +240,7 @@ def describe(generator: Generator) -> str:
 
 
 __all__ = ["FORMAT", "SOURCE", "WHAT", "describe", "generator_from_state_dict", "infer_config", "load_generator",
-           "random_rosinality_state_dict", "read_checkpoint", "rosinality_shapes", "save_generator",
-           "state_dict_sha256"]
+           "random_rosinality_state_dict", "read_checkpoint", "rosinality_shapes", "save_generator"]
 
 
 def random_generator(size: int = 1024, device: str | torch.device = "cpu", style_dim: int = 512, n_mlp: int = 8,
