@@ -2,7 +2,10 @@
 
 * `torch.load(weights_only=True)` or safetensors only: a checkpoint never runs code.
 * A missing file, an unreadable file or a state dict whose keys/shapes do not match raise one `CheckpointError`
-  that names the expected format, the first few offending keys and where the public weights come from.
+  that names the expected format, the first few offending keys (`first_keys`) and where the public weights come
+  from; torch's advice to load with weights_only=False is never passed on (`load_error_detail`), and TorchScript
+  archives are recognised without loading them (`is_torchscript_archive`).
+* `file_sha256` and `state_hash`: fingerprints of a weights file and of a state dict (plus settings).
 """
 
 from __future__ import annotations
