@@ -34,7 +34,7 @@ from bench.images import read_png_folder, save_pngs, slug
 from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
 from bench.sources import source_batches
 from bench.store import CellKey, RunStore
-from bench.suite import Edit, MethodSpec, Suite
+from bench.suite import Edit, MethodSpec, Suite, check_registered_names, metric_problem
 from methods import METHODS
 from methods.base import EditMethod, SourceBatch
 from metrics import METRICS
@@ -116,6 +116,9 @@ def build_metrics(suite: Suite, context: ScoringContext) -> list[Metric]:
     costs are measured by the runner itself."""
     params: dict[str, dict] = {}
     for spec in suite.metrics:
+        problem = metric_problem(spec.name, spec.params)
+        if problem:  # a metric would fail with a TypeError traceback
+            raise BenchError(f"metric {spec.name}: {problem}")
         target = METRICS.get(spec.name)
         producer = target.produced_by if isinstance(target, MetricOutput) else METRICS.canonical(spec.name)
         if producer != "runner":
@@ -136,8 +139,9 @@ class Runner:
         """`on_sources(done, total)`: progress of an image folder's inversion, after each batch."""
         self.suite, self.options = suite, options
         self.variants = _selected(suite.methods, options.methods)
-        for spec in self.variants:  # fail on a bad name or parameter before anything runs
-            METHODS.get(spec.name)(**spec.params)
+        # a bad name, method parameter, metric parameter or backbone option fails here, before anything loads
+        # (`bench run` has checked it with file:line already; this is for a suite built in code)
+        check_registered_names(suite)
         self.losses, self.judges = load_backbones(suite, options.device)
         context = ScoringContext(judges=self.judges.roles, losses=self.losses.roles, device=options.device)
         self.metrics = build_metrics(suite, context)

@@ -1,9 +1,10 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.errors import BenchError
-from bench.suite import BackboneSpec, load_suite
+from bench.suite import BackboneSpec, Suite, load_suite
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml"))
 
@@ -144,3 +145,79 @@ def test_backbone_hash_follows_every_weights_file_or_folder_the_spec_names(tmp_p
     assert spec_hash(by_option) == before[0]  # the content, not the file's age
     # the same file with other loader options is another network
     assert spec_hash(BackboneSpec.model_validate({"stylegan2": str(weights), "size": 256})) != before[1]
+
+
+SYNTH = """name: t
+backbones: synthface
+edits:
+  - {name: smile, target: a smiling face, expect: {smile: smiling}}
+methods:
+  - {name: source}
+metrics: [attr_target]
+"""
+
+
+@pytest.mark.parametrize("old, new, line, expected", [
+    ("  - {name: source}\n", "  - {name: source}\n  - name: styleclip_optimization\n    variant: opt_fast\n"
+     "    params: {steps: 10,\n      stepz: 10}\n", 10,
+     r"methods\[1\] \(variant 'opt_fast' of styleclip_optimization\): unknown parameter\(s\) \['stepz'\]; "
+     r"valid: \['id_lambda', 'l2_lambda', 'lr', 'space', 'steps'\]"),
+    ("  - {name: source}\n", "  - {name: styleclip_optimization, params: {steps: ten}}\n", 6,
+     r"methods\[0\] \(variant 'styleclip_optimization'\): parameter steps: 'ten' is a string, expected an "
+     r"integer like its default 300"),
+    ("  - {name: source}\n", "  - {name: styleclip_optimization, params: {lr: true}}\n", 6,
+     "parameter lr: True is a boolean, expected a number like its default 0.1"),
+    ("  - {name: source}\n", "  - {name: styleclip_global, params: {beta: autoo}}\n", 6,
+     r"methods\[0\] \(variant 'styleclip_global'\): beta must be a number or 'auto', got 'autoo'"),
+    ("  - {name: source}\n", "  - {name: source, params: {foo: 1}}\n", 6,
+     r"methods\[0\] \(variant 'source'\): unknown parameter\(s\) \['foo'\]"),
+    ("expect: {smile: smiling}", "expect: {smyle: smiling}", 4,
+     "edits\\[0\\] smile: expect names 'smyle', which the attribute judge does not read; its heads are age, "),
+    ("expect: {smile: smiling}", "expect: {smile: grinning}", 4,
+     "expect smile='grinning': attribute 'smile' has no value 'grinning'; values: frowning, neutral, smiling"),
+    ("expect: {smile: smiling}", "expect: {domain: zombi}", 4, "unknown domain 'zombi'; known: photo, "),
+    ("backbones: synthface", "backbones: {set: {synthface: null, weight_dir: x}}", 2,
+     r"backbones.set \(synthface\): unknown option\(s\) 'weight_dir'; valid options: weights_dir"),
+    ("backbones: synthface", "backbones: synthface\njudges: {clip: {clip: null}}", 3,
+     r"judges.clip \(clip\): missing a required argument: 'model': write it as \{clip: VALUE\}"),
+    ("metrics: [attr_target]", "metrics: [attr_target, {name: clip_score, params: {foo: 1}}]", 7,
+     r"metrics\[1\] clip_score: unknown parameter\(s\) 'foo'; valid parameters: role, batch_size"),
+    ("metrics: [attr_target]", "metrics: [{name: latency_apply_ms, params: {x: 1}}]", 7,
+     r"metrics\[0\] latency_apply_ms: unknown parameter\(s\) 'x': the runner measures it and takes none"),
+])
+def test_validate_rejects_what_a_run_would(tmp_path, old, new, line, expected):
+    """Method parameters (names, types, values the method refuses), backbone and metric options and the world's
+    `expect` vocabulary: checked at load time without a network, each error at its file:line, naming the variant."""
+    path = write(tmp_path, "s.yaml", SYNTH.replace(old, new))
+    with pytest.raises(BenchError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert re.search(expected, message), message
+    assert "StyleClipOptimization" not in message and "\n" not in message
+
+
+def test_every_problem_of_a_suite_is_reported_and_what_a_method_checks_itself_is_not_one(tmp_path):
+    # a string where the default is a number, for a parameter the method checks itself (beta: a number or
+    # 'auto'); an integer where the default is a float; a path where the default is None
+    methods = ("  - {name: styleclip_global, params: {beta: auto, alpha: 3}}\n"
+               "  - {name: styleclip_mapper, params: {latents: l.pt, groups: [coarse]}}\n")
+    suite = load_suite(write(tmp_path, "s.yaml", SYNTH.replace("  - {name: source}\n", methods)))
+    assert [m.params for m in suite.methods] == [{"beta": "auto", "alpha": 3},
+                                                 {"latents": "l.pt", "groups": ["coarse"]}]
+    path = write(tmp_path, "s.yaml", SYNTH.replace("  - {name: source}\n", "  - {name: source, params: {a: 1}}\n"
+                                                   "  - {name: styleclip_optimisation}\n"))
+    with pytest.raises(BenchError) as info:
+        load_suite(path)
+    assert f"{path}:6: methods[0]" in str(info.value) and f"{path}:7: unknown method" in str(info.value)
+
+
+def test_a_runner_refuses_bad_metric_parameters_without_a_traceback():
+    from bench.runner import build_metrics
+    from metrics.base import ScoringContext
+
+    suite = Suite.model_validate({"name": "t", "edits": [{"name": "e", "target": "x"}], "methods": [{"name": "source"}],
+                                  "metrics": [{"name": "clip_score", "params": {"foo": 1}}]})
+    with pytest.raises(BenchError, match="metric clip_score: unknown parameter\\(s\\) 'foo'; valid parameters: "
+                                         "role, batch_size"):
+        build_metrics(suite, ScoringContext(judges={}))
