@@ -40,3 +40,21 @@ def test_validate_bad_suite_exit_2(tmp_path):
     assert "bad.yaml:2: edits: List should have at least 1 item" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_validate_checks_every_file_and_exits_2_at_the_end(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("name: g\nedits: [{name: e, target: x}]\nmethods: [{name: source}]\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nedits: []\nmethods: [{name: source}]\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: y\nedits: [{name: e, target: x}]\nmethods: [{name: sourze}]\n")
+    result = run_cli("validate", str(bad), str(good), str(typo), str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bench validate: error: ")]
+    assert len(errors) == 3
+    assert "bad.yaml:2: edits" in errors[0] and "typo.yaml:3: unknown method 'sourze'" in errors[1]
+    assert "missing.yaml" in errors[2]
+    assert "3 of 4 suite file(s) invalid" in result.stderr
+    assert f"ok {good}" in result.stdout.replace("\n", "")

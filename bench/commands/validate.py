@@ -12,12 +12,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Every file is checked; each bad one prints its error on one line, and the exit code is 2 if any was bad."""
+    import sys
+
+    from bench.errors import BenchError
     from bench.suite import load_suite
 
     console = Console(soft_wrap=True)
+    bad = 0
     for path in args.suite:
-        suite = load_suite(path)
+        try:
+            suite = load_suite(path)
+        except BenchError as exc:
+            bad += 1
+            print(f"bench validate: error: {exc}", file=sys.stderr)
+            continue
         console.print(f"[green]ok[/green] {path}: suite {suite.name!r} v{suite.version}: "
                       f"{len(suite.methods)} method variant(s) × {len(suite.edits)} edit(s) × "
                       f"{len(suite.seeds)} seed(s), {len(suite.metrics)} metric(s), hash {suite.content_hash()}")
-    return 0
+    if bad and len(args.suite) > 1:
+        print(f"bench validate: {bad} of {len(args.suite)} suite file(s) invalid", file=sys.stderr)
+    return 2 if bad else 0
