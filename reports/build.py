@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError
 from bench.store import RunStore
@@ -18,12 +19,18 @@ REPORT_DIR = "report"
 
 
 def load_run(run_dir: Path) -> tuple[RunStore, dict]:
+    """The store and manifest of a run directory; a BenchError (nothing created) for anything else."""
     run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").exists():
+    if run_dir.is_file():
+        raise BenchError(f"{run_dir} is a file, not a run directory (the folder `bench run` wrote, e.g. runs/smoke)")
+    if not (run_dir / "manifest.json").is_file():
         raise BenchError(f"{run_dir} is not a run directory (no manifest.json); run `bench run SUITE --out "
                          f"{run_dir}` first")
     store = RunStore(run_dir)
-    return store, store.read_manifest()
+    try:
+        return store, store.read_manifest()
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{run_dir / 'manifest.json'}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
 def by_edit(records) -> list[dict]:
@@ -50,17 +57,36 @@ def set_sizes(records) -> dict[str, list[int]]:
 
 
 def report_json(run_dir: Path) -> dict:
-    """{"suite": …, "rows": [{"method", "variant", "metric", "mean", "ci95": [lo, hi], "n"}],
-    "by_edit": [the same with "edit" (and "seed_range" with several seeds)], "set_sizes": {"fid_n": [16]}, …};
-    ci95 is [NaN, NaN] where n < 2."""
+    """{"suite": …, "suite_hash": …, "limit": the run's --limit (None: every source), "rows": [{"method",
+    "variant", "metric", "mean", "ci95": [lo, hi], "n"}], "by_edit": [the same with "edit" (and "seed_range" with
+    several seeds)], "set_sizes": {"fid_n": [16]}, …}; ci95 is [NaN, NaN] where n < 2 (null once written with
+    `dumps`, as an undefined mean is)."""
     store, manifest = load_run(run_dir)
     records = store.records()
     cells = store.cells()
-    return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "device": manifest["device"],
+    return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "limit": manifest.get("limit"),
+            "device": manifest["device"],
             "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
             "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
             "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms"),
             "set_sizes": set_sizes(records)}
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None, so that it is written as JSON's null: `NaN` and
+    `Infinity` are not JSON, and strict readers (jq, JavaScript, most languages' parsers) refuse them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(report: dict) -> str:
+    """A report (or baseline) as strict JSON: undefined values are null (`allow_nan=False` to be sure)."""
+    return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
 def _ordered(report: dict, manifest: dict) -> tuple[list[tuple[str, str]], list[str], list[str]]:
@@ -81,7 +107,7 @@ def _sizes(report: dict, metric: str) -> list[int] | None:
         return list(known)
     sizes = set()
     for row in report["rows"]:
-        if row["metric"] != f"{metric}_n" or math.isnan(row["mean"]):
+        if row["metric"] != f"{metric}_n" or row["mean"] is None or math.isnan(row["mean"]):
             continue
         low, high = row["ci95"]
         if row.get("n") != 1 and not low == high == row["mean"]:
@@ -199,12 +225,12 @@ def write_reports(run_dir: Path) -> dict:
     """Write run_dir/report/{report.json, report.md, report.tex, …, index.html}; returns their paths."""
     run_dir = Path(run_dir)
     out = run_dir / REPORT_DIR
+    _, manifest = load_run(run_dir)  # first: a directory that holds no run gets no report folder either
     out.mkdir(parents=True, exist_ok=True)
-    _, manifest = load_run(run_dir)
     report = report_json(run_dir)
     markdown = tables(report, manifest, "md")
     paths = {"json": out / "report.json", "md": out / "report.md", "latex": out / "report.tex"}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["json"].write_text(dumps(report))
     paths["md"].write_text(markdown + failed_cells_note(report, "md"))
     paths["latex"].write_text(tables(report, manifest, "latex") + failed_cells_note(report, "latex"))
     from reports.grids import write_grids

@@ -1,5 +1,6 @@
 """Summary rows → tables: Markdown and LaTeX (booktabs), one row per method variant, one column per metric,
-"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold. The unedited source and
+"mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold (every row that shows it,
+at the table's precision; none when every ranked row shows the same value). The unedited source and
 the reference methods (`REFERENCE_METHODS`) are shown but never bold: they win preservation metrics by
 construction. A cell without a CI (n < 2) shows its mean and "(n=1)"; notes follow each table in both formats.
 
@@ -45,14 +46,26 @@ def pivot(rows: Sequence[dict], variants: Sequence[tuple[str, str]], columns: Se
     return table
 
 
-def _best(table: dict, column: str, metric: str) -> tuple[str, str] | None:
+def _undefined(value: float | None) -> bool:
+    """NaN in a report built in memory, None (null) in one read back from report.json."""
+    return value is None or math.isnan(value)
+
+
+def _best(table: dict, column: str, metric: str) -> set[tuple[str, str]]:
+    """The ranked variants that show the best value of `column`: every one whose value reads the same as the best
+    at the table's precision (a tie is bold in every tied row); none when every ranked variant reads the same
+    (nothing is better than anything) or fewer than two are ranked."""
     info = metric_info(metric)
     candidates = [(key, cells[column]["mean"]) for key, cells in table.items()
-                  if column in cells and not math.isnan(cells[column]["mean"]) and key[0] not in REFERENCE_METHODS]
+                  if column in cells and not _undefined(cells[column]["mean"]) and key[0] not in REFERENCE_METHODS]
     if info.higher_is_better is None or len(candidates) < 2:
-        return None
+        return set()
     chooser = max if info.higher_is_better else min
-    return chooser(candidates, key=lambda kv: kv[1])[0]
+    shown = {key: _fmt(value) for key, value in candidates}
+    best = shown[chooser(candidates, key=lambda kv: kv[1])[0]]
+    if all(text == best for text in shown.values()):
+        return set()
+    return {key for key, text in shown.items() if text == best}
 
 
 def _arrow(metric: str) -> str:
@@ -70,13 +83,13 @@ def _cells(table: dict, column: str, metric: str, seed_range: bool = False
             out[key] = ("–", False)
             continue
         low, high = row["ci95"]
-        half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else float("nan")
+        half = (high - low) / 2 if not (_undefined(low) or _undefined(high)) else float("nan")
         text = _fmt(row["mean"]) + ("" if math.isnan(half) or half == 0 else f" ± {_fmt(half)}")
         if math.isnan(half) and row.get("n") == 1:
             text += " (n=1)"  # a single value: no interval
         if seed_range and row.get("seed_range"):
             text += " [{}, {}]".format(*(_fmt(v) for v in row["seed_range"]))
-        out[key] = (text, key == best)
+        out[key] = (text, key in best)
     return out
 
 

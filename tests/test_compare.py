@@ -76,3 +76,75 @@ def test_bad_tolerances_are_one_line_errors(tolerances, expected):
     assert "\n" not in message
     for pattern in expected:
         assert re.search(pattern, message), (pattern, message)
+
+
+def _run_dir(tmp_path, name="run", limit=None, suite_hash="abc", error=None):
+    """A run directory as `bench run` leaves it: a manifest and one cell of clip_score values (no network)."""
+    from bench.cachefile import write_json_atomic
+    from bench.store import CellKey, RunStore
+
+    run_dir = tmp_path / name
+    store = RunStore(run_dir)
+    write_json_atomic(store.manifest_path, {"suite": "s", "suite_hash": suite_hash, "limit": limit, "device": "cpu",
+                                            "git_commit": "c", "calibration_ms": 10.0, "variants": [["m", "v"]]})
+    store.record_cell(CellKey("m", "v", "e", 0, 0), [(0, "clip_score", 0.30), (1, "clip_score", 0.32)])
+    if error:
+        store.record_cell(CellKey("m", "v", "e", 1, 0), [], error=error)
+    store.close()
+    return run_dir
+
+
+def _bench(capsys, *args):
+    from bench.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_refuses_a_run_of_other_suite_content_or_limit(tmp_path, capsys):
+    import json
+
+    baseline = tmp_path / "baseline.json"
+    assert _bench(capsys, "compare", _run_dir(tmp_path, limit=4), "--write-baseline", baseline)[0] == 0
+    assert json.loads(baseline.read_text())["limit"] == 4
+    assert _bench(capsys, "compare", _run_dir(tmp_path, "same", limit=4), "--baseline", baseline)[0] == 0
+    code, _, err = _bench(capsys, "compare", _run_dir(tmp_path, "limited", limit=2), "--baseline", baseline)
+    assert code == 2 and "recorded with --limit 4, the run with --limit 2" in err
+    code, _, err = _bench(capsys, "compare", _run_dir(tmp_path, "all", limit=None), "--baseline", baseline)
+    assert code == 2 and "--limit 4, the run with --limit none (every source)" in err
+    code, _, err = _bench(capsys, "compare", _run_dir(tmp_path, "edited", limit=4, suite_hash="def"),
+                          "--baseline", baseline)
+    assert code == 2 and "content hash 'abc', the run's is 'def'" in err
+    assert all("Traceback" not in e and len(e.strip().splitlines()) == 1 for e in (err,))
+    # a baseline written before reports carried the limit: compared, with a note that the limit is unchecked
+    old = json.loads(baseline.read_text())
+    del old["limit"]
+    baseline.write_text(json.dumps(old))
+    code, out, err = _bench(capsys, "compare", _run_dir(tmp_path, "any", limit=2), "--baseline", baseline)
+    assert code == 0 and "no regressions" in out and "note: the baseline records no source limit" in err
+
+
+def test_compare_counts_failed_cells_as_regressions(tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    _bench(capsys, "compare", _run_dir(tmp_path), "--write-baseline", baseline)
+    code, out, err = _bench(capsys, "compare", _run_dir(tmp_path, "failed", error="RuntimeError: oom"),
+                            "--baseline", baseline)
+    assert code == 1 and "no regressions" not in out
+    assert "1 regression(s)" in err and "failed cell v|e|b1|s0: RuntimeError: oom" in err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{bad", r"baseline .*baseline.json:1: not valid JSON \(Expecting property name"),
+    ('{"suite": "s"}', r'expected a JSON object with a "rows" list .*found keys suite'),
+    ("[1, 2]", "found a JSON list"),
+    ('{"suite": "s", "rows": [{"method": "m", "variant": "v"}]}', r"rows\[0\] lacks metric, mean"),
+    ('{"suite": "s", "rows": [{"method": "m", "variant": "v", "metric": "x", "mean": "high"}]}',
+     r"rows\[0\] has mean 'high', not a number or null"),
+])
+def test_a_malformed_baseline_is_a_one_line_error_exit_2(tmp_path, capsys, text, expected):
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(text)
+    code, _, err = _bench(capsys, "compare", _run_dir(tmp_path), "--baseline", baseline)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert re.search(expected, err), err

@@ -151,3 +151,44 @@ def test_plots_draw_points_without_an_interval(tmp_path):
             for metric in ("clip_score", "identity", "latency_apply_ms")]
     frame = _frame({"rows": rows})
     assert tradeoff_plot(frame, tmp_path).exists() and cost_plot(frame, tmp_path).exists()
+
+
+def test_ties_are_bold_in_every_tied_row_and_nowhere_when_all_are_equal():
+    variants = [("m", "a"), ("m", "b"), ("m", "c")]
+    tied = [_row("m", "a", "identity", 0.8001), _row("m", "b", "identity", 0.8004), _row("m", "c", "identity", 0.6)]
+    md = markdown_table(tied, variants, ["identity"])
+    assert "| m | a | **0.800** |" in md and "| m | b | **0.800** |" in md  # equal at the shown precision
+    assert "| m | c | 0.600 |" in md
+    latex = latex_table(tied, variants, ["identity"])
+    assert latex.count(r"\textbf{0.800}") == 2
+    equal = [_row("m", v, "identity", 0.5) for _, v in variants]
+    assert "**" not in markdown_table(equal, variants, ["identity"])  # nothing is better than anything
+    assert r"\textbf" not in latex_table(equal, variants, ["identity"])
+    lower = [_row("m", "a", "lpips", 0.2), _row("m", "b", "lpips", 0.2), _row("m", "c", "lpips", 0.3)]
+    assert markdown_table(lower, variants, ["lpips"]).count("**0.200**") == 2
+
+
+def test_report_json_is_strict_json_with_null_for_undefined_values_and_readers_take_it():
+    import json
+
+    from bench.commands.compare import regressions
+    from reports.build import dumps
+
+    report = _report([_row("source", "source", "clip_direction", NAN, n=0), _row("m", "v", "identity", 0.5, n=1),
+                      _row("m", "w", "identity", 0.4, (0.3, 0.5))], calibration_ms=float("inf"))
+    text = dumps(report)
+    assert "NaN" not in text and "Infinity" not in text
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    loaded = json.loads(text, parse_constant=refuse)  # what a strict reader (jq, JavaScript) accepts
+    assert loaded["rows"][0]["mean"] is None and loaded["rows"][1]["ci95"] == [None, None]
+    assert loaded["calibration_ms"] is None
+    # the readers: bench compare (a baseline with nulls against a run with NaN) and the tables
+    assert regressions(report, loaded) == []
+    worse = _report([_row("m", "v", "identity", 0.4, n=1), _row("m", "w", "identity", NAN, n=0)])
+    found = regressions(worse, loaded)
+    assert len(found) == 2 and "m · identity" not in found  # v worse by 0.1; w missing from the run
+    md = tables(loaded, {"variants": [["source", "source"], ["m", "v"], ["m", "w"]]}, "md")
+    assert "| m | v | – | **0.500 (n=1)** |" in md and "| source | source | – | – |" in md

@@ -1,4 +1,5 @@
-"""`bench compare DIR --baseline FILE`: the CI gate. Exit 1 with a readable list of regressions, 0 otherwise.
+"""`bench compare DIR --baseline FILE`: the CI gate. Exit 1 with a readable list of regressions, 0 otherwise, 2 for
+bad input (a malformed baseline, a run of another suite, suite content or --limit than the baseline's).
 
 A baseline is a report JSON plus tolerances (`--write-baseline FILE` makes one from a run; edit it by hand):
 
@@ -194,21 +195,76 @@ def regressions(run: dict, baseline: dict) -> list[str]:
     return found
 
 
+ROW_KEYS = ("method", "variant", "metric", "mean")
+
+
+def read_baseline(path: Path) -> dict:
+    """A baseline file, checked for what `regressions` reads: a BenchError naming the file (and line) otherwise."""
+    if not path.is_file():
+        raise BenchError(f"baseline not found: {path}; create one with --write-baseline")
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"baseline {path}:{exc.lineno}: not valid JSON ({exc.msg}); a baseline is the report JSON "
+                         "that `bench compare RUN --write-baseline FILE` writes") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"baseline {path}: not a text file ({exc.reason})") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("rows"), list):
+        found = (f"a JSON {type(baseline).__name__}" if not isinstance(baseline, dict) else
+                 f"keys {', '.join(sorted(map(str, baseline)))}" if baseline else "an empty object")
+        raise BenchError(f"baseline {path}: expected a JSON object with a \"rows\" list (written by `bench compare "
+                         f"RUN --write-baseline FILE`), found {found}")
+    for i, row in enumerate(baseline["rows"]):
+        missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+        mean = row.get("mean") if isinstance(row, dict) else None
+        if missing or not (mean is None or (isinstance(mean, (int, float)) and not isinstance(mean, bool))):
+            problem = f"lacks {', '.join(missing)}" if missing else f"has mean {mean!r}, not a number or null"
+            raise BenchError(f"baseline {path}: rows[{i}] {problem}; each row has {', '.join(ROW_KEYS)} (a number "
+                             "or null) and ci95")
+    return baseline
+
+
+def same_work(report: dict, baseline: dict, path: Path) -> list[str]:
+    """A BenchError when the run is not the baseline's work (another suite name or content, another --limit);
+    notes for what the baseline cannot tell (a baseline written before reports carried the limit)."""
+    def shown(value) -> str:
+        return "none (every source)" if value is None else repr(value)
+
+    notes = []
+    if baseline.get("suite") != report["suite"]:
+        raise BenchError(f"baseline {path} is for suite {baseline.get('suite')!r}, the run is {report['suite']!r}")
+    if "suite_hash" not in baseline:
+        notes.append("the baseline records no suite_hash: the suite's content is not checked")
+    elif baseline["suite_hash"] != report.get("suite_hash"):
+        raise BenchError(f"baseline {path} was recorded from suite {report['suite']!r} with content hash "
+                         f"{baseline['suite_hash']!r}, the run's is {report.get('suite_hash')!r}: the suite's content "
+                         "(edits, methods, parameters, sources, metrics, seeds) differs, so its numbers are not "
+                         "comparable; compare a run of the baseline's suite, or re-record the baseline with "
+                         "--write-baseline")
+    if "limit" not in baseline or "limit" not in report:
+        notes.append(f"the {'baseline' if 'limit' not in baseline else 'run'} records no source limit (written "
+                     "before reports carried it): --limit is not checked")
+    elif baseline["limit"] != report["limit"]:
+        raise BenchError(f"baseline {path} was recorded with --limit {shown(baseline['limit'])}, the run with --limit "
+                         f"{shown(report['limit'])}: other sources, so its numbers are not comparable; run with the "
+                         "baseline's --limit, or re-record the baseline with --write-baseline")
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
-    from reports.build import report_json
+    """Exit 0: no regression; 1: regressions (listed on stderr); 2: bad input (a one-line error)."""
+    from reports.build import dumps, report_json
 
     report = report_json(args.run_dir)
     if args.write_baseline:
         args.write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        args.write_baseline.write_text(json.dumps({**report, "tolerances": DEFAULT_TOLERANCES}, indent=2) + "\n")
+        args.write_baseline.write_text(dumps({**report, "tolerances": DEFAULT_TOLERANCES}))
         print(f"wrote baseline {args.write_baseline} ({len(report['rows'])} rows)")
         return 0
-    if not args.baseline.is_file():
-        raise BenchError(f"baseline not found: {args.baseline}; create one with --write-baseline")
-    baseline = json.loads(args.baseline.read_text())
-    if baseline.get("suite") != report["suite"]:
-        raise BenchError(f"baseline {args.baseline} is for suite {baseline.get('suite')!r}, the run is "
-                         f"{report['suite']!r}")
+    baseline = read_baseline(args.baseline)
+    notes = same_work(report, baseline, args.baseline)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     found = regressions(report, baseline)
     if found:
         print(f"{len(found)} regression(s) against {args.baseline}:", file=sys.stderr)
