@@ -58,3 +58,53 @@ def test_validate_checks_every_file_and_exits_2_at_the_end(tmp_path):
     assert "missing.yaml" in errors[2]
     assert "3 of 4 suite file(s) invalid" in result.stderr
     assert f"ok {good}" in result.stdout.replace("\n", "")
+
+
+SMOKE = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml")
+
+
+def _no_cuda():
+    import torch
+    return not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["report", SMOKE], "smoke.yaml is a file, not a run directory"),
+    (["run", SMOKE, "--out", "{tmp}/o", "--device", "gpu"], "--device 'gpu' is not a device; valid: cpu, cuda, cuda:N"),
+    (["generate", "--generator", "{tmp}/g.pt", "--latents", "{tmp}/z.pt", "--out", "{tmp}/o", "--truncation", "1.5"],
+     "--truncation must be in [0, 1] (1 = none, 0 = every image the average), got 1.5"),
+    pytest.param(["generate", "--generator", "{tmp}/g.pt", "--latents", "{tmp}/z.pt", "--out", "{tmp}/o",
+                  "--device", "cuda"], "--device cuda: CUDA is not available on this machine; use --device cpu",
+                 marks=pytest.mark.skipif("not _no_cuda()", reason="this machine has CUDA")),
+    (["zoo", "eval", "synthface", "--only", "nope"],
+     "unknown network 'nope'; valid networks: attributes, clip, encoder, generator, identity, judge_clip"),
+    (["run", "--methods", "source"], "the suite file is missing: bench run SUITE.yaml"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
+    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_of_a_directory_without_a_run_creates_nothing(tmp_path):
+    result = run_cli("report", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "is not a run directory (no manifest.json)" in result.stderr
+    assert not (tmp_path / "nope").exists()  # no empty report/ folder left behind
+
+
+@pytest.mark.parametrize("argv, methods", [
+    (["--methods", "source", SMOKE], ["source"]),  # the suite after --methods: argparse gave it to --methods
+    (["--methods", "source", "styleclip_optimization", SMOKE], ["source", "styleclip_optimization"]),
+    ([SMOKE, "--methods", "source", "styleclip_optimization"], ["source", "styleclip_optimization"]),
+    ([SMOKE, "--methods", "source,styleclip_optimization"], ["source", "styleclip_optimization"]),
+    (["--methods", "source", "--methods", "nada", SMOKE], ["source", "nada"]),
+    ([SMOKE], None),
+])
+def test_run_takes_methods_before_or_after_the_suite(argv, methods):
+    from bench.cli import build_parser
+    from bench.commands.run import methods_and_suite
+
+    args = build_parser(only="run").parse_args(["run", *argv])
+    assert methods_and_suite(args.methods, args.suite) == (methods, SMOKE)

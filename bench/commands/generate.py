@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "w_plus / latents / w / z)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (images.pt + PNGs)")
     parser.add_argument("--truncation", type=float, default=0.7,
-                        help="truncation towards latent_avg for z inputs (default 0.7; 1 = none); W / W+ "
-                             "latents are rendered as given")
+                        help="truncation towards latent_avg for z inputs, in [0, 1] (default 0.7; 1 = none); "
+                             "W / W+ latents are rendered as given")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--random-noise", action="store_true",
@@ -95,12 +95,14 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoo.stylegan2 import load_generator
 
+    from bench.commands import checked_device
+
     if args.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise BenchError(f"bad --device {args.device!r}: {exc}") from exc
+    if not 0.0 <= args.truncation <= 1.0:  # the suites' limit (bench/suite.py: sources.truncation)
+        raise BenchError(f"--truncation must be in [0, 1] (1 = none, 0 = every image the average), got "
+                         f"{args.truncation:g}")
+    device = torch.device(checked_device(args.device))
     generator = load_generator(args.generator, device=device)
     latents, space = read_latents(args.latents, generator.n_latent, generator.style_dim)
     out = Path(args.out).expanduser()

@@ -11,9 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", help="suite YAML file")
+    parser.add_argument("suite", nargs="?", help="suite YAML file")  # "?": see methods_and_suite
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<suite name>)")
-    parser.add_argument("--methods", nargs="+", metavar="VARIANT", help="run only these method variants (or names)")
+    parser.add_argument("--methods", nargs="+", action="extend", metavar="VARIANT",
+                        help="run only these method variants (or names): --methods a b, --methods a,b or --methods "
+                        "a --methods b")
     parser.add_argument("--limit", type=int, help="use only the first N sources")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cells")
@@ -32,19 +34,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "other jobs share the cores, since oversubscribed threads slow every step many times over")
 
 
+SUITE_SUFFIXES = (".yaml", ".yml")
+
+
+def methods_and_suite(methods: list[str] | None, suite: str | None) -> tuple[list[str] | None, str]:
+    """The variants of `--methods` (comma-separated ones split) and the suite file. In `bench run --methods a b
+    SUITE` argparse hands the suite to --methods (it takes one or more values), so a missing suite is taken from
+    the end of --methods when that names a YAML file."""
+    from bench.errors import BenchError
+
+    names = [name for item in methods or [] for name in item.split(",") if name] or None
+    if suite is None:
+        if names and (names[-1].endswith(SUITE_SUFFIXES) or Path(names[-1]).is_file()):
+            suite = names.pop()
+        else:
+            raise BenchError("the suite file is missing: bench run SUITE.yaml [--methods VARIANT ...] [options]")
+    if methods is not None and not names:
+        raise BenchError("--methods names no variant; valid forms: --methods a b, --methods a,b")
+    return names, suite
+
+
 def run(args: argparse.Namespace) -> int:
+    from bench.commands import checked_device
     from bench.errors import BenchError
     from bench.runner import RunOptions, Runner
     from bench.suite import load_suite
     from reports.build import write_reports
 
+    args.methods, args.suite = methods_and_suite(args.methods, args.suite)
     suite = load_suite(args.suite)
     if args.limit is not None and args.limit < 1:
         raise BenchError(f"--limit must be >= 1, got {args.limit}")
-    if args.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    checked_device(args.device)
     if args.threads is not None:
         if args.threads < 1:
             raise BenchError(f"--threads must be >= 1, got {args.threads}")

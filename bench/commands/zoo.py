@@ -41,8 +41,15 @@ def synthface_gates(only: list[str] | None = None, device: str = "cpu") -> list[
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.commands import checked_device
+    from zoo.synthface.train import TRAINERS
+
     if args.world not in WORLDS:
         raise UnknownNameError("world", args.world, list(WORLDS))
+    for network in args.only or []:  # an unknown name would evaluate nothing: an empty table and exit 1
+        if network not in TRAINERS:
+            raise UnknownNameError("network", network, list(TRAINERS))
+    checked_device(args.device)
     gates = synthface_gates(args.only, args.device)
     for gate in gates:  # JSON has no NaN: an undefined value fails its gate and prints as null
         if gate["value"] is None or (isinstance(gate["value"], float) and math.isnan(gate["value"])):
