@@ -114,7 +114,12 @@ def load_with_includes(path: str | Path, _seen: tuple[Path, ...] = ()) -> Source
         if not isinstance(name, str):
             where = doc.locate(("include", i)) or (str(path), 1)
             raise BenchError(f"{where[0]}:{where[1]}: include entries must be file names, got {name!r}")
-        _merge_root(merged, load_with_includes(path.parent / name, (*_seen, path)))
+        target = path.parent / name
+        if not target.is_file():  # named where it is included: the including file and the line of the entry
+            where = doc.locate(("include", i)) or (str(path), 1)
+            raise BenchError(f"{where[0]}:{where[1]}: include {name!r}: suite file not found: {target.resolve()} "
+                             f"(include names are relative to {path.parent})")
+        _merge_root(merged, load_with_includes(target, (*_seen, path)))
     _merge_root(merged, doc)
     return merged
 

@@ -221,3 +221,17 @@ def test_a_runner_refuses_bad_metric_parameters_without_a_traceback():
     with pytest.raises(BenchError, match="metric clip_score: unknown parameter\\(s\\) 'foo'; valid parameters: "
                                          "role, batch_size"):
         build_metrics(suite, ScoringContext(judges={}))
+
+
+def test_a_missing_include_is_named_where_it_is_included(tmp_path):
+    write(tmp_path, "blocks.yaml", "include:\n  - blocks/common.yaml\n  - blocks/nope.yaml\n")
+    (tmp_path / "blocks").mkdir()
+    write(tmp_path / "blocks", "common.yaml", "seeds: [1]\n")
+    path = write(tmp_path, "s.yaml", "include: blocks.yaml\n" + BASE)
+    with pytest.raises(BenchError) as info:
+        load_suite(path)
+    assert str(info.value) == (f"{tmp_path / 'blocks.yaml'}:3: include 'blocks/nope.yaml': suite file not found: "
+                               f"{tmp_path / 'blocks' / 'nope.yaml'} (include names are relative to {tmp_path})")
+    path = write(tmp_path, "t.yaml", "include: gone.yaml\n" + BASE)
+    with pytest.raises(BenchError, match=r"t.yaml:1: include 'gone.yaml': suite file not found: "):
+        load_suite(path)
