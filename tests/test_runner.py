@@ -267,8 +267,12 @@ def test_reports(tmp_path, tiny_world, brighten):
                                              "  - {name: test_brighten, variant: brighter, params: {amount: 0.9}}")
     run(path, tmp_path / "run")
     paths = write_reports(tmp_path / "run")
-    report = json.loads(paths["json"].read_text())
-    assert report["suite"] == "t"
+    text = paths["json"].read_text()
+    assert "NaN" not in text  # the source's clip_direction is undefined: null, as strict JSON has it
+    report = json.loads(text)
+    assert report["suite"] == "t" and report["limit"] is None
+    assert next(r for r in report["rows"] if r["variant"] == "source" and r["metric"] == "clip_direction")["mean"] \
+        is None
     row = next(r for r in report["rows"] if r["variant"] == "bright" and r["metric"] == "clip_score")
     assert set(row) == {"method", "variant", "metric", "mean", "ci95", "n"} and row["n"] == 12
     assert row["ci95"][0] <= row["mean"] <= row["ci95"][1]
