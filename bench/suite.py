@@ -354,8 +354,12 @@ def backbone_problem(spec: BackboneSpec) -> str | None:
     """Options (and the first argument) the backbone's loader does not take, from its signature: no weights load."""
     from zoo.backbones import BACKBONES
 
+    try:
+        loader = BACKBONES.get(spec.kind)
+    except ImportError:  # an optional package missing: the load reports it with the loader's own advice
+        return None
     args = () if spec.arg is None else (spec.arg,)
-    problem = call_problem(BACKBONES.get(spec.kind), args, spec.options, fixed=("device",), first_is_value=True)
+    problem = call_problem(loader, args, spec.options, fixed=("device",), first_is_value=True)
     if problem and "missing a required argument" in problem and spec.arg is None:
         return f"{problem}: write it as {{{spec.kind}: VALUE}}"
     return problem
