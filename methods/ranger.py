@@ -24,18 +24,10 @@ class Lookahead:
         self._steps = 0
         self.slow = [[p.detach().clone() for p in group["params"]] for group in self.param_groups]
 
-    # the inner optimiser's own objects, looked up each time (its load_state_dict replaces them)
+    # the inner optimiser's own list, looked up each time (its load_state_dict replaces it)
     @property
     def param_groups(self) -> list[dict]:
         return self.inner.param_groups
-
-    @property
-    def state(self):
-        return self.inner.state
-
-    @property
-    def defaults(self) -> dict:
-        return self.inner.defaults
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)

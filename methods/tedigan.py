@@ -252,7 +252,7 @@ class TediganText2Latent(EditMethod):
         seed = int(p["seed"])
         embs, offsets, used = training_pairs(generator, clip, int(p["pairs"]), p["captions"], seed=seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from `seed`, the global stream left untouched
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed would reseed CUDA too
             model = TextToLatent(embs.shape[1], generator.n_latent, generator.style_dim, int(p["hidden"]))
         model.to(embs.device)
         losses = train_text2latent(model, embs, offsets, int(p["steps"]), float(p["lr"]), int(p["batch_size"]),
