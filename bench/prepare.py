@@ -46,6 +46,15 @@ def method_family(name: str) -> str:
     return METHODS.canonical(name)
 
 
+def load_cached(cached: Path, device: str = "cpu") -> dict | None:
+    """The cached state file's contents, or None when it is missing or not a valid state (a damaged file is
+    deleted): the one rule for whether a preparation must run."""
+    blob = load_or_none(cached, map_location=device, weights_only=True)  # a damaged file is deleted: None
+    if isinstance(blob, dict) and {"state", "seconds", "peak_mem_mb"} <= blob.keys():
+        return blob
+    return None
+
+
 def prepare_cached(method: Any, family: str, edit: Any, seed: int, backbones: Any, device: str,
                    cached: Path) -> tuple[float, float]:
     """(seconds, peak MiB) of `method.prepare`, measured now or when the cached state was made.
@@ -54,8 +63,8 @@ def prepare_cached(method: Any, family: str, edit: Any, seed: int, backbones: An
     parameters: every variant of a family draws the same random numbers for an edit (a paired ablation: two variants
     differ by their parameters, not by their luck), so a variant that differs from another only in parameters that
     `prepare` does not read (`APPLY_ONLY_PARAMS`) makes the same state and shares it through the cache."""
-    blob = load_or_none(cached, map_location=device, weights_only=True)  # a damaged file is deleted: None
-    if isinstance(blob, dict) and {"state", "seconds", "peak_mem_mb"} <= blob.keys():
+    blob = load_cached(cached, device)
+    if blob is not None:
         method.load_prepared_state(blob["state"])
         return blob["seconds"], blob["peak_mem_mb"]
     torch.manual_seed(group_seed(seed, family, edit.name, "prepare"))

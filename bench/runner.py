@@ -31,7 +31,7 @@ from bench.cachefile import with_content_hashes
 from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
-from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
+from bench.prepare import PrepareJob, group_seed, load_cached, method_family, prepare_cached, prepare_in_workers
 from bench.sources import source_batches
 from bench.store import CellKey, RunStore
 from bench.suite import Edit, MethodSpec, Suite, check_registered_names, metric_problem
@@ -235,12 +235,17 @@ class Runner:
     def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> None:
         """The pending preparations of per-edit-independent methods, in `options.workers` processes (see
         `bench.prepare`); the serial loop then restores them from the cache."""
-        jobs = []
+        jobs, seen = [], set()
         for spec, edit, seed in groups:
             method = METHODS.get(spec.name)(**spec.params)
+            if not method.independent_prepare:
+                continue
             cached = self._cached_state(method, spec, edit, seed)
-            if method.independent_prepare and not cached.exists():
-                jobs.append(PrepareJob(spec, edit, seed, cached))
+            # variants that differ only in apply-only parameters share one state: one job makes it for all
+            if cached in seen or load_cached(cached) is not None:
+                continue
+            seen.add(cached)
+            jobs.append(PrepareJob(spec, edit, seed, cached))
         if len(jobs) < 2:
             return
         prepare_in_workers(jobs, self.suite, self.options.device, min(self.options.workers, len(jobs)),

@@ -471,6 +471,39 @@ def test_variants_that_differ_only_in_apply_only_params_share_one_preparation(tm
         METHODS._entries.pop("test_shift_gain", None)
 
 
+class IndependentShiftWithGain(ShiftWithGain):
+    independent_prepare = True
+
+
+def test_workers_prepare_a_shared_state_once_and_a_damaged_one_again(tmp_path, tiny_world, monkeypatch):
+    import bench.runner
+
+    METHODS.register("test_shift_gain_indep", IndependentShiftWithGain, replace=True)
+    try:
+        path = write_suite(tmp_path, tiny_world, methods="""  - {name: test_shift_gain_indep, variant: g1}
+  - {name: test_shift_gain_indep, variant: g2, params: {gain: 2.0}}
+  - {name: test_shift_gain_indep, variant: g3, params: {gain: 3.0}}""")
+        runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run", workers=2))
+        calls = []
+        monkeypatch.setattr(bench.runner, "prepare_in_workers", lambda jobs, *a, **k: calls.append(jobs))
+        groups = [(spec, edit, 0) for spec in runner.variants for edit in runner.suite.edits]
+        runner._prepare_in_workers(groups, None)
+        assert len(calls) == 1 and len(calls[0]) == 2  # one job per shared state (2 edits), not 3 gains × 2 edits
+        assert len({job.cached for job in calls[0]}) == 2
+        # a valid state is skipped; a damaged file at a state's path is not a state: it is prepared again
+        valid, damaged = (job.cached for job in calls[0])
+        valid.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": {"shift": torch.tensor(0.1)}, "seconds": 1.0, "peak_mem_mb": 0.0}, valid)
+        damaged.write_bytes(b"not a torch file")
+        calls.clear()
+        runner.options.workers = 3
+        runner._prepare_in_workers(groups + [(runner.variants[0], runner.suite.edits[1], 1)], None)
+        assert len(calls) == 1 and {job.cached for job in calls[0]} >= {damaged} and valid not in {
+            job.cached for job in calls[0]}
+    finally:
+        METHODS._entries.pop("test_shift_gain_indep", None)
+
+
 def test_prepare_key_follows_the_content_of_files_named_in_params_and_edits(tmp_path, tiny_world):
     from bench.suite import Edit
 
