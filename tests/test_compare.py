@@ -44,6 +44,14 @@ def test_ci_mode_without_an_interval_uses_the_metrics_tolerance():
     assert regressions(_report("clip_score", 0.47, (0.46, 0.48)), base) == []
 
 
+def test_ci_mode_without_an_interval_keeps_the_metrics_noise_floor():
+    # a latency with its own default (ratio 2 above a 20 ms floor) falls back to that, not to the bare cost ratio
+    base = _report("latency_apply_ms", 0.01, tolerances=CI_LATENCY)  # n = 1: no CI
+    assert regressions(_report("latency_apply_ms", 0.03), base) == []  # x3, but 0.02 ms is under the floor
+    found = regressions(_report("latency_apply_ms", 60.0), base)
+    assert len(found) == 1 and "floor 20" in found[0]
+
+
 @pytest.mark.parametrize("metric,base,fine,worse", [
     ("clip_score", 0.30, 0.29, 0.27),
     ("clip_score_x100", 30.0, 28.5, 27.5),  # 100·cos: 2.0, the same 0.02 of cosine

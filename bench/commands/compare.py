@@ -41,9 +41,9 @@ from bench.errors import BenchError
 # Quality tolerances in each metric's own scale. 0.02 is set for metrics on a cosine or share scale (clip_score,
 # clip_gain, clip_direction, identity in [-1, 1]; attr_* in [0, 1]). clip_score_x100 is 100·max(cos, 0), so the
 # same 0.02 of cosine is 2.0 there. FID and KID have no fixed range: they scale with the feature extractor and the
-# set size. The defaults are for the default features (the judge CLIP's embeddings): the suites' reports in
-# docs/results/domains*.md read FID 62-494 and KID 1.8-60 per (edit, seed) set of 16 to 500 images, so FID 5.0
-# and KID 0.2 are about a tenth of the smallest values there (61.6 and 1.84). A suite with `features: inception`
+# set size. The defaults are for the default features (the judge CLIP's embeddings): in docs/results/domains*.json
+# the variants' means read FID 61.6-494 and KID 1.84-59.9, their per-edit means down to FID 40.8 and KID 1.62, so
+# FID 5.0 and KID 0.2 are about a tenth of the smallest values there. A suite with `features: inception`
 # (KID there is typically orders of magnitude smaller) should set its own in its baseline.
 DEFAULT_TOLERANCES = {
     "quality": {"mode": "abs", "value": 0.02},
@@ -164,6 +164,11 @@ def regressions(run: dict, baseline: dict) -> list[str]:
     from reports.aggregate import metric_info
 
     kinds, per_metric = tolerances(baseline)
+    # a ci rule without CIs (n < 2) falls back to the metric's default first, so its noise floor still applies
+    # (a latency of 0.01 -> 0.03 ms is timer noise under the default floor, a regression under a bare ratio)
+    metric_defaults = {name: Tolerance.model_validate(entry)
+                       for name, entry in DEFAULT_TOLERANCES["metrics"].items()}
+    kind_defaults = {kind: Tolerance.model_validate(DEFAULT_TOLERANCES[kind]) for kind in KINDS}
     current = {_key(r): r for r in run["rows"]}
     factor = machine_factor(run, baseline)
     # a failed cell's values are missing from the run's means (which may still look fine): each is a regression
@@ -172,8 +177,7 @@ def regressions(run: dict, baseline: dict) -> list[str]:
         method, variant, metric = _key(base)
         info = metric_info(metric)
         rule = per_metric.get(metric) or kinds[info.kind]
-        default = DEFAULT_TOLERANCES["metrics"].get(metric) or DEFAULT_TOLERANCES[info.kind]
-        fallbacks = [kinds[info.kind], Tolerance.model_validate(default)]
+        fallbacks = [r for r in (metric_defaults.get(metric), kinds[info.kind], kind_defaults[info.kind]) if r]
         label = f"{variant} · {metric}"
         if base["mean"] is None or math.isnan(base["mean"]):
             continue  # undefined in the baseline (e.g. the direction of an unedited source): nothing to hold

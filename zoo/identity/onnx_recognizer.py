@@ -124,8 +124,8 @@ def default_providers(device: str | torch.device = "cpu") -> list[str]:
     return providers
 
 
-def load_onnx_recognizer(path, device: str | torch.device = "cpu", providers=None,
-                         crop: Callable[[torch.Tensor], torch.Tensor] | None = None) -> OnnxRecognizer:
+def load_onnx_recognizer(path, providers=None, crop: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
+                         device: str | torch.device = "cpu") -> OnnxRecognizer:
     """Load an insightface ArcFace ONNX recognizer (e.g. w600k_r50.onnx) via `insightface.model_zoo.get_model`.
 
     `device` picks the onnxruntime providers (`default_providers`) unless `providers` names them; the embeddings
