@@ -214,7 +214,8 @@ class Runner:
         the parameters (the mapper's `latents:`) or the edit (`target_images`) enter by content. Left out: the
         variant's label and the method's `APPLY_ONLY_PARAMS` (read by `apply` only), which the preparation's
         random stream does not depend on either (`prepare_cached`): variants that differ only there share a state,
-        and a state is restored only where a fresh run would have made the same one."""
+        and a state is restored only where a fresh run would have made the same one. Which parameters the suite
+        set (not only their values) enters too."""
         apply_only = getattr(method, "APPLY_ONLY_PARAMS", frozenset())
         params = {k: v for k, v in method.params.items() if k not in apply_only}
         edit_fields = edit.model_dump(mode="json")
@@ -222,6 +223,9 @@ class Runner:
         return hashlib.sha256(json.dumps({
             "method": method_family(spec.name),
             "params": with_content_hashes(params, CACHE_LOCATION_PARAMS, self._input_hashes),
+            # which parameters the suite set explicitly: a method may act on that (the mapper's `id_lambda`), so a
+            # default and the same value set by hand are two states
+            "set": sorted(method.set_params - apply_only),
             "edit": edit_fields, "seed": seed, "backbones": self.losses.hashes, "device": self.options.device},
             sort_keys=True, default=str).encode()).hexdigest()[:20]
 

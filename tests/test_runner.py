@@ -455,6 +455,11 @@ def test_variants_that_differ_only_in_apply_only_params_share_one_preparation(tm
         smile = runner.suite.edits[0]
         keys = [runner.prepare_key(METHODS.get(v.name)(**v.params), v, smile, 0) for v in (g1, g2, a3)]
         assert keys[0] == keys[1] != keys[2]  # the label and an apply-only parameter do not enter the key
+        # a default set by hand is another key (a method may act on whether a parameter was set: the mapper's
+        # id_lambda), whatever order the variants come in
+        explicit = METHODS.get(g1.name)(amount=0.25)
+        assert explicit.params == METHODS.get(g1.name)().params
+        assert runner.prepare_key(explicit, g1, smile, 0) != keys[0]
         store = runner.run()
         assert LearnedShift.prepared == 2 * 2  # (g1 = g2, a3) × 2 edits, not 3 × 2
         assert len(list((tmp_path / "run" / "cache" / "prepare").glob("*.pt"))) == 4
