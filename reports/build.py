@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.store import RunStore
-from reports.aggregate import metric_info, one_per_cell, summarize
+from reports.aggregate import WEIGHT, metric_info, one_per_cell, summarize, weighted_mean
 from reports.tables import render
 
 REPORT_DIR = "report"
@@ -36,12 +36,13 @@ def load_run(run_dir: Path) -> tuple[RunStore, dict]:
 def by_edit(records) -> list[dict]:
     """Summary rows per (method, variant, edit, metric); with several seeds each row also carries `seed_range`,
     the lowest and highest of its per-seed means (how much a conclusion moves with the seed)."""
-    records = one_per_cell(records)
+    records = one_per_cell(records)  # once: summarize takes the reduced records as they are
     rows = summarize(records, by=("method", "variant", "edit"))
     if records.empty or records["seed"].nunique() < 2:
         return rows
     keys = ["method", "variant", "edit", "metric"]
-    per_seed = records.groupby([*keys, "seed"])["value"].mean().groupby(keys).agg(["min", "max"])
+    per_seed = records.groupby([*keys, "seed"])[["value", WEIGHT]].apply(weighted_mean)
+    per_seed = per_seed.groupby(keys).agg(["min", "max"])
     for row in rows:
         low, high = per_seed.loc[tuple(row[k] for k in keys)]
         row["seed_range"] = [float(low), float(high)]

@@ -65,6 +65,38 @@ def test_a_cell_cost_counts_once():
     assert edits["e0"]["n"] == 2 and edits["e1"]["n"] == 1
 
 
+def _batch_cell(batch, images, ms_per_image, seed=0):
+    """A store-shaped cell as the runner writes it: latency_apply_ms once (sample -1), clip_score per image."""
+    first = 8 * batch
+    cell = {"method": "m", "variant": "v", "edit": "e", "batch": batch, "seed": seed}
+    return ([{**cell, "sample": -1, "metric": "latency_apply_ms", "value": ms_per_image},
+             {**cell, "sample": -1, "metric": "peak_mem_mb", "value": 100.0 * (batch + 1)}]
+            + [{**cell, "sample": first + i, "metric": "clip_score", "value": 0.5} for i in range(images)])
+
+
+def test_apply_latency_is_per_image_when_batches_differ_in_size():
+    # 8 images at 10 ms/image and a last batch of 2 at 40 ms/image: 160 ms over 10 images, not (10 + 40) / 2
+    records = pd.DataFrame(_batch_cell(0, 8, 10.0) + _batch_cell(1, 2, 40.0))
+    rows = {r["metric"]: r for r in summarize(records)}
+    latency = rows["latency_apply_ms"]
+    assert latency["mean"] == pytest.approx(16.0) and latency["n"] == 2
+    low, high = latency["ci95"]  # the per-cell values' spread, centred on the weighted mean
+    half = T_975_1 * 15.0  # sd of [10, 40] is 15·√2, standard error 15
+    assert (low, high) == pytest.approx((16.0 - half, 16.0 + half), rel=1e-9)
+    assert rows["peak_mem_mb"]["mean"] == pytest.approx(150.0)  # a per-cell cost is not weighted
+    assert rows["clip_score"]["n"] == 10
+    edits = [r for r in by_edit(records) if r["metric"] == "latency_apply_ms"]
+    assert len(edits) == 1 and edits[0]["mean"] == pytest.approx(16.0)
+    # per-seed ranges weigh the same way: seed 1 is all 20 ms/image
+    two_seeds = pd.DataFrame(_batch_cell(0, 8, 10.0) + _batch_cell(1, 2, 40.0)
+                             + _batch_cell(0, 8, 20.0, seed=1) + _batch_cell(1, 2, 20.0, seed=1))
+    edit = next(r for r in by_edit(two_seeds) if r["metric"] == "latency_apply_ms")
+    assert edit["mean"] == pytest.approx(18.0) and edit["seed_range"] == pytest.approx([16.0, 20.0])
+    # a store without per-sample rows weighs every cell 1
+    bare = pd.DataFrame([r for r in _batch_cell(0, 8, 10.0) + _batch_cell(1, 2, 40.0) if r["sample"] < 0])
+    assert {r["metric"]: r for r in summarize(bare)}["latency_apply_ms"]["mean"] == pytest.approx(25.0)
+
+
 # ---------------------------------------------------------------------------------------------------- tables
 def test_a_single_value_shows_no_interval():
     rows = [_row("m", "v", "clip_score", 0.5, n=1), _row("m", "w", "clip_score", 0.25, (0.2, 0.3), n=2)]
