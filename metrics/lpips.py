@@ -70,8 +70,8 @@ class Lpips(Metric):
 
 class SynthFeatures:
     """Multi-layer features of the synthetic world's attribute judge trunk (stem + each stage), unit-normalised
-    over channels. They are read with forward hooks while the judge scores the images (`AttributeJudge.outputs`),
-    so its own input handling (the resize to 64 x 64) is the one that applies."""
+    over channels. The images go through the judge's own input handling (`AttributeJudge.resize`, to 64 x 64) and
+    then the trunk's layers one by one; the judge's heads are not run."""
 
     def __init__(self, judge):
         self.judge = judge
@@ -83,14 +83,11 @@ class SynthFeatures:
         import lpips
 
         device = next(self.judge.parameters()).device
+        x = self.judge.resize(images.to(device).float())
         feats: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda _module, _inputs, out: feats.append(lpips.normalize_tensor(out)))
-                 for layer in self.layers]
-        try:
-            self.judge.outputs(images.to(device).float())
-        finally:
-            for hook in hooks:
-                hook.remove()
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(lpips.normalize_tensor(x))
         return feats
 
 

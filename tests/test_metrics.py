@@ -205,6 +205,37 @@ def test_synth_features_take_the_judges_own_resize(judge, images):
         torch.testing.assert_close(a, b)
 
 
+def test_synth_features_run_the_trunk_alone_and_equal_the_judges_own_activations(judge, images):
+    """Bit-identical to the trunk activations the judge computes in `outputs` (read here with forward hooks, as
+    SynthFeatures once did), at the judge's size and resized; the heads are not run and no hook is left behind."""
+    import lpips
+    import torch.nn.functional as F
+
+    from metrics.lpips import SynthFeatures
+
+    layers = [judge.trunk.stem, *judge.trunk.stages]
+    for x in (images[0][:3], F.interpolate(images[1][:3], size=(80, 80), mode="bilinear", align_corners=False)):
+        expected: list[torch.Tensor] = []
+        hooks = [layer.register_forward_hook(lambda _m, _i, out: expected.append(lpips.normalize_tensor(out)))
+                 for layer in layers]
+        try:
+            with torch.no_grad():
+                judge.outputs(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        heads = []
+        hook = judge.feature.register_forward_hook(lambda *_: heads.append(1))
+        try:
+            got = SynthFeatures(judge)(x)
+        finally:
+            hook.remove()
+        assert heads == []  # the trunk alone
+        assert len(got) == len(expected) == len(layers)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert all(not layer._forward_hooks for layer in layers)
+
+
 # -------------------------------------------------------------------------------------------------- FID/KID
 def _features(n, d, seed, shift=0.0):
     rng = np.random.default_rng(seed)

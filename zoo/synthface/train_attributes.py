@@ -99,12 +99,17 @@ class AttributeJudge(nn.Module):
             name: (DOMAIN_NAMES if name == "domain" else ATTRIBUTES.get(name, tuple(str(i) for i in range(k))))
             for name, k in heads.items()}
 
-    def outputs(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
-        """(every head's own logits, the regressed smile value [N] in [-1, 1] scale or None) for training."""
+    @staticmethod
+    def resize(images: Tensor) -> Tensor:
+        """`images` at the judge's input size (INPUT_SIZE x INPUT_SIZE, antialiased bilinear), as they are."""
         if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
                                    antialias=True)
-        h = self.feature(self.trunk(images))
+        return images
+
+    def outputs(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """(every head's own logits, the regressed smile value [N] in [-1, 1] scale or None) for training."""
+        h = self.feature(self.trunk(self.resize(images)))
         value = self.smile_value(h).squeeze(-1) if self.smile_value is not None else None
         return {name: head(h) for name, head in self.heads.items()}, value
 
