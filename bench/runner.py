@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bench.backbone_set import BackboneSet, load_backbones
-from bench.cachefile import with_content_hashes
+from bench.cachefile import content_hash, named_path, with_content_hashes
 from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
@@ -43,7 +43,7 @@ from metrics.cost import Stopwatch, device_name
 
 SET_BATCH = -1  # the batch index of a (variant, edit, seed) group's set cell
 # what a resumed run must share with the run in its directory: the same work, and latencies measured in one setting
-MATCH_KEYS = ("suite", "suite_hash", "backbone_hashes", "limit", "device", "torch_threads")
+MATCH_KEYS = ("suite", "suite_hash", "sources_content", "backbone_hashes", "limit", "device", "torch_threads")
 # what each session of a run records in the manifest's `sessions` history (the top level holds the latest)
 SESSION_KEYS = ("git_commit", "packages", "python", "device", "torch_threads", "calibration_ms", "prepare_cache",
                 "prepare_workers", "prepare_worker_threads")
@@ -86,10 +86,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def sources_content(suite: Suite) -> str | None:
+    """The content hash of the latents file or image folder the sources read (None for generated sources, or a path
+    that does not exist: loading the sources reports that), so a resume sees sources changed between sessions."""
+    path = named_path(getattr(suite.sources, "path", None))
+    return None if path is None else content_hash(path)
+
+
 def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: BackboneSet,
                    options: RunOptions) -> dict[str, Any]:
     return {"suite": suite.name, "suite_version": suite.version, "suite_path": str(suite_path),
-            "suite_hash": suite.content_hash(), "backbone_hashes": {**losses.hashes, **judges.hashes},
+            "suite_hash": suite.content_hash(), "sources_content": sources_content(suite),
+            "backbone_hashes": {**losses.hashes, **judges.hashes},
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
             "python": platform.python_version(), "device": device_name(options.device),
             "torch_threads": torch.get_num_threads(),

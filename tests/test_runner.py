@@ -226,6 +226,14 @@ metrics: [identity]
     assert all(torch.equal(a.latents, b.latents) for a, b in zip(again, runner.sources))
     monkeypatch.undo()
 
+    # the folder's content is part of the resume check: a photo replaced between sessions is another run
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["sources_content"]
+    Image.fromarray(photos[0]).save(folder / "face2.png")
+    with pytest.raises(BenchError, match="sources_content"):
+        Runner(load_suite(path), path, RunOptions(tmp_path / "run", resume=True))
+    Image.fromarray(photos[2]).save(folder / "face2.png")
+
     # projection (inversion: optimization) optimises with gradients on, one batch at a time
     shapes = []
     project = methods.inversion.project
