@@ -153,6 +153,15 @@ class RunStore:
     def cells(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM cells ORDER BY cell_id", self._db)
 
+    def failed_cells(self, cell_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The failed cells among `cell_ids` (default: all), real errors first: batch cells before set cells (a set
+        cell whose batches failed only says "skipped"), each in the order they failed (`finished_at`)."""
+        failed = pd.read_sql_query("SELECT * FROM cells WHERE status = 'error'", self._db)
+        if cell_ids is not None:
+            failed = failed[failed["cell_id"].isin(set(cell_ids))]
+        failed = failed.assign(_set=failed["batch"] < 0)
+        return failed.sort_values(["_set", "finished_at", "cell_id"]).drop(columns="_set").reset_index(drop=True)
+
     def export(self, path: str | Path) -> Path:
         """Write the records as Parquet (`.parquet`) or CSV (`.csv`) for pandas."""
         path = Path(path)

@@ -141,6 +141,7 @@ def test_failed_cells_fail_the_run_show_in_every_report_and_are_retried_on_resum
     assert main(["run", str(path), "--out", str(out)]) == 1  # cells failed: not a complete result
     stderr = capsys.readouterr().err
     assert "3 of 6 cell(s) failed" in stderr and "--resume" in stderr and "report.md" in stderr
+    assert "first: test_flaky|old|b0|s0: RuntimeError" in stderr  # a real error, not the set cell's "skipped"
     cells = RunStore(out).cells().set_index("cell_id")
     # the set cell of a group whose batches all failed holds no set metric or cost: an error that says why
     assert cells.loc["test_flaky|old|b-1|s0", "status"] == "error"

@@ -56,6 +56,21 @@ def test_error_cells_are_recorded(tmp_path):
     assert cells.loc[0, "status"] == "error" and "NaN" in cells.loc[0, "error"]
 
 
+def test_failed_cells_of_a_selection_real_errors_first(tmp_path):
+    store = RunStore(tmp_path)
+    store.record_cell(key(variant="other"), [], error="another variant's failure")
+    store.record_cell(key(batch=1), [], error="RuntimeError: out of memory")
+    store.record_cell(key(batch=0), [], error="FloatingPointError: NaN")
+    store.record_cell(key(batch=-1), [], error="skipped: 2 of 2 batch cell(s) of this group failed")
+    store.record_cell(key(batch=2), [(0, "a", 1.0)])
+    selected = [key(batch=b).cell_id for b in (0, 1, 2, -1)]
+    failed = store.failed_cells(selected)
+    # only the selection's failures; the first is the batch that failed first, not the set cell that sorts first
+    assert failed["cell_id"].tolist() == [key(batch=1).cell_id, key(batch=0).cell_id, key(batch=-1).cell_id]
+    assert failed.iloc[0]["error"] == "RuntimeError: out of memory"
+    assert len(store.failed_cells()) == 4
+
+
 def test_a_failed_cell_is_not_completed_and_its_retry_replaces_it(tmp_path):
     store = RunStore(tmp_path)
     store.open_run({"suite_hash": "a"}, resume=False, match_keys=["suite_hash"])

@@ -112,12 +112,13 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"finished cells and preparations are kept in {out}; continue with the same command "
                           "and --resume", soft_wrap=True)
             raise
-    failed = store.cells().query("status == 'error'")
+    selected = runner.cells()  # this session's cells (--methods): failures of other variants are not its result
+    failed = store.failed_cells(cell.cell_id for cell in selected)
     paths = write_reports(out)
     print(paths["markdown_text"])
     console.print(f"report: {paths['html']}")
     if len(failed):  # exit 1: a run with failed cells is not a complete result
-        console.print(f"[red]{len(failed)} of {len(runner.cells())} cell(s) failed[/red]; first: "
+        console.print(f"[red]{len(failed)} of {len(selected)} cell(s) failed[/red]; first: "
                       f"{failed.iloc[0]['cell_id']}: {failed.iloc[0]['error']}; all are listed under \"Failed "
                       f"cells\" in {Path(paths['md'])} and in {Path(paths['json'])} (failed_cells); rerun with "
                       "--resume to run them again", soft_wrap=True)
