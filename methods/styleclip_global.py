@@ -35,6 +35,7 @@ from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import clip_networks, generator_of, source_latents_or_invert
+from zoo.checkpoints import module_hash
 
 AUTO_BETAS = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))  # 0.10 .. 0.29
 MIN_CHANNELS = 20
@@ -153,7 +154,9 @@ class StyleClipGlobal(EditMethod):
     def preprocess(self, generator, clip) -> dict[str, torch.Tensor]:
         """Statistics + relevance for one (generator, CLIP) pair, from the method cache when present."""
         p = self.params
-        key = state_hash(generator, {"settings": self._settings(), "clip": state_hash(clip, {})})[:24]
+        # the networks' hashes once per module object (module_hash): not re-read in every timed preparation
+        key = state_hash({}, {"settings": self._settings(), "generator": module_hash(generator),
+                              "clip": module_hash(clip)})[:24]
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
         blob = load_or_none(path, map_location="cpu", weights_only=True)  # CPU, as a fresh compute; damaged: None
         if blob is not None:

@@ -52,6 +52,7 @@ from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.inversion import PERCEPTUAL, invert, perceptual_fn
 from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
+from zoo.checkpoints import module_hash
 
 
 # --------------------------------------------------------------------------------------------------- optimisation
@@ -244,7 +245,9 @@ class TediganText2Latent(EditMethod):
     def _train(self, generator, clip) -> dict[str, Any]:
         p = self.params
         settings = {k: p[k] for k in ("pairs", "steps", "lr", "batch_size", "hidden", "captions", "seed")}
-        key = state_hash(generator, {"settings": settings, "clip": state_hash(clip, {})})[:24]
+        # the networks' hashes once per module object (module_hash): not re-read in every timed preparation
+        key = state_hash({}, {"settings": settings, "generator": module_hash(generator),
+                              "clip": module_hash(clip)})[:24]
         path = Path(p["cache_dir"]).expanduser() / f"{key}.pt"
         blob = load_or_none(path, map_location="cpu", weights_only=True)  # a damaged file: None, made again
         if blob is not None:

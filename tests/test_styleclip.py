@@ -393,6 +393,45 @@ def test_global_preprocessing_lives_on_the_cpu_on_fresh_and_cached_paths(world, 
     assert torch.equal(cached.state["r"], fresh.state["r"])
 
 
+def _count_state_dict_reads(monkeypatch, *modules):
+    """{module name: calls}, counting each module's `state_dict()` (what `state_hash` reads the weights with)."""
+    counts = {}
+    for name, module in modules:
+        counts[name] = 0
+
+        def counted(*args, _name=name, _read=module.state_dict, **kwargs):
+            counts[_name] += 1
+            return _read(*args, **kwargs)
+
+        monkeypatch.setattr(module, "state_dict", counted)
+    return counts
+
+
+def test_global_cache_key_hashes_the_networks_once_per_module(tmp_path, monkeypatch):
+    """The cache key's generator and CLIP hashes are remembered per module object (`module_hash`): a second
+    preparation, a cache hit, does not read their weights again; another generator gets another key."""
+    import gc
+
+    from zoo.checkpoints import module_hash, state_hash
+    g, clip = tiny_generator(seed=11), tiny_clip(seed=12)  # new modules: nothing remembered for them yet
+    counts = _count_state_dict_reads(monkeypatch, ("generator", g), ("clip", clip))
+    params = dict(stat_samples=64, relevance_images=1, max_resolution=4, cache_dir=str(tmp_path))
+    first = METHODS.get("styleclip_global")(**params).preprocess(g, clip)
+    assert counts == {"generator": 1, "clip": 1}
+    again = METHODS.get("styleclip_global")(**params).preprocess(g, clip)
+    assert counts == {"generator": 1, "clip": 1}  # not re-read
+    assert all(torch.equal(again[k], first[k]) for k in first)
+    assert module_hash(g) == state_hash(g) and module_hash(clip) == state_hash(clip)
+    other = tiny_generator(seed=13)
+    METHODS.get("styleclip_global")(**params).preprocess(other, clip)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+    import zoo.checkpoints as checkpoints
+    held = len(checkpoints._MODULE_HASHES)
+    del other
+    gc.collect()
+    assert len(checkpoints._MODULE_HASHES) == held - 1  # a weak reference: a dropped module is forgotten
+
+
 def test_apply_only_params_are_declared_and_leave_the_preparation_alone(world, tmp_path):
     """`APPLY_ONLY_PARAMS` names parameters the preparation ignores: a sweep over them may reuse one preparation.
     The mapper trains with the official 0.1 · M(w) whatever `strength` apply uses."""

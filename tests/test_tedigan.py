@@ -122,6 +122,20 @@ def test_text2latent_trains_caches_and_edits(world, tmp_path):
     assert torch.equal(mixed[:, :4], src.latents[:, :4]) and torch.equal(mixed[0, 4:], mixed[1, 4:])
 
 
+def test_text2latent_cache_key_hashes_the_networks_once_per_module(world, tmp_path, monkeypatch):
+    """A second training call, a cache hit, does not read the generator's or CLIP's weights again (`module_hash`)."""
+    from test_styleclip import _count_state_dict_reads
+    g, clip = tiny_generator(seed=21), tiny_clip(seed=22)  # new modules: nothing remembered for them yet
+    counts = _count_state_dict_reads(monkeypatch, ("generator", g), ("clip", clip))
+    params = dict(pairs=8, steps=1, hidden=8, cache_dir=str(tmp_path))
+    first = METHODS.get("tedigan_text2latent")(**params)._train(g, clip)
+    assert counts == {"generator": 1, "clip": 1}
+    monkeypatch.setattr("methods.tedigan.train_text2latent", lambda *a, **k: pytest.fail("the cache was not used"))
+    again = METHODS.get("tedigan_text2latent")(**params)._train(g, clip)
+    assert counts == {"generator": 1, "clip": 1}  # not re-read
+    assert all(torch.equal(again["model"][k], v) for k, v in first["model"].items())
+
+
 def test_synthface_captions_used_when_available():
     pytest.importorskip("zoo.synthface.latent_params")
     from methods.tedigan import _synthface_captioner

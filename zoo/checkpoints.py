@@ -5,7 +5,8 @@
   that names the expected format, the first few offending keys (`first_keys`) and where the public weights come
   from; torch's advice to load with weights_only=False is never passed on (`load_error_detail`), and TorchScript
   archives are recognised without loading them (`is_torchscript_archive`).
-* `file_sha256` and `state_hash`: fingerprints of a weights file and of a state dict (plus settings).
+* `file_sha256` and `state_hash`: fingerprints of a weights file and of a state dict (plus settings);
+  `module_hash`: a module's `state_hash`, remembered per module object.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import hashlib
 import json
 import re
+import weakref
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -149,3 +151,18 @@ def state_hash(state: Mapping[str, torch.Tensor] | nn.Module, extra: Any = None)
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+_MODULE_HASHES: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def module_hash(module: nn.Module) -> str:
+    """`state_hash(module)`, computed once per module object and remembered while the module lives (a
+    `weakref.WeakKeyDictionary` keyed by the module): hashing a 1024 px generator and a CLIP reads every weight
+    (~0.7 s), which a method's cache key would otherwise pay inside each timed preparation, cache hits included.
+    The weights must not change while the module is alive — true of the frozen networks the methods key their
+    caches by; code (tests) that changes a module's weights must hash a new module, or call `state_hash`."""
+    digest = _MODULE_HASHES.get(module)
+    if digest is None:
+        digest = _MODULE_HASHES[module] = state_hash(module)
+    return digest
