@@ -10,6 +10,11 @@
 Registered names (all lower is better, one measurement per cell): `latency_prepare_s` (seconds per (method variant,
 edit, seed)), `latency_apply_ms` (milliseconds per edited image: a cell's apply time over its image count),
 `peak_mem_mb` (MiB over the apply phase of a cell), `prepare_peak_mem_mb` (MiB over the preparation phase).
+
+Reports pool `latency_apply_ms` per image, not per cell: each cell's value is weighted by its image count (batches
+differ in size, e.g. a smaller last batch), so the mean is total apply time over total edited images; its 95% CI
+is the t interval of the per-cell values around that mean (`reports.aggregate`). The other costs are one
+measurement per cell, pooled unweighted.
 """
 
 from __future__ import annotations
