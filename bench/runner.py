@@ -296,7 +296,7 @@ class Runner:
             return
         batches = [CellKey(cell.method, cell.variant, cell.edit, b, cell.seed).cell_id
                    for b in range(len(self.sources))]
-        done = self.store.completed_cells()
+        done = self.store.completed_among(batches)
         failed = [cell_id for cell_id in batches if cell_id not in done]
         if failed:  # a set metric of part of the set, or of nothing, is not the group's: error, retried by --resume
             self.store.record_cell(cell, [], error=f"skipped: {len(failed)} of {len(batches)} batch cell(s) of this "

@@ -111,6 +111,15 @@ class RunStore:
         """The cells that finished without an error: a resumed run skips these and runs the failed ones again."""
         return {row[0] for row in self._db.execute("SELECT cell_id FROM cells WHERE status = 'ok'")}
 
+    def completed_among(self, cell_ids: Iterable[str]) -> set[str]:
+        """The cells of `cell_ids` that finished without an error (one group's, without reading the whole store)."""
+        ids = list(cell_ids)
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        return {row[0] for row in self._db.execute(
+            f"SELECT cell_id FROM cells WHERE status = 'ok' AND cell_id IN ({marks})", ids)}
+
     def recorded_cells(self) -> set[str]:
         """Every cell in the store, failed ones included."""
         return {row[0] for row in self._db.execute("SELECT cell_id FROM cells")}

@@ -71,6 +71,16 @@ def test_failed_cells_of_a_selection_real_errors_first(tmp_path):
     assert len(store.failed_cells()) == 4
 
 
+def test_completed_among_reads_only_the_given_cells(tmp_path):
+    store = RunStore(tmp_path)
+    store.record_cell(key(batch=0), [])
+    store.record_cell(key(batch=1), [], error="boom")
+    store.record_cell(key(variant="other"), [])
+    assert store.completed_among([key(batch=0).cell_id, key(batch=1).cell_id, key(batch=2).cell_id]) == {
+        key(batch=0).cell_id}
+    assert store.completed_among([]) == set()
+
+
 def test_a_failed_cell_is_not_completed_and_its_retry_replaces_it(tmp_path):
     store = RunStore(tmp_path)
     store.open_run({"suite_hash": "a"}, resume=False, match_keys=["suite_hash"])
