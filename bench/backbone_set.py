@@ -61,35 +61,49 @@ def load_spec(spec: BackboneSpec, device: str) -> Any:
     return loader(*args, device=device, **spec.options)
 
 
-def load_block(block: dict[str, BackboneSpec | list[BackboneSpec]], device: str, prefix: str) -> BackboneSet:
+def load_block(block: dict[str, BackboneSpec | list[BackboneSpec]], device: str, prefix: str,
+               hashes: bool = True) -> BackboneSet:
+    """The block's networks by role; with `hashes`, each spec's content hash too (which reads every weights file:
+    a `--workers` process, whose hashes nobody reads, passes False and gets an empty `hashes`)."""
     roles: dict[str, Any] = {}
-    hashes: dict[str, str] = {}
+    digests: dict[str, str] = {}
     if "set" in block:
         spec = block["set"]
         loaded = load_spec(spec, device)
         roles.update(loaded.roles if isinstance(loaded, BackboneSet) else loaded)
-        hashes.update({f"{prefix}.set": spec_hash(spec)})
-        if isinstance(loaded, BackboneSet):
-            hashes.update({f"{prefix}.{k}": v for k, v in loaded.hashes.items()})
+        if hashes:
+            digests.update({f"{prefix}.set": spec_hash(spec)})
+            if isinstance(loaded, BackboneSet):
+                digests.update({f"{prefix}.{k}": v for k, v in loaded.hashes.items()})
     for role, value in block.items():
         if role == "set":
             continue
-        for key in [k for k in hashes if k == f"{prefix}.{role}" or k.startswith(f"{prefix}.{role}.")]:
-            del hashes[key]  # the set's network for this role is replaced: its hash no longer describes the run
+        for key in [k for k in digests if k == f"{prefix}.{role}" or k.startswith(f"{prefix}.{role}.")]:
+            del digests[key]  # the set's network for this role is replaced: its hash no longer describes the run
         if isinstance(value, list):
             roles[role] = [Weighted(load_spec(spec, device), spec.weight) for spec in value]
-            for i, spec in enumerate(value):
-                hashes[f"{prefix}.{role}.{i}"] = spec_hash(spec)
+            if hashes:
+                for i, spec in enumerate(value):
+                    digests[f"{prefix}.{role}.{i}"] = spec_hash(spec)
         else:
             roles[role] = load_spec(value, device)
-            hashes[f"{prefix}.{role}"] = spec_hash(value)
-    return BackboneSet(roles, hashes)
+            if hashes:
+                digests[f"{prefix}.{role}"] = spec_hash(value)
+    return BackboneSet(roles, digests)
 
 
-def load_backbones(suite: Suite, device: str = "cpu") -> tuple[BackboneSet, BackboneSet]:
-    """(loss networks, judges). Judges not named explicitly fall back to the set's `judge_*` roles."""
-    losses = load_block(suite.backbones, device, "backbones")
-    judges = load_block(suite.judges, device, "judges") if suite.judges else BackboneSet({}, {})
+def load_backbones(suite: Suite, device: str = "cpu", hashes: bool = True,
+                   with_judges: bool = True) -> tuple[BackboneSet, BackboneSet]:
+    """(loss networks, judges). Judges not named explicitly fall back to the set's `judge_*` roles. `hashes=False`
+    skips the content hashes (empty `hashes`); `with_judges=False` loads no `judges:` block and returns no judges (a
+    `--workers` process runs preparations, which use the loss networks only)."""
+    losses = load_block(suite.backbones, device, "backbones", hashes)
+    if not with_judges:
+        for role in [r for r in losses.roles if r.startswith("judge_")]:  # judges never serve as losses
+            del losses.roles[role]
+            losses.hashes.pop(f"backbones.{role}", None)
+        return losses, BackboneSet({}, {})
+    judges = load_block(suite.judges, device, "judges", hashes) if suite.judges else BackboneSet({}, {})
     for role in [r for r in losses.roles if r.startswith("judge_")]:  # judges never serve as losses
         network, digest = losses.roles.pop(role), losses.hashes.pop(f"backbones.{role}", None)
         name = role[len("judge_"):]

@@ -95,7 +95,8 @@ def _start_worker(suite: Any, device: str, threads: int) -> None:
     # repeats it for a pool started another way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
-    _WORKER["backbones"], _ = load_backbones(suite, device)
+    # the loss networks only (a preparation scores nothing), without content hashes (the driver recorded them)
+    _WORKER["backbones"], _ = load_backbones(suite, device, hashes=False, with_judges=False)
     _WORKER["device"] = device
 
 

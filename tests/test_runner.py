@@ -518,6 +518,38 @@ def test_workers_prepare_a_shared_state_once_and_a_damaged_one_again(tmp_path, t
         METHODS._entries.pop("test_shift_gain_indep", None)
 
 
+def test_a_worker_loads_the_loss_networks_only_without_hashing_them(tmp_path, tiny_world, monkeypatch):
+    import signal
+
+    import bench.backbone_set
+    import bench.prepare
+
+    path = write_suite(tmp_path, tiny_world, clip_loss=True)
+    loaded = []
+    load_spec = bench.backbone_set.load_spec
+    monkeypatch.setattr(bench.backbone_set, "load_spec", lambda spec, device: loaded.append(spec) or load_spec(
+        spec, device))
+
+    def no_hash(spec):
+        raise AssertionError(f"hashed {spec}")
+
+    monkeypatch.setattr(bench.backbone_set, "spec_hash", no_hash)
+    suite = load_suite(path)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    try:
+        bench.prepare._start_worker(suite, "cpu", 1)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        torch.set_num_threads(threads)
+    backbones = bench.prepare._WORKER.pop("backbones")
+    assert set(backbones.roles) == {"generator", "clip"} and backbones.hashes == {}
+    assert len(loaded) == 2  # the judges: block is not loaded
+    with pytest.raises(AssertionError, match="hashed"):  # the driver's load still hashes
+        bench.backbone_set.load_backbones(suite)
+
+
 def test_prepare_key_follows_the_content_of_files_named_in_params_and_edits(tmp_path, tiny_world):
     from bench.suite import Edit
 
