@@ -119,12 +119,13 @@ def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[Metho
     return [m for m in methods if m.label in wanted or m.name in wanted]
 
 
-def build_metrics(suite: Suite, context: ScoringContext) -> list[Metric]:
+def build_metrics(suite: Suite, context: ScoringContext, checked: bool = False) -> list[Metric]:
     """One instance per producing metric: a listed output (`clip_gain`) brings in its producer (`clip_score`);
-    costs are measured by the runner itself."""
+    costs are measured by the runner itself. `checked`: the suite's metric parameters were validated already
+    (`check_registered_names`), else they are here."""
     params: dict[str, dict] = {}
     for spec in suite.metrics:
-        problem = metric_problem(spec.name, spec.params)
+        problem = None if checked else metric_problem(spec.name, spec.params)
         if problem:  # a metric would fail with a TypeError traceback
             raise BenchError(f"metric {spec.name}: {problem}")
         target = METRICS.get(spec.name)
@@ -143,16 +144,18 @@ def _outputs(metric: Metric) -> dict[str, list[float]]:
 
 class Runner:
     def __init__(self, suite: Suite, suite_path: Path, options: RunOptions,
-                 on_sources: Callable[[int, int], Any] | None = None):
-        """`on_sources(done, total)`: progress of an image folder's inversion, after each batch."""
+                 on_sources: Callable[[int, int], Any] | None = None, names_checked: bool = False):
+        """`on_sources(done, total)`: progress of an image folder's inversion, after each batch. `names_checked`:
+        the suite came through `load_suite` with its name checks (`bench run`), which are not repeated."""
         self.suite, self.options = suite, options
         self.variants = _selected(suite.methods, options.methods)
         # a bad name, method parameter, metric parameter or backbone option fails here, before anything loads
-        # (`bench run` has checked it with file:line already; this is for a suite built in code)
-        check_registered_names(suite)
+        # (for a suite built in code or loaded without checks; `bench run` has checked it with file:line already)
+        if not names_checked:
+            check_registered_names(suite)
         self.losses, self.judges = load_backbones(suite, options.device)
         context = ScoringContext(judges=self.judges.roles, losses=self.losses.roles, device=options.device)
-        self.metrics = build_metrics(suite, context)
+        self.metrics = build_metrics(suite, context, checked=True)  # check_registered_names ran, here or before
         self.store = RunStore(options.out_dir)
         self.manifest = build_manifest(suite, suite_path, self.losses, self.judges, options)
         self.manifest["variants"] = [[m.name, m.label] for m in suite.methods]

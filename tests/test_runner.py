@@ -550,6 +550,33 @@ def test_a_worker_loads_the_loss_networks_only_without_hashing_them(tmp_path, ti
         bench.backbone_set.load_backbones(suite)
 
 
+def test_the_suite_is_checked_once_on_every_path_to_a_runner(tmp_path, tiny_world, monkeypatch, capsys):
+    import bench.runner
+    import bench.suite
+    from bench.cli import main
+    from bench.suite import Suite
+
+    checks = []
+    check = bench.suite.check_registered_names
+
+    def counted(suite, *args, **kwargs):
+        checks.append(suite.name)
+        return check(suite, *args, **kwargs)
+
+    monkeypatch.setattr(bench.suite, "check_registered_names", counted)  # load_suite's
+    monkeypatch.setattr(bench.runner, "check_registered_names", counted)  # the Runner's
+    path = write_suite(tmp_path, tiny_world)
+    assert main(["run", str(path), "--out", str(tmp_path / "cli")]) == 0
+    assert checks == ["t"]  # load_suite's check, not repeated by the Runner
+    capsys.readouterr()
+    # a suite built in code is checked by the Runner itself
+    raw = Suite.model_validate({**load_suite(path, check_names=False).model_dump(),
+                                "metrics": [{"name": "clip_score", "params": {"foo": 1}}]})
+    with pytest.raises(BenchError, match="foo"):
+        Runner(raw, path, RunOptions(tmp_path / "raw"))
+    assert checks == ["t", "t"]
+
+
 def test_prepare_key_follows_the_content_of_files_named_in_params_and_edits(tmp_path, tiny_world):
     from bench.suite import Edit
 

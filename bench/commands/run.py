@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             progress.update(inverting["task"], completed=done)
 
         runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
-                                                            args.prepare_cache, args.workers), on_sources=inverted)
+                                                            args.prepare_cache, args.workers), on_sources=inverted,
+                        names_checked=True)  # load_suite checked the names
         pending = runner.pending()
         total = len(runner.cells())
         task = progress.add_task("cells", total=total, completed=total - len(pending))
