@@ -47,9 +47,6 @@ MATCH_KEYS = ("suite", "suite_hash", "sources_content", "backbone_hashes", "limi
 # what each session of a run records in the manifest's `sessions` history (the top level holds the latest)
 SESSION_KEYS = ("git_commit", "packages", "python", "device", "torch_threads", "calibration_ms", "prepare_cache",
                 "prepare_workers", "prepare_worker_threads")
-# method parameters that name where a method keeps a cache of its own: an output of the preparation, not an input,
-# so the prepare key takes the folder's name but not its (growing) content
-CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
 PACKAGES = ("torch", "open_clip_torch", "torchmetrics", "clean-fid", "lpips", "insightface", "numpy", "clipedit-bench")
 
 
@@ -233,7 +230,9 @@ class Runner:
         edit_fields["target_images"] = with_content_hashes(edit_fields.get("target_images"), memo=self._input_hashes)
         return hashlib.sha256(json.dumps({
             "method": method_family(spec.name),
-            "params": with_content_hashes(params, CACHE_LOCATION_PARAMS, self._input_hashes),
+            # a method's own cache folder (`CACHE_LOCATION_PARAMS`) enters by name, not by its growing content
+            "params": with_content_hashes(params, getattr(method, "CACHE_LOCATION_PARAMS", frozenset()),
+                                          self._input_hashes),
             # which parameters the suite set explicitly: a method may act on that (the mapper's `id_lambda`), so a
             # default and the same value set by hand are two states
             "set": sorted(method.set_params - apply_only),

@@ -41,6 +41,10 @@ class EditMethod(ABC):
     # (a sweep over them reuses one preparation)
     APPLY_ONLY_PARAMS: frozenset[str] = frozenset()
 
+    # Parameters naming the method's own cache folder: keyed by name, not content (the folder is an output of the
+    # preparation that grows, not an input of it)
+    CACHE_LOCATION_PARAMS: frozenset[str] = frozenset()
+
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults())
         if unknown:

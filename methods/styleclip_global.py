@@ -133,6 +133,7 @@ class StyleClipGlobal(EditMethod):
     """StyleCLIP global directions in style space S."""
 
     APPLY_ONLY_PARAMS = frozenset({"alpha"})  # prepare computes r and β; α scales Δs in apply
+    CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -226,6 +226,7 @@ class TediganText2Latent(EditMethod):
     """A learned CLIP-text → W+ mapping (TediGAN's text-to-latent idea), edits by latent difference or mixing."""
 
     APPLY_ONLY_PARAMS = frozenset({"mode", "strength", "mix_from"})  # the MLP's training ignores them
+    CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -577,6 +577,35 @@ def test_the_suite_is_checked_once_on_every_path_to_a_runner(tmp_path, tiny_worl
     assert checks == ["t", "t"]
 
 
+class ShiftWithOwnCache(ShiftWithGain):
+    CACHE_LOCATION_PARAMS = frozenset({"table"})  # here: the method's own cache folder
+
+
+def test_a_methods_own_cache_folder_enters_the_prepare_key_by_name(tmp_path, tiny_world):
+    from methods.styleclip_global import StyleClipGlobal
+    from methods.tedigan import TediganText2Latent
+
+    assert StyleClipGlobal.CACHE_LOCATION_PARAMS == TediganText2Latent.CACHE_LOCATION_PARAMS == {"cache_dir"}
+    METHODS.register("test_shift_gain", ShiftWithGain, replace=True)
+    METHODS.register("test_own_cache", ShiftWithOwnCache, replace=True)
+    try:
+        folder = tmp_path / "folder"
+        folder.mkdir()
+        (folder / "a").write_text("1")
+        path = write_suite(tmp_path, tiny_world, methods="  - {name: test_shift_gain}\n  - {name: test_own_cache}")
+        keys = []
+        for content in ("1", "2"):
+            (folder / "a").write_text(content)
+            runner = Runner(load_suite(path), path, RunOptions(tmp_path / f"run{content}"))
+            keys.append([runner.prepare_key(METHODS.get(v.name)(table=str(folder)), v, runner.suite.edits[0], 0)
+                         for v in runner.variants])
+        assert keys[0][0] != keys[1][0]  # an input folder: by content
+        assert keys[0][1] == keys[1][1]  # the method's own cache folder: by name
+    finally:
+        METHODS._entries.pop("test_shift_gain", None)
+        METHODS._entries.pop("test_own_cache", None)
+
+
 def test_prepare_key_follows_the_content_of_files_named_in_params_and_edits(tmp_path, tiny_world):
     from bench.suite import Edit
 
