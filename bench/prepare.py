@@ -87,6 +87,10 @@ class PrepareJob:
 _WORKER: dict[str, Any] = {}  # a worker process's loss networks and device, loaded once by `_start_worker`
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _start_worker(suite: Any, device: str, threads: int) -> None:
     from bench.backbone_set import load_backbones
 
@@ -94,6 +98,9 @@ def _start_worker(suite: Any, device: str, threads: int) -> None:
     # and ends the workers). A worker is spawned with SIGINT already ignored (`_sigint_ignored`), so this only
     # repeats it for a pool started another way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the driver ends running workers with SIGTERM (`_stop`), whose default action skips every cleanup: as an
+    # exception instead, `atomic_save` removes its temp file and leaves no `.*.tmp` in the shared cache
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     torch.set_num_threads(threads)
     # the loss networks only (a preparation scores nothing), without content hashes (the driver recorded them)
     _WORKER["backbones"], _ = load_backbones(suite, device, hashes=False, with_judges=False)

@@ -518,7 +518,7 @@ def test_workers_prepare_a_shared_state_once_and_a_damaged_one_again(tmp_path, t
         METHODS._entries.pop("test_shift_gain_indep", None)
 
 
-def test_a_worker_loads_the_loss_networks_only_without_hashing_them(tmp_path, tiny_world, monkeypatch):
+def test_a_worker_loads_the_loss_networks_only_without_hashing_and_exits_cleanly_on_sigterm(tmp_path, tiny_world, monkeypatch):
     import signal
 
     import bench.backbone_set
@@ -539,10 +539,14 @@ def test_a_worker_loads_the_loss_networks_only_without_hashing_them(tmp_path, ti
     threads = torch.get_num_threads()
     try:
         bench.prepare._start_worker(suite, "cpu", 1)
+        installed = signal.getsignal(signal.SIGTERM)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         torch.set_num_threads(threads)
+    # SIGTERM (the driver ending a worker) raises SystemExit, so atomic_save's cleanup removes its temp file
+    with pytest.raises(SystemExit):
+        installed(signal.SIGTERM, None)
     backbones = bench.prepare._WORKER.pop("backbones")
     assert set(backbones.roles) == {"generator", "clip"} and backbones.hashes == {}
     assert len(loaded) == 2  # the judges: block is not loaded
