@@ -44,9 +44,10 @@ from metrics.cost import Stopwatch, device_name
 SET_BATCH = -1  # the batch index of a (variant, edit, seed) group's set cell
 # what a resumed run must share with the run in its directory: the same work, and latencies measured in one setting
 MATCH_KEYS = ("suite", "suite_hash", "sources_content", "backbone_hashes", "limit", "device", "torch_threads")
-# what each session of a run records in the manifest's `sessions` history (the top level holds the latest)
-SESSION_KEYS = ("git_commit", "packages", "python", "device", "torch_threads", "calibration_ms", "prepare_cache",
-                "prepare_workers", "prepare_worker_threads")
+# what each session of a run records in the manifest's `sessions` history (the top level holds the latest): what
+# may differ between sessions, so nothing of MATCH_KEYS
+SESSION_KEYS = ("git_commit", "packages", "python", "calibration_ms", "prepare_cache", "prepare_workers",
+                "prepare_worker_threads")
 PACKAGES = ("torch", "open_clip_torch", "torchmetrics", "clean-fid", "lpips", "insightface", "numpy", "clipedit-bench")
 
 
