@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -111,8 +112,12 @@ def _run_job(job: PrepareJob) -> None:
     from methods import METHODS
 
     method = METHODS.get(job.spec.name)(**job.spec.params)
-    prepare_cached(method, method_family(job.spec.name), job.edit, job.seed, _WORKER["backbones"],
-                   _WORKER["device"], job.cached)
+    try:
+        prepare_cached(method, method_family(job.spec.name), job.edit, job.seed, _WORKER["backbones"],
+                       _WORKER["device"], job.cached)
+    except SystemExit as exc:  # SIGTERM (`_exit_on_sigterm`): the cleanups ran on the way here; end the process
+        # now, as the signal's default would: the pool's loop catches a job's exception and takes the next job
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 @contextmanager
