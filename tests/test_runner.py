@@ -2,6 +2,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from bench.suite import load_suite
 from methods import METHODS
 from methods.base import EditMethod, EditResult
 from bench.store import RunStore
+from shift_method import Shift
 from reports.build import report_json, write_reports
 
 SUITE = """name: {name}
@@ -381,7 +383,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_report(tmp_path, tiny_world,
     assert len(json.loads((interrupted / "manifest.json").read_text())["sessions"]) == kills + 1
 
 
-class LearnedShift(EditMethod):
+class LearnedShift(Shift):
     """Test method: `prepare` learns a shift (counted), `apply` adds it."""
     prepared = 0
 
@@ -392,15 +394,6 @@ class LearnedShift(EditMethod):
     def prepare(self, backbones, edit):
         LearnedShift.prepared += 1
         self.shift = torch.tensor(self.params["amount"] + torch.rand(()).item() * 1e-3)
-
-    def prepared_state(self):
-        return {"shift": self.shift}
-
-    def load_prepared_state(self, state):
-        self.shift = state["shift"]
-
-    def apply(self, backbones, sources, edit):
-        return EditResult(edited_images=(sources.images + self.shift).clamp(-1, 1))
 
 
 def test_shared_prepare_cache_prepares_once_across_runs(tmp_path, tiny_world):
@@ -795,10 +788,10 @@ from pathlib import Path
 
 import torch
 
-from methods.base import EditMethod, EditResult
+from shift_method import Shift
 
 
-class Hold(EditMethod):
+class Hold(Shift):
     """Test method: each preparation leaves a mark, and one of an edit named `slow*` lasts while the file `hold`
     exists in $HOLD_DIR."""
     independent_prepare = True
@@ -810,15 +803,6 @@ class Hold(EditMethod):
         while edit.name.startswith("slow") and (folder / "hold").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         self.shift = torch.tensor(0.1)
-
-    def prepared_state(self):
-        return {"shift": self.shift}
-
-    def load_prepared_state(self, state):
-        self.shift = state["shift"]
-
-    def apply(self, backbones, sources, edit):
-        return EditResult(edited_images=(sources.images + self.shift).clamp(-1, 1))
 '''
 
 HOLD_DRIVER = '''
@@ -852,7 +836,8 @@ def test_ctrl_c_while_workers_prepare_stops_the_queue_and_resume_keeps_what_fini
     path.write_text(text.replace(block, "edits:\n" + "".join(f"  - {{name: {e}, target: a {e} face}}\n"
                                                              for e in edits)))
     env = {**os.environ, "HOLD_DIR": str(tmp_path),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent),  # hold_method, shift_method
+                                          os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, str(tmp_path / "driver.py"), "run", str(path), "--out", str(tmp_path / "run"),
                "--workers", "2", "--threads", "2"]
 
