@@ -81,12 +81,12 @@ def one_per_cell(records: pd.DataFrame) -> pd.DataFrame:
         return records
     reduced = records[cost].groupby([*CELL, "metric"], sort=False, dropna=False)["value"].mean().reset_index()
     reduced["sample"] = -1  # the store's sample index of a cell-level value
+    reduced[WEIGHT] = 1.0
     per_image = reduced["metric"].isin(PER_IMAGE_COSTS)
     if per_image.any():
         samples = records[records["sample"] >= 0]
         images = samples.groupby(list(CELL), sort=False, dropna=False)["sample"].nunique().rename("images")
         counts = reduced.loc[per_image, list(CELL)].merge(images.reset_index(), on=list(CELL), how="left")["images"]
-        reduced[WEIGHT] = 1.0
         reduced.loc[per_image, WEIGHT] = counts.fillna(1.0).to_numpy(dtype=np.float64)
     return pd.concat([records[~cost], reduced.reindex(columns=records.columns)], ignore_index=True)
 

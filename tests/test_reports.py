@@ -95,6 +95,11 @@ def test_apply_latency_is_per_image_when_batches_differ_in_size():
     # a store without per-sample rows weighs every cell 1
     bare = pd.DataFrame([r for r in _batch_cell(0, 8, 10.0) + _batch_cell(1, 2, 40.0) if r["sample"] < 0])
     assert {r["metric"]: r for r in summarize(bare)}["latency_apply_ms"]["mean"] == pytest.approx(25.0)
+    # a store with cell costs but no per-image cost (e.g. preparation times only): every cell weighs 1
+    prepare_only = pd.DataFrame([{**r, "metric": "latency_prepare_s"} for r in _batch_cell(0, 8, 1.0)
+                                 + _batch_cell(1, 2, 3.0) if r["metric"] == "latency_apply_ms"])
+    row = summarize(prepare_only)[0]
+    assert row["mean"] == pytest.approx(2.0) and row["n"] == 2 and not math.isnan(row["ci95"][0])
 
 
 # ---------------------------------------------------------------------------------------------------- tables
