@@ -31,7 +31,7 @@ from bench.cachefile import content_hash, named_path, with_content_hashes
 from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
-from bench.prepare import PrepareJob, group_seed, load_cached, method_family, prepare_cached, prepare_in_workers
+from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
 from bench.sources import source_batches
 from bench.store import CellKey, RunStore
 from bench.suite import Edit, MethodSpec, Suite, check_registered_names, metric_problem
@@ -256,8 +256,9 @@ class Runner:
             if not method.independent_prepare:
                 continue
             cached = self._cached_state(method, spec, edit, seed)
-            # variants that differ only in apply-only parameters share one state: one job makes it for all
-            if cached in seen or load_cached(cached) is not None:
+            # variants that differ only in apply-only parameters share one state: one job makes it for all. A file
+            # is taken as made without reading it (the serial loop reads it anyway, and remakes a damaged one)
+            if cached in seen or cached.exists():
                 continue
             seen.add(cached)
             jobs.append(PrepareJob(spec, edit, seed, cached))

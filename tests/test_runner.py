@@ -482,7 +482,7 @@ class IndependentShiftWithGain(ShiftWithGain):
     independent_prepare = True
 
 
-def test_workers_prepare_a_shared_state_once_and_a_damaged_one_again(tmp_path, tiny_world, monkeypatch):
+def test_workers_prepare_a_shared_state_once_and_skip_a_made_one(tmp_path, tiny_world, monkeypatch):
     import bench.runner
 
     METHODS.register("test_shift_gain_indep", IndependentShiftWithGain, replace=True)
@@ -497,16 +497,15 @@ def test_workers_prepare_a_shared_state_once_and_a_damaged_one_again(tmp_path, t
         runner._prepare_in_workers(groups, None)
         assert len(calls) == 1 and len(calls[0]) == 2  # one job per shared state (2 edits), not 3 gains × 2 edits
         assert len({job.cached for job in calls[0]}) == 2
-        # a valid state is skipped; a damaged file at a state's path is not a state: it is prepared again
-        valid, damaged = (job.cached for job in calls[0])
-        valid.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": {"shift": torch.tensor(0.1)}, "seconds": 1.0, "peak_mem_mb": 0.0}, valid)
-        damaged.write_bytes(b"not a torch file")
+        # a made state is skipped (a damaged one is remade by the serial loop: test_shared_prepare_cache_...)
+        made, missing = (job.cached for job in calls[0])
+        made.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": {"shift": torch.tensor(0.1)}, "seconds": 1.0, "peak_mem_mb": 0.0}, made)
         calls.clear()
-        runner.options.workers = 3
         runner._prepare_in_workers(groups + [(runner.variants[0], runner.suite.edits[1], 1)], None)
-        assert len(calls) == 1 and {job.cached for job in calls[0]} >= {damaged} and valid not in {
-            job.cached for job in calls[0]}
+        assert len(calls) == 1 and {job.cached for job in calls[0]} == {missing, runner._cached_state(
+            METHODS.get(runner.variants[0].name)(**runner.variants[0].params), runner.variants[0],
+            runner.suite.edits[1], 1)}
     finally:
         METHODS._entries.pop("test_shift_gain_indep", None)
 
