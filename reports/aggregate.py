@@ -29,6 +29,7 @@ from scipy import stats
 CELL = ("method", "variant", "edit", "batch", "seed")  # the columns that name a cell of the store
 PER_IMAGE_COSTS = frozenset({"latency_apply_ms"})  # costs per edited image: pooled weighted by a cell's image count
 WEIGHT = "weight"  # the column `one_per_cell` adds: the weight of a row in its metric's mean
+TIME_UNITS = ("ms", "s")  # costs in these registered units scale with machine speed (calibration_ms); memory does not
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,29 @@ def metric_info(name: str) -> MetricInfo:
     if kind == "info":
         return MetricInfo(name, None, "quality")
     return MetricInfo(name, bool(target.higher_is_better), kind, getattr(target, "unit", ""))
+
+
+def at_latest_speed(records: pd.DataFrame, cells: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, int]:
+    """(records, k): the time costs (units in TIME_UNITS) of cells finished in an earlier session of a resumed run,
+    multiplied by latest calibration / that session's, so every latency of one report is at the speed of the
+    latest session's machine, the speed its `calibration_ms` (what `bench compare` scales by) describes; k is the
+    number of cells rescaled. A cell's session is the last one started before the cell finished
+    (`manifest["sessions"]`, `started_at_unix`); a session without a calibration leaves its cells as measured."""
+    latest = manifest.get("calibration_ms")
+    sessions = [s for s in manifest.get("sessions") or [] if s.get("started_at_unix") is not None]
+    if not latest or len(sessions) < 2 or records.empty:
+        return records, 0
+    starts = np.array([s["started_at_unix"] for s in sessions])
+    factors = np.array([latest / s["calibration_ms"] if s.get("calibration_ms") else 1.0 for s in sessions])
+    session = np.clip(np.searchsorted(starts, cells["finished_at"].to_numpy(), side="right") - 1, 0, None)
+    factor = pd.Series(factors[session], index=pd.MultiIndex.from_frame(cells[list(CELL)]))
+    timed_metrics = {m for m in records["metric"].unique()
+                     if metric_info(m).kind == "cost" and metric_info(m).unit in TIME_UNITS}
+    timed = records["metric"].isin(timed_metrics).to_numpy()
+    cell_factor = factor.reindex(pd.MultiIndex.from_frame(records[list(CELL)])).fillna(1.0).to_numpy()
+    scale = np.where(timed, cell_factor, 1.0)
+    rescaled = len(records.loc[scale != 1.0, list(CELL)].drop_duplicates())
+    return records.assign(value=records["value"] * scale), rescaled
 
 
 def t_interval(values: np.ndarray, center: float | None = None) -> tuple[float, float]:

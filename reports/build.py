@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.store import RunStore
-from reports.aggregate import WEIGHT, metric_info, one_per_cell, summarize, weighted_mean
+from reports.aggregate import TIME_UNITS, WEIGHT, at_latest_speed, metric_info, one_per_cell, summarize, weighted_mean
 from reports.tables import render
 
 REPORT_DIR = "report"
@@ -61,16 +61,17 @@ def report_json(run_dir: Path) -> dict:
     """{"suite": …, "suite_hash": …, "limit": the run's --limit (None: every source), "rows": [{"method",
     "variant", "metric", "mean", "ci95": [lo, hi], "n"}], "by_edit": [the same with "edit" (and "seed_range" with
     several seeds)], "set_sizes": {"fid_n": [16]}, …}; ci95 is [NaN, NaN] where n < 2 (null once written with
-    `dumps`, as an undefined mean is)."""
+    `dumps`, as an undefined mean is). The latencies of a resumed run are all at the latest session's speed, the
+    one `calibration_ms` gives (`latency_cells_rescaled` cells were timed in earlier sessions and rescaled)."""
     store, manifest = load_run(run_dir)
-    records = store.records()
     cells = store.cells()
+    records, rescaled = at_latest_speed(store.records(), cells, manifest)
     return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "limit": manifest.get("limit"),
             "device": manifest["device"],
             "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
             "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
             "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms"),
-            "set_sizes": set_sizes(records)}
+            "latency_cells_rescaled": rescaled, "set_sizes": set_sizes(records)}
 
 
 def json_safe(value: Any) -> Any:
@@ -152,6 +153,12 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
                              f"each such time is one preparation's, measured beside the others")
     if prepare_notes and "latency_prepare_s" in cost:
         notes["latency_prepare_s"] = "; ".join(prepare_notes)
+    if report.get("latency_cells_rescaled"):
+        rescaled = (f"{report['latency_cells_rescaled']} cell(s) timed in an earlier session of this resumed run, "
+                    "rescaled to the latest session's machine speed (× its calibration_ms / theirs)")
+        for metric in cost:
+            if metric_info(metric).unit in TIME_UNITS:
+                notes[metric] = f"{notes[metric]}; {rescaled}" if notes.get(metric) else rescaled
     title = f"Suite {report['suite']} ({report['suite_hash']}), device {report['device']}"
     parts = []
 

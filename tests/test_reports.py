@@ -1,6 +1,7 @@
 """Reports without a run: the CI of the mean, costs counted once per cell, tables (bold, escaping, notes in both
 formats), the FID/KID note, pipes in names through Markdown and HTML, plots with NaN intervals."""
 
+import json
 import math
 
 import pandas as pd
@@ -231,3 +232,37 @@ def test_report_json_is_strict_json_with_null_for_undefined_values_and_readers_t
     assert any(f.startswith("w · identity: missing") for f in found)
     md = tables(loaded, {"variants": [["source", "source"], ["m", "v"], ["m", "w"]]}, "md")
     assert "| m | v | – | **0.500 (n=1)** |" in md and "| source | source | – | – |" in md
+
+
+def test_a_resumed_runs_earlier_latencies_are_brought_to_the_latest_sessions_speed(tmp_path, monkeypatch):
+    """Session 1 ran on a machine twice as fast (calibration 10 ms) as session 2 (20 ms): its cell's 4 ms/image is
+    8 ms/image at session 2's speed, the speed the report's calibration_ms describes and `bench compare` scales by."""
+    import bench.store as store_module
+    from bench.store import CellKey, RunStore
+    from reports.build import report_json
+
+    clock = iter([100.0, 110.0, 200.0, 210.0])
+    monkeypatch.setattr(store_module.time, "time", lambda: next(clock))
+    manifest = {"suite": "s", "suite_hash": "h", "device": "cpu", "git_commit": "c"}
+    store = RunStore(tmp_path)
+    keys = dict(match_keys=["suite_hash"], session_keys=["calibration_ms"])
+    store.open_run({**manifest, "calibration_ms": 10.0}, resume=False, **keys)  # t = 100
+    rows = lambda ms: [(i, m, v) for i in (0, 1) for m, v in (("latency_apply_ms", ms), ("identity", 0.9))]  # noqa
+    store.record_cell(CellKey("m", "v", "e1", 0, 0), rows(4.0))  # t = 110: session 1
+    store.open_run({**manifest, "calibration_ms": 20.0}, resume=True, **keys)  # t = 200
+    store.record_cell(CellKey("m", "v", "e2", 0, 0), rows(8.0))  # t = 210: session 2
+    report = report_json(tmp_path)
+    mean = {r["metric"]: r["mean"] for r in report["rows"]}
+    assert mean["latency_apply_ms"] == pytest.approx(8.0) and mean["identity"] == pytest.approx(0.9)
+    assert report["latency_cells_rescaled"] == 1 and report["calibration_ms"] == 20.0
+    by = {(r["edit"], r["metric"]): r["mean"] for r in report["by_edit"]}
+    assert by[("e1", "latency_apply_ms")] == pytest.approx(8.0) and by[("e1", "identity")] == pytest.approx(0.9)
+    assert "1 cell(s) timed in an earlier session of this resumed run" in tables(report, {}, "md")
+    # a session that recorded no calibration leaves its cells as measured
+    store.close()
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["sessions"][0]["calibration_ms"] = None
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    report = report_json(tmp_path)
+    assert {r["metric"]: r["mean"] for r in report["rows"]}["latency_apply_ms"] == pytest.approx(6.0)
+    assert report["latency_cells_rescaled"] == 0 and "earlier session" not in tables(report, {}, "md")

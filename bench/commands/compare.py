@@ -23,6 +23,8 @@ Latencies are compared per unit of machine speed: where both the run and the bas
 time of a fixed workload on the run's device and threads, `bench.calibration`), the run's latencies (mean and
 CI) are divided by run / baseline calibration first, so a CI runner twice as slow as the baseline's machine is not a
 regression and code that slows down on one machine still is. Without it on both sides latencies are compared as measured.
+A resumed run's report has already brought the cells of its earlier sessions to its latest session's speed
+(`reports.aggregate.at_latest_speed`), the speed its `calibration_ms` describes.
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--write-baseline", type=Path, metavar="FILE", help="write this run as a baseline")
 
 
-TIME_UNITS = ("ms", "s")  # costs in these registered units are scaled by the machine factor; memory is not
 MODES = ("abs", "ratio", "ci")
 KINDS = ("quality", "cost")
 RULE_FORM = (f"a rule is {{\"mode\": one of {', '.join(MODES)}, \"value\": a number (required unless the mode is "
@@ -161,7 +162,7 @@ def _check(rule: Tolerance, fallbacks: list[Tolerance], row: dict, base: dict, h
 
 
 def regressions(run: dict, baseline: dict) -> list[str]:
-    from reports.aggregate import metric_info
+    from reports.aggregate import TIME_UNITS, metric_info
 
     kinds, per_metric = tolerances(baseline)
     # a ci rule without CIs (n < 2) falls back to the metric's default first, so its noise floor still applies
