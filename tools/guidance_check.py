@@ -39,6 +39,28 @@ def judge_hits(judge, images: torch.Tensor, expect: dict) -> torch.Tensor:
     return (judge.logits(images)[attr].argmax(-1) == judge.classes[attr].index(value)).float()
 
 
+class ShiftAugmented:
+    """A CLIP seen through `copies` random translations of up to `shift` pixels (reflection padding) per call:
+    `encode_images` returns the mean of the copies' L2-normalised embeddings, so StyleCLIP's loss
+    1 - cos becomes the mean of the copies' losses. Not part of StyleCLIP: the differentiable augmentation of
+    CLIP-guided generators (CLIPDraw, VQGAN+CLIP), measured here as a defence against adversarial images."""
+
+    def __init__(self, clip, copies: int, shift: int):
+        self.clip, self.copies, self.shift = clip, copies, shift
+
+    def __getattr__(self, name):
+        return getattr(self.clip, name)
+
+    def encode_images(self, images: torch.Tensor, **options) -> torch.Tensor:
+        n, _, h, w = images.shape
+        padded = F.pad(images, (self.shift,) * 4, mode="reflect")
+        feats = 0
+        for _ in range(self.copies):
+            dx, dy = torch.randint(0, 2 * self.shift + 1, (2,)).tolist()
+            feats = feats + self.clip.encode_images(padded[:, :, dy:dy + h, dx:dx + w], **options)
+        return feats / self.copies
+
+
 def check_edit(generator, clip, judge, teacher, w: torch.Tensor, edit, steps: int, l2_lambda: float,
                guides: list | None = None) -> dict:
     """The table's CLIP columns are `clip`'s; the optimisation follows `guides` (default: `clip` alone), each CLIP at
@@ -71,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2-lambda", type=float, default=0.008)
     parser.add_argument("--guides", nargs="+", default=["clip"], choices=["clip", "judge_clip"],
                         help="the world's CLIPs the optimisation follows (the table's CLIP loss stays the first's)")
+    parser.add_argument("--augment", nargs=2, type=int, metavar=("COPIES", "SHIFT"), default=None,
+                        help="the guides see COPIES random translations of up to SHIFT pixels (ShiftAugmented)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the augmentation's translations")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -84,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     w = source_latents(suite.sources, backbones, limit=args.sources)  # the suite's own sources
     clip = backbones[args.guides[0]]
     guides = [backbones[role] for role in args.guides]
+    if args.augment:
+        guides = [ShiftAugmented(g, *args.augment) for g in guides]
+    torch.manual_seed(args.seed)
     rows = [check_edit(generator, clip, judge, teacher, w, edit, args.steps, args.l2_lambda, guides) for edit in edits]
     if args.json:
         print(json.dumps(rows, indent=1))
