@@ -20,16 +20,26 @@ domain drawn from `zoo.synthface` (seed `target_image_seed`), i.e. real renders 
 
 Training latents: z ~ N(0, I) mapped by the frozen mapping network (no truncation unless `truncation` < 1),
 replicated into W+; with probability `mixing` a second w takes over from a random crossover index (style mixing).
-Noise inputs are the generator's fixed buffers, in both twins.
+Noise: every render during training (the twins, the adaptive-layer probe, the source renders of an image-guided ΔT)
+draws fresh noise, independently in each twin, as the official code's `randomize_noise=True` does. This is what
+makes ΔI nonzero at the first step, while the twins' weights are still equal: with shared fixed noise ΔI is exactly 0
+there, the first gradient of cos(ΔI, ΔT) is ~10⁶ times a normal one, and it fills Adam's second moment (β₂ ≈ 0.992)
+so that every later step barely moves the weights (`tests/test_nada.py` checks that later steps move). `apply`
+renders with the generator's fixed noise buffers, like every other method of the harness.
 
 Layer selection and freezing (phases, adaptive top-k): see `methods/nada_layers.py`.
 
-Latent-mapper mining (`mine: true`): after fine-tuning, StyleCLIP's mapper (`methods.styleclip_mapper.LevelsMapper`:
-PixelNorm + `mapper_layers` EqualLinear (lr_mul 0.01) per W+ level 0-3 / 4-7 / 8+), w_hat = w + `mapper_scale` · M(w),
-is trained with StyleCLIP's Ranger (`methods.ranger`, lr `mapper_lr` 0.5) on the adapted generator: directional CLIP
-loss of G_adapted(w_hat) against G_frozen(w) (the whole source → mined change must follow ΔT), plus
-`mapper_l2_weight` · MSE(w_hat, w), plus `mapper_norm_weight` · MSE between the CLIP image-embedding norms (before
-L2 normalisation) of G_adapted(w_hat) and G_adapted(w) (NADA's norm-preservation term; 0 switches it off).
+Latent-mapper mining (`mine: true`): after fine-tuning, StyleCLIP's latent mapper is trained on the adapted generator
+(NADA's `mapper/` copy of StyleCLIP's trainer; here `methods.styleclip_mapper.train_mapper`): LevelsMapper with
+`mapper_layers` EqualLinear (lr_mul 0.01) per W+ level, ŵ = w + 0.1 · M(w), Ranger lr `mapper_lr` 0.5, batch 2,
+latents z mapped with truncation `mapper_truncation` 0.7 (no mixing); loss `mapper_clip_weight` 1.0 · StyleCLIP's
+global CLIP loss of G_adapted(ŵ) against the plain target text + `mapper_id_weight` 0.1 · ID(G_adapted(ŵ),
+G_adapted(w)) (with the set's `identity` network; without one the term is off, and an explicitly set weight is an
+error) + `mapper_l2_weight` 0.8 · MSE(ŵ, w) + `mapper_norm_weight` 0.5 · MSE between the first CLIP's
+image-embedding norms (before L2 normalisation) of G_adapted(w) and G_adapted(ŵ). Validation on `mapper_val_count`
+held-out latents every `mapper_val_interval` steps and at the end keeps the best mapper. `mapper_iterations`
+defaults to the official 50,000 (NADA's 50,001); CPU suites set fewer. `mapper_scale` (0.1) scales M(w) at apply
+only (`APPLY_ONLY_PARAMS`).
 """
 
 from __future__ import annotations
@@ -43,11 +53,10 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.losses import clip_networks, generator_of
+from methods.losses import clip_networks, generator_of, prompt_features, require_identity
 from methods.nada_layers import (PHASES, candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
                                  top_w_indices, w_plus_change)
-from methods.ranger import Ranger
-from methods.styleclip_mapper import LevelsMapper
+from methods.styleclip_mapper import LatentSampler, LevelsMapper, train_mapper
 
 SYNTHFACE_PREFIX = "synthface:"
 GUIDANCE = ("auto", "text", "image")
@@ -83,6 +92,7 @@ class StyleGANNada(EditMethod):
     """StyleGAN-NADA domain adaptation (see the module docstring)."""
 
     independent_prepare = True  # one generator adapted per domain, nothing shared
+    APPLY_ONLY_PARAMS = frozenset({"mapper_scale"})  # the mined mapper trains with the official 0.1
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -106,12 +116,16 @@ class StyleGANNada(EditMethod):
             "guidance": "auto",  # auto: image-guided when the edit has target_images; text / image: forced
             "clip_role": "clip",
             "mine": False,  # latent-mapper mining after fine-tuning
-            "mapper_iterations": 200,
+            "mapper_iterations": 50000,  # StyleCLIP's mapper steps (NADA's copy: 50,001)
             "mapper_batch": 2,
             "mapper_lr": 0.5,  # Ranger, as StyleCLIP's mapper
             "mapper_layers": 4,
-            "mapper_scale": 0.1,
+            "mapper_truncation": 0.7,  # of the mapper's training latents
+            "mapper_val_interval": 2000,
+            "mapper_val_count": 8,
+            "mapper_scale": 0.1,  # apply only: training uses the official 0.1
             "mapper_clip_weight": 1.0,
+            "mapper_id_weight": 0.1,
             "mapper_l2_weight": 0.8,
             "mapper_norm_weight": 0.5,
         }
@@ -122,10 +136,22 @@ class StyleGANNada(EditMethod):
             raise BenchError(f"nada: guidance {self.params['guidance']!r} unknown; valid: {', '.join(GUIDANCE)}")
         if self.params["phase"] not in PHASES:
             raise BenchError(f"nada: phase {self.params['phase']!r} unknown; valid: {', '.join(PHASES)}")
+        k = self.params["auto_layer_k"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise BenchError(f"nada: auto_layer_k must be an integer >= 0 (0: the fixed `phase`); got {k!r}")
+        if k > 0 and "phase" in self.set_params:
+            raise BenchError(f"nada: phase {self.params['phase']!r} is used only with auto_layer_k: 0 (adaptive "
+                             f"selection, auto_layer_k {k}, chooses the layers itself); set auto_layer_k: 0 or drop "
+                             "phase")
+        betas = self.params["betas"]
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise BenchError(f"nada: betas must be two numbers in [0, 1) (Adam's β₁, β₂); got {betas!r}")
         self._adapted = None  # the trainable twin after prepare (or rebuilt from a cached state)
         self._mapper: LevelsMapper | None = None
         self._state: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []  # per training step: loss, trained modules
+        self.mining_record: dict[str, Any] = {}  # the mined mapper's training record (losses, best step)
 
     # -- targets
     def _style_images(self, edit, size: int, device) -> torch.Tensor:
@@ -158,7 +184,8 @@ class StyleGANNada(EditMethod):
             return [clip.text_direction(edit.neutral, edit.target, renormalize=False) for clip, _ in clips]
         style = self._style_images(edit, frozen.size, frozen.device)
         with torch.no_grad():
-            sources = frozen(self._sample_w_plus(frozen, int(self.params["source_image_count"]), mixing=0.0))
+            sources = frozen(self._sample_w_plus(frozen, int(self.params["source_image_count"]), mixing=0.0),
+                             randomize_noise=True)
         return [image_direction(clip, style, sources) for clip, _ in clips]
 
     # -- latents
@@ -204,7 +231,8 @@ class StyleGANNada(EditMethod):
         if int(p["auto_layer_k"]) >= train.n_latent:  # every index is chosen whatever the ranking: skip the SGD step
             return modules_for_w_indices(train, range(train.n_latent))
         w = self._sample_w(train, int(p["auto_layer_batch"]))
-        change = w_plus_change(train, self._global_only(clips, targets), w, train.n_latent,
+        change = w_plus_change(lambda w_plus: train(w_plus, randomize_noise=True), self._global_only(clips, targets),
+                               w, train.n_latent,
                                int(p["auto_layer_iters"]), float(p["auto_layer_lr"]))
         return modules_for_w_indices(train, top_w_indices(change, int(p["auto_layer_k"])))
 
@@ -225,44 +253,31 @@ class StyleGANNada(EditMethod):
             names = self.trainable_modules(train, clips, targets)
             set_trainable(train, names)
             w_plus = self._sample_w_plus(frozen, int(p["batch"]))
-            with torch.no_grad():
-                frozen_images = frozen(w_plus)
-            loss = self._loss(clips, directions, targets, train(w_plus), frozen_images)
+            with torch.no_grad():  # fresh noise in each twin (see the module docstring)
+                frozen_images = frozen(w_plus, randomize_noise=True)
+            loss = self._loss(clips, directions, targets, train(w_plus, randomize_noise=True), frozen_images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             self.history.append({"loss": float(loss.detach()), "trained": names})
         train.requires_grad_(False)
         self._adapted = train
-        self._mapper = self._mine(frozen, train, clips, directions) if p["mine"] else None
+        self._mapper = self._mine(backbones, train, clips, edit) if p["mine"] else None
         self._state = None
 
-    def _mine(self, frozen, adapted, clips, directions) -> LevelsMapper:
+    def _mine(self, backbones, adapted, clips, edit) -> LevelsMapper:
         p = self.params
+        texts = [prompt_features(clip, edit.target)[0] for clip, _ in clips]
+        id_loss = require_identity(backbones, adapted.size, float(p["mapper_id_weight"]), "nada (mine)",
+                                   explicit="mapper_id_weight" in self.set_params)
+        sampler = LatentSampler(adapted, float(p["mapper_truncation"]), None, int(p["mapper_val_count"]))
         mapper = LevelsMapper(adapted.n_latent, adapted.style_dim, layers=int(p["mapper_layers"])).to(adapted.device)
-        optimizer = Ranger(mapper.parameters(), lr=float(p["mapper_lr"]))
-        for _ in range(int(p["mapper_iterations"])):
-            w_plus = self._sample_w_plus(frozen, int(p["mapper_batch"]))
-            w_hat = w_plus + p["mapper_scale"] * mapper(w_plus)
-            with torch.no_grad():
-                frozen_images, adapted_images = frozen(w_plus), adapted(w_plus)
-            mapped = adapted(w_hat)
-            loss = p["mapper_l2_weight"] * F.mse_loss(w_hat, w_plus)
-            for (clip, weight), direction in zip(clips, directions):
-                raw = clip.encode_images(mapped, normalize_embeddings=False)
-                with torch.no_grad():
-                    raw_frozen = clip.encode_images(frozen_images, normalize_embeddings=False)
-                loss = loss + weight * p["mapper_clip_weight"] * directional_loss(
-                    F.normalize(raw, dim=-1), F.normalize(raw_frozen, dim=-1), direction).mean()
-                if p["mapper_norm_weight"]:
-                    with torch.no_grad():
-                        raw_before = clip.encode_images(adapted_images, normalize_embeddings=False)
-                    loss = loss + weight * p["mapper_norm_weight"] * F.mse_loss(raw.norm(dim=-1),
-                                                                                raw_before.norm(dim=-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return mapper.requires_grad_(False).eval()
+        mapper, self.mining_record = train_mapper(
+            adapted, clips, texts, mapper, sampler, int(p["mapper_iterations"]), lr=float(p["mapper_lr"]),
+            batch_size=int(p["mapper_batch"]), val_interval=int(p["mapper_val_interval"]), id_loss=id_loss,
+            clip_lambda=float(p["mapper_clip_weight"]), id_lambda=float(p["mapper_id_weight"]),
+            latent_l2_lambda=float(p["mapper_l2_weight"]), norm_lambda=float(p["mapper_norm_weight"]))
+        return mapper.requires_grad_(False)
 
     def prepared_state(self) -> dict[str, Any] | None:
         if self._adapted is None:

@@ -22,6 +22,12 @@ SGD steps (lr 0.01) on W+ against the *global* CLIP loss, rank W+ indices by mea
 driven by the top-k indices (`Generator.layer_groups()`; the ToRGB a top index also drives stays frozen, and the
 constant is not trained in this mode since no W+ index drives it). With k ≥ n_latent every index is chosen whatever
 the ranking, so the SGD probe is skipped (same layers, less time; the official code runs it anyway).
+
+A deliberate difference in the index → layer table: the official code maps a chosen index i through the list
+[conv1, to_rgb1, convs.0, convs.1, ...] (index 1 trains to_rgb1 and index i ≥ 2 trains convs.(i − 2)), which is one
+off from the W+ index each layer actually reads in StyleGAN2 (conv1 ← 0, convs.j ← j + 1). Here an index trains the
+StyledConv it drives, so the ranking by |Δw| selects the layers whose styles moved; the last index, which drives only
+the last ToRGB, trains nothing (at 64 px: k = 6 chosen among 10 indices trains 5 or 6 convs).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@
   `id_loss` says whether the term was on.
 * Ranger (RAdam + Lookahead, `methods.ranger`), lr 0.5, batch 2, `steps` (50,000), validation loss on
   `val_count` held-out latents every `val_interval` (2,000) steps and at the end; the weights with the lowest
-  validation loss are kept (the paper keeps the best checkpoint the same way).
+  validation loss are kept (the paper keeps the best checkpoint the same way; the untrained mapper, validated
+  before the first step, is not a candidate, as in the official coach).
 * Training latents: random z mapped to W with truncation 0.7 (fresh each step; the paper's alternative is e4e
   inversions of CelebA-HQ) or, with `latents: path.pt`, a file of W / W+ latents (sampled with replacement).
 
@@ -130,10 +131,19 @@ class LatentSampler:
 TRAIN_STRENGTH = 0.1  # the official training's w + 0.1 · M(w), whatever strength apply uses
 
 
+def embedding_norm(clip, images: torch.Tensor) -> torch.Tensor:
+    """‖E_I(x)‖ per image [N]: the CLIP image embedding before L2 normalisation, StyleCLIP's input handling (raw
+    [-1, 1] pixels, area resize)."""
+    return clip.encode_images(images, resize="area", normalize=False, normalize_embeddings=False).norm(dim=-1)
+
+
 def mapper_loss(generator, mapper, networks, texts, w, id_loss=None, clip_lambda: float = 1.0,
-                id_lambda: float = 0.1, latent_l2_lambda: float = 0.8) -> tuple[torch.Tensor, dict[str, float]]:
+                id_lambda: float = 0.1, latent_l2_lambda: float = 0.8, norm_lambda: float = 0.0
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """StyleCLIP's mapper loss; `norm_lambda` > 0 adds StyleGAN-NADA's mining term, the MSE between the first CLIP's
+    embedding norms of G(w) and G(ŵ) (NADA's copy of the mapper computes it with its first CLIP, ViT-B/32)."""
     with torch.no_grad():
-        x = generator(w) if id_loss is not None else None
+        x = generator(w) if id_loss is not None or norm_lambda > 0 else None
     w_hat = edit_latents(mapper, w, TRAIN_STRENGTH)
     x_hat = generator(w_hat)
     clip = weighted_clip_loss(networks, x_hat, texts).mean()
@@ -144,16 +154,26 @@ def mapper_loss(generator, mapper, networks, texts, w, id_loss=None, clip_lambda
         ident = id_loss(x_hat, x)
         loss = loss + id_lambda * ident
         parts["id"] = float(ident.detach())
+    if norm_lambda > 0:
+        first = networks[0][0]
+        with torch.no_grad():
+            norm_before = embedding_norm(first, x)
+        norm = (embedding_norm(first, x_hat) - norm_before).pow(2).mean()
+        loss = loss + norm_lambda * norm
+        parts["norm"] = float(norm.detach())
     parts["total"] = float(loss.detach())
     return loss, parts
 
 
 def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: LatentSampler, steps: int,
                  lr: float = 0.5, batch_size: int = 2, val_interval: int = 2000, id_loss=None,
-                 clip_lambda: float = 1.0, id_lambda: float = 0.1, latent_l2_lambda: float = 0.8
-                 ) -> tuple[LevelsMapper, dict[str, Any]]:
-    """Train `mapper` in place; returns the best (lowest validation loss) copy and a training record."""
-    kwargs = dict(id_loss=id_loss, clip_lambda=clip_lambda, id_lambda=id_lambda, latent_l2_lambda=latent_l2_lambda)
+                 clip_lambda: float = 1.0, id_lambda: float = 0.1, latent_l2_lambda: float = 0.8,
+                 norm_lambda: float = 0.0) -> tuple[LevelsMapper, dict[str, Any]]:
+    """Train `mapper` in place; returns the best (lowest validation loss) copy and a training record. The
+    validation before the first step is recorded but, as in the official coach (its step-0 validation returns
+    nothing), is not a candidate: an untrained mapper is never the one kept."""
+    kwargs = dict(id_loss=id_loss, clip_lambda=clip_lambda, id_lambda=id_lambda, latent_l2_lambda=latent_l2_lambda,
+                  norm_lambda=norm_lambda)
     opt = Ranger([p for p in mapper.parameters() if p.requires_grad], lr=lr)
     record: dict[str, Any] = {"val": [], "train": []}
     best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), float("inf"), 0
@@ -165,7 +185,7 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
             _, parts = mapper_loss(generator, mapper, networks, texts, sampler.val, **kwargs)
         mapper.train()
         record["val"].append((step, parts["total"]))
-        if parts["total"] < best_loss:
+        if step > 0 and parts["total"] < best_loss:
             best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), parts["total"], step
 
     with frozen(generator):

@@ -222,6 +222,62 @@ def test_fine_tuning_reduces_the_directional_loss(world):
     assert loss_of(method.adapted_generator()) < 0.9
 
 
+def test_every_step_keeps_moving_the_weights(world, monkeypatch):
+    """The twins draw fresh, independent noise as the official code does: at the first step (equal weights) ΔI is
+    then nonzero. With shared fixed noise ΔI is exactly 0 there, the first gradient is ~10⁶ times normal, it fills
+    Adam's second moment, and every later update is a small fraction of the first (training stalls after one
+    step)."""
+    updates = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        params = [q for group in self.param_groups for q in group["params"] if q.grad is not None]
+        before = [q.detach().clone() for q in params]
+        out = step(self, *args, **kwargs)
+        updates.append(float(torch.cat([(q.detach() - b).flatten() for q, b in zip(params, before)]).norm()))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    method = small(iterations=6, auto_layer_k=0)
+    method.prepare(world, EDIT)
+    # each step's update (L2 norm over the trained weights) against the first: 0.69-1.01 here; 0.003-0.015 with
+    # the shared fixed noise this guards against
+    assert len(updates) == 6 and all(u > 0.2 * updates[0] for u in updates[1:]), [u / updates[0] for u in updates]
+
+
+def test_mining_trains_styleclips_mapper_on_the_adapted_generator(world, monkeypatch):
+    """NADA's mining is StyleCLIP's mapper trainer on the adapted generator: the global CLIP loss against the plain
+    target text (1.0), ID 0.1 (off without an identity network), latent MSE 0.8, NADA's norm term 0.5, Ranger lr
+    0.5, batch 2, latents at truncation 0.7; the untrained mapper is never the one kept."""
+    import methods.nada as nada
+    from methods.losses import prompt_features
+    seen = {}
+    real = nada.train_mapper
+
+    def spy(generator, networks, texts, mapper, sampler, steps, **kwargs):
+        seen.update(generator=generator, texts=texts, truncation=sampler.truncation, steps=steps, **kwargs)
+        return real(generator, networks, texts, mapper, sampler, steps, **kwargs)
+
+    monkeypatch.setattr(nada, "train_mapper", spy)
+    method = small(auto_layer_k=0, mine=True, mapper_iterations=3, mapper_val_interval=2, mapper_val_count=2)
+    method.prepare(world, EDIT)
+    assert seen["generator"] is method.adapted_generator() and seen["steps"] == 3
+    assert torch.equal(seen["texts"][0], prompt_features(world["clip"], EDIT.target)[0])
+    assert (seen["truncation"], seen["lr"], seen["batch_size"], seen["val_interval"]) == (0.7, 0.5, 2, 2)
+    assert (seen["clip_lambda"], seen["id_lambda"], seen["latent_l2_lambda"], seen["norm_lambda"]) == \
+        (1.0, 0.1, 0.8, 0.5)
+    assert seen["id_loss"] is None  # the tiny set has no identity network
+    assert [step for step, _ in method.mining_record["val"]] == [0, 2, 3]
+    assert method.mining_record["best_step"] in (2, 3)
+    assert StyleGANNada.defaults()["mapper_iterations"] == 50000  # the official default; CPU suites set fewer
+
+
+def test_mining_with_a_set_identity_weight_needs_an_identity_network(world):
+    from bench.errors import BenchError
+    with pytest.raises(BenchError, match="identity"):
+        small(auto_layer_k=0, mine=True, mapper_id_weight=0.1).prepare(world, EDIT)
+
+
 def test_style_mixing_crosses_over(world):
     w_plus = small(mixing=1.0)._sample_w_plus(world["generator"], 4)
     same_as_first = [bool(torch.equal(w_plus[:, i], w_plus[:, 0])) for i in range(w_plus.shape[1])]
@@ -283,10 +339,20 @@ def test_image_guided_target_from_synthface_renders(world):
     assert len(method.history) == 1
 
 
-def test_unknown_phase_is_rejected():
+def test_bad_parameters_are_rejected_naming_the_value():
     from bench.errors import BenchError
     with pytest.raises(BenchError, match="phase 'fine' unknown"):
-        StyleGANNada(phase="fine")
+        StyleGANNada(phase="fine", auto_layer_k=0)
+    # a phase set beside adaptive selection would be ignored silently: an error instead
+    with pytest.raises(BenchError, match="phase 'shape' is used only with auto_layer_k: 0"):
+        StyleGANNada(phase="shape")
+    assert StyleGANNada(phase="shape", auto_layer_k=0).params["phase"] == "shape"
+    for k in (-3, 2.5, True):
+        with pytest.raises(BenchError, match=f"auto_layer_k must be an integer >= 0.*got {k!r}"):
+            StyleGANNada(auto_layer_k=k)
+    for betas in ([0.9], 0.9, [0.0, 1.0], ["a", 0.9]):
+        with pytest.raises(BenchError, match=r"betas must be two numbers in \[0, 1\)"):
+            StyleGANNada(betas=betas)
 
 
 def test_guidance_text_ignores_target_images_and_image_requires_them(world):

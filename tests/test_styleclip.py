@@ -237,6 +237,52 @@ def test_mapper_loss_is_the_weighted_sum_the_suite_sets(world):
     assert (q["clip"], q["id"]) == (p["clip"], p["id"])
 
 
+def test_the_untrained_mapper_is_never_the_one_kept(world, monkeypatch):
+    """The official coach's validation before the first step returns nothing: even when every later validation is
+    worse (a loss made to rise with each validation here), the kept mapper is a trained one."""
+    import methods.styleclip_mapper as sm
+    g, clip = world["generator"], world["clip"]
+    real, validations = sm.mapper_loss, []
+
+    def rising(*args, **kwargs):
+        loss, parts = real(*args, **kwargs)
+        if not torch.is_grad_enabled():  # a validation: each one reads worse than the one before
+            validations.append(len(validations) + 1.0)
+            parts = {**parts, "total": validations[-1]}
+        return loss, parts
+
+    monkeypatch.setattr(sm, "mapper_loss", rising)
+    torch.manual_seed(0)
+    mapper = sm.LevelsMapper(g.n_latent, g.style_dim)
+    initial = {k: v.clone() for k, v in mapper.state_dict().items()}
+    text = [prompt_features(clip, "a smiling face")[0]]
+    sampler = sm.LatentSampler(g, 0.7, val_count=4, seed=1)
+    mapper, record = sm.train_mapper(g, [(clip, 1.0)], text, mapper, sampler, steps=4, lr=0.5, val_interval=2)
+    assert record["val"] == [(0, 1.0), (2, 2.0), (4, 3.0)]
+    assert record["best_step"] == 2 and record["best_val_loss"] == 2.0
+    assert any(not torch.equal(v, initial[k]) for k, v in mapper.state_dict().items())
+
+
+def test_the_norm_term_is_nadas_mining_term(world):
+    """norm_lambda adds MSE(‖E_I(G(ŵ))‖, ‖E_I(G(w))‖) of the first CLIP's un-normalised embeddings (NADA's copy of
+    the mapper trainer); the other terms are unchanged."""
+    from methods.styleclip_mapper import LevelsMapper, edit_latents, embedding_norm, mapper_loss
+    g, clip = world["generator"], world["clip"]
+    torch.manual_seed(0)
+    mapper = LevelsMapper(g.n_latent, g.style_dim)
+    w = sources(g, 2).latents
+    text = [prompt_features(clip, "a face with glasses")[0]]
+    plain, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w)
+    mined, q = mapper_loss(g, mapper, [(clip, 1.0)], text, w, norm_lambda=1000.0)  # large: a visible share
+    with torch.no_grad():
+        by_hand = (embedding_norm(clip, g(edit_latents(mapper, w))) - embedding_norm(clip, g(w))).pow(2).mean()
+        raw = clip.model.encode_image(clip.preprocess(g(w), resize="area", normalize=False))
+    assert float(by_hand) > 0 and q["norm"] == pytest.approx(float(by_hand), rel=1e-3)
+    assert torch.allclose(embedding_norm(clip, g(w)).detach(), raw.norm(dim=-1), rtol=1e-5)
+    assert float(mined) - float(plain) == pytest.approx(1000.0 * q["norm"], rel=1e-4)
+    assert (q["clip"], q["latent_l2"]) == (p["clip"], p["latent_l2"])
+
+
 # ----------------------------------------------------------------------------------------------- global directions
 def test_threshold_normalisation_on_hand_made_relevance():
     from methods.styleclip_global import auto_beta, style_delta, threshold_direction
