@@ -7,6 +7,7 @@ no YAML library we depend on keeps them through to plain dicts, hence this small
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ class SourcedDoc:
         return None
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` and `1.5e3` (exponents without a sign
+    or without a ".", as YAML 1.2 and JSON write them) as numbers, not as text."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def _construct(node: yaml.Node, loader: yaml.SafeLoader, filename: str, path: PathKey,
                locations: dict[PathKey, Location]) -> Any:
     locations[path] = (filename, node.start_mark.line + 1)
@@ -49,13 +59,28 @@ def _construct(node: yaml.Node, loader: yaml.SafeLoader, filename: str, path: Pa
     return loader.construct_object(node, deep=True)
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a suite file: missing, or a folder (with the suite files it holds)."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        return (f"{path} is a directory; pass a .yaml file "
+                f"({'found: ' + ', '.join(found) if found else 'it holds none'})")
+    return f"suite file not found: {path}"
+
+
 def load_yaml(path: str | Path) -> SourcedDoc:
     """Parse one YAML file (no includes) into plain data plus a location map."""
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"suite file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    loader = yaml.SafeLoader(text)
+        raise BenchError(not_a_file(path))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        utf16 = "; it looks like UTF-16: save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise BenchError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}){utf16}") \
+            from None
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as exc:
@@ -109,6 +134,10 @@ def load_with_includes(path: str | Path, _seen: tuple[Path, ...] = ()) -> Source
     includes = doc.data.pop("include", None) or []
     if isinstance(includes, str):
         includes = [includes]
+    if not isinstance(includes, list):
+        where = doc.locate(("include",)) or (str(path), 1)
+        raise BenchError(f"{where[0]}:{where[1]}: include must be a file name or a list of them, got "
+                         f"{type(includes).__name__}")
     merged = SourcedDoc({}, {})
     for i, name in enumerate(includes):
         if not isinstance(name, str):
@@ -117,7 +146,7 @@ def load_with_includes(path: str | Path, _seen: tuple[Path, ...] = ()) -> Source
         target = path.parent / name
         if not target.is_file():  # named where it is included: the including file and the line of the entry
             where = doc.locate(("include", i)) or (str(path), 1)
-            raise BenchError(f"{where[0]}:{where[1]}: include {name!r}: suite file not found: {target.resolve()} "
+            raise BenchError(f"{where[0]}:{where[1]}: include {name!r}: {not_a_file(target.resolve())} "
                              f"(include names are relative to {path.parent})")
         _merge_root(merged, load_with_includes(target, (*_seen, path)))
     _merge_root(merged, doc)
