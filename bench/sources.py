@@ -145,10 +145,19 @@ def image_files(path: str | Path, limit: int | None = None) -> list[Path]:
 
 def load_images(files: list[Path], size: int) -> torch.Tensor:
     """Image files resized to `size` (LANCZOS), as `[N, 3, size, size]` in [-1, 1]."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
     import numpy as np
 
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.LANCZOS)) for f in files]
+    arrays = []
+    for f in files:
+        try:
+            with Image.open(f) as image:
+                arrays.append(np.asarray(image.convert("RGB").resize((size, size), Image.LANCZOS)))
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            reason = ("not a format PIL reads" if isinstance(exc, UnidentifiedImageError)
+                      else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            raise BenchError(f"source image {f}: not a readable image ({reason}); remove it or replace it") \
+                from None
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
