@@ -30,6 +30,23 @@ class EditResult:
     edited_latents: torch.Tensor | None = None
 
 
+def range_problem(params: dict[str, Any], positive: frozenset[str], non_negative: frozenset[str],
+                  unit_interval: frozenset[str]) -> str | None:
+    """The first parameter outside its declared range, as "steps must be > 0; got -5" (None: all in range)."""
+    import math
+
+    ranges = [(positive, "> 0", lambda v: v > 0), (non_negative, ">= 0", lambda v: v >= 0),
+              (unit_interval, "in (0, 1]", lambda v: 0 < v <= 1)]
+    for names, wanted, holds in ranges:
+        for name in sorted(names & set(params)):
+            value = params[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or not holds(value):
+                return f"{name} must be {wanted}; got {value!r}"
+    return None
+
+
 class EditMethod(ABC):
     """Base class: parameters come from the suite (`params:`); unknown parameters are rejected."""
 
@@ -45,14 +62,26 @@ class EditMethod(ABC):
     # preparation that grows, not an input of it)
     CACHE_LOCATION_PARAMS: frozenset[str] = frozenset()
 
+    # Numeric parameters and the range each must lie in, checked on construction (so `bench validate` reports a
+    # bad value at its line): > 0, >= 0, and in (0, 1]. A value that is not a number is left to the type check
+    # (and to methods that take a number or a word, like styleclip_global's beta: 'auto')
+    POSITIVE_PARAMS: frozenset[str] = frozenset()
+    NON_NEGATIVE_PARAMS: frozenset[str] = frozenset()
+    UNIT_INTERVAL_PARAMS: frozenset[str] = frozenset()
+
     def __init__(self, **params: Any):
+        from bench.errors import BenchError
+
         unknown = set(params) - set(self.defaults())
         if unknown:
-            from bench.errors import BenchError
             raise BenchError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}; "
                              f"valid: {sorted(self.defaults())}")
         self.params = {**self.defaults(), **params}
         self.set_params = frozenset(params)  # the parameters the suite set (the rest are defaults)
+        problem = range_problem(self.params, self.POSITIVE_PARAMS, self.NON_NEGATIVE_PARAMS,
+                                self.UNIT_INTERVAL_PARAMS)
+        if problem:
+            raise BenchError(f"{type(self).__name__}: {problem}")
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

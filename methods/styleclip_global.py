@@ -134,6 +134,9 @@ class StyleClipGlobal(EditMethod):
 
     APPLY_ONLY_PARAMS = frozenset({"alpha"})  # prepare computes r and β; α scales Δs in apply
     CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
+    POSITIVE_PARAMS = frozenset({"stat_samples", "relevance_images", "sigma", "max_resolution", "batch_size"})
+    NON_NEGATIVE_PARAMS = frozenset({"beta"})  # alpha may be negative: the opposite edit
+    UNIT_INTERVAL_PARAMS = frozenset({"truncation"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -89,6 +89,9 @@ def optimize(generator, networks: list[tuple[Any, float]], w_source: torch.Tenso
 class StyleClipOptimization(EditMethod):
     """StyleCLIP latent optimisation in W+ (or S)."""
 
+    POSITIVE_PARAMS = frozenset({"steps", "lr"})
+    NON_NEGATIVE_PARAMS = frozenset({"l2_lambda", "id_lambda"})
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"steps": 300, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.0, "space": "w+"}

@@ -35,6 +35,8 @@ MAX_UNEXPLAINED = 0.05
 class SynthfaceOracle(EditMethod):
     """Ground-truth attribute edit in the synthetic generator's parameter-linear W (a reference, not text-guided)."""
 
+    POSITIVE_PARAMS = frozenset({"check_samples"})
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"check_samples": 1024}

@@ -118,6 +118,9 @@ class TediganOptimization(EditMethod):
     """TediGAN's CLIP-guided optimisation: encoder inversion, then W+ optimisation with pixel, perceptual,
     in-domain encoder and CLIP losses."""
 
+    POSITIVE_PARAMS = frozenset({"steps", "lr", "projection_steps"})
+    NON_NEGATIVE_PARAMS = frozenset({"pixel_lambda", "perceptual_lambda", "encoder_lambda", "clip_lambda"})
+
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {"steps": 200, "lr": 0.01, "pixel_lambda": 1.0, "perceptual_lambda": 5e-5, "encoder_lambda": 2.0,
@@ -227,6 +230,8 @@ class TediganText2Latent(EditMethod):
 
     APPLY_ONLY_PARAMS = frozenset({"mode", "strength", "mix_from"})  # the MLP's training ignores them
     CACHE_LOCATION_PARAMS = frozenset({"cache_dir"})
+    POSITIVE_PARAMS = frozenset({"pairs", "steps", "lr", "batch_size", "hidden"})
+    NON_NEGATIVE_PARAMS = frozenset({"mix_from"})  # strength may be negative: the opposite edit
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
