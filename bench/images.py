@@ -11,8 +11,10 @@ from PIL import Image
 
 
 def slug(label: str) -> str:
-    """A folder name for a label: letters, digits, '.', '-', '_' kept; anything else becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "_"
+    """A folder name for a label: letters, digits, '.', '-', '_' kept; anything else becomes '_' (as do the labels
+    '.' and '..', which name no folder of their own)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+    return "_" if name in ("", ".", "..") else name
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 from bench.errors import BenchError
 from bench.yaml_source import SourcedDoc, load_with_includes
@@ -19,6 +23,32 @@ from bench.yaml_source import SourcedDoc, load_with_includes
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or blank")
+    return value
+
+
+def _suite_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", value):
+        raise ValueError(f"{value!r} is not a valid suite name (it names the run folder runs/<name>): use letters, "
+                         "digits, '-', '_' and '.', not starting with '.'")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+# a number where a YAML `true` or a quoted '0.5' is a mistake, not a value: no bool or string is converted (an
+# integer still is, for a float: `truncation: 1`)
+Number = Annotated[float, Field(strict=True)]
+
+# The roles something reads: methods (methods/losses.py, methods/tedigan.py, methods/inversion.py, bench/sources.py)
+# from `backbones:`, metrics (their `role` parameters' defaults) from `judges:`. A backbone set provides `judge_*`
+# roles that become judges (bench/backbone_set.py). Another role is read only where a method or metric parameter
+# of the suite names it (`role: my_clip`, nada's `clip_role`).
+LOSS_ROLES = ("generator", "clip", "identity", "encoder", "perceptual")
+JUDGE_ROLES = ("clip", "identity", "attributes")
 
 
 class BackboneSpec(_Strict):
@@ -32,7 +62,7 @@ class BackboneSpec(_Strict):
     kind: str
     arg: Any = None
     options: dict[str, Any] = Field(default_factory=dict)
-    weight: float = 1.0
+    weight: Number = 1.0
 
     @model_validator(mode="before")
     @classmethod
@@ -53,26 +83,26 @@ BackboneRole = BackboneSpec | list[BackboneSpec]
 
 class GeneratorSources(_Strict):
     kind: Literal["generator"] = "generator"
-    count: int = Field(16, ge=1)
-    seed: int = 0
-    truncation: float = Field(0.7, ge=0.0, le=1.0)
+    count: StrictInt = Field(16, ge=1)
+    seed: StrictInt = 0
+    truncation: Number = Field(0.7, ge=0.0, le=1.0)
     # what `truncation` pulls towards (bench/sources.py): the checkpoint's latent_avg, or mean_latent(4096) as
     # StyleCLIP's official code does
     truncation_center: Literal["latent_avg", "mean_latent"] = "latent_avg"
-    batch_size: int = Field(8, ge=1)
+    batch_size: StrictInt = Field(8, ge=1)
 
 
 class LatentSources(_Strict):
     kind: Literal["latents"]
     path: str
-    batch_size: int = Field(8, ge=1)
+    batch_size: StrictInt = Field(8, ge=1)
 
 
 class ImageSources(_Strict):
     kind: Literal["images"]
     path: str
     inversion: Literal["encoder", "optimization"] = "encoder"
-    batch_size: int = Field(8, ge=1)
+    batch_size: StrictInt = Field(8, ge=1)
 
 
 Sources = Annotated[GeneratorSources | LatentSources | ImageSources, Field(discriminator="kind")]
@@ -85,17 +115,23 @@ class Edit(_Strict):
     attribute values a judge should find after the edit (synthetic world only).
     """
 
-    name: str
-    target: str
-    neutral: str = "a face"
+    name: NonBlank
+    target: NonBlank
+    neutral: NonBlank = "a face"
     target_images: str | None = None
     expect: dict[str, Any] = Field(default_factory=dict)
 
 
 class MethodSpec(_Strict):
-    name: str
-    variant: str | None = None
+    name: NonBlank
+    variant: NonBlank | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        """A bare name (``methods: [source]``) is the method with its defaults, as in ``metrics:``."""
+        return {"name": value} if isinstance(value, str) else value
 
     @property
     def label(self) -> str:
@@ -103,7 +139,7 @@ class MethodSpec(_Strict):
 
 
 class MetricSpec(_Strict):
-    name: str
+    name: NonBlank
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -113,8 +149,8 @@ class MetricSpec(_Strict):
 
 
 class Suite(_Strict):
-    name: str
-    version: int | str = 1
+    name: Annotated[str, AfterValidator(_suite_name)]
+    version: StrictInt | str = 1
     description: str = ""
     backbones: dict[str, BackboneRole] = Field(default_factory=lambda: {"set": BackboneSpec(kind="synthface")})
     judges: dict[str, BackboneRole] = Field(default_factory=dict)
@@ -122,7 +158,7 @@ class Suite(_Strict):
     edits: list[Edit] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
 
     @field_validator("backbones", "judges", mode="before")
     @classmethod
@@ -133,14 +169,27 @@ class Suite(_Strict):
     @field_validator("edits")
     @classmethod
     def _unique_edit_names(cls, edits: list[Edit]) -> list[Edit]:
-        _require_unique([e.name for e in edits], "edit name")
+        _require_unique([e.name for e in edits], "edit name", [("name",)] * len(edits), folders=True)
         return edits
 
     @field_validator("methods")
     @classmethod
     def _unique_variants(cls, methods: list[MethodSpec]) -> list[MethodSpec]:
-        _require_unique([m.label for m in methods], "method variant")
+        _require_unique([m.label for m in methods], "method variant",
+                        [("variant",) if m.variant else ("name",) for m in methods], folders=True)
         return methods
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: list[MetricSpec]) -> list[MetricSpec]:
+        _require_unique([m.name for m in metrics], "metric", hint="each metric is one column: list it once")
+        return metrics
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        _require_unique(seeds, "seed")
+        return seeds
 
     def content_hash(self) -> str:
         """A hash of the validated suite (after includes), for run manifests and resume checks."""
@@ -158,39 +207,144 @@ class Suite(_Strict):
         return found
 
 
-def _require_unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"duplicate {what} {name!r}")
-        seen.add(name)
+def _require_unique(names: list, what: str, keys: list[tuple] | None = None, folders: bool = False,
+                    hint: str = "") -> None:
+    """A `duplicate` error at the later of two equal entries (`keys[i]`: where in entry i to point), naming where the
+    first is; with `folders`, names that differ but write to one folder (bench.images.slug) are duplicates too."""
+    from bench.images import slug
+
+    keys = keys or [()] * len(names)
+    for i, name in enumerate(names):
+        first = next((j for j in range(i) if names[j] == name), None)
+        if first is None and folders:
+            first = next((j for j in range(i) if slug(names[j]) == slug(name)), None)
+        if first is not None:
+            message = (f"duplicate {what} {name!r}" if names[first] == name else
+                       f"{what}s {names[first]!r} and {name!r} both write to the folder {slug(name)!r}: rename one")
+            raise PydanticCustomError("duplicate", message + (f"; {hint}" if hint else ""),
+                                      {"at": (i, *keys[i]), "first": (first, *keys[first])})
 
 
-def _data_path(loc: tuple, data: Any) -> tuple:
-    """pydantic's error location minus the parts that name union members or tags instead of data keys."""
-    path, node = [], data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        elif isinstance(part, str) and (part in ("generator", "latents", "images") or not part.islower()
-                                        or "[" in part):
-            continue  # a union tag or member name such as "BackboneSpec" / "list[BackboneSpec]"
-        else:
-            node = None  # a missing field: keep its name, nothing below it exists
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _members(tp: Any) -> list:
+    """The members of a union type ([] for any other type)."""
+    tp = _unwrap(tp)
+    return [_unwrap(m) for m in get_args(tp)] if get_origin(tp) in (Union, types.UnionType) else []
+
+
+def _tag(tp: Any) -> str | None:
+    """The `kind` a tagged union's member is selected by (GeneratorSources: "generator")."""
+    field = getattr(tp, "model_fields", {}).get("kind")
+    return get_args(field.annotation)[0] if field is not None and get_origin(field.annotation) is Literal else None
+
+
+def _schema_path(loc: tuple) -> tuple[tuple, Any, Any, list[int]]:
+    """(pydantic's error location without the parts that name a union member, the type that holds its last part,
+    the type at it, the indices in `loc` of the member names), walking the Suite's annotations: the types say which
+    parts are data keys."""
+    tp, owner, path, members = Suite, None, [], []
+    for i, part in enumerate(loc):
+        member = next((m for m in _members(tp) if part in (_tag(m), getattr(get_origin(m) or m, "__name__", None))
+                       or (isinstance(part, str) and part.split("[")[0] == getattr(get_origin(m), "__name__", ""))),
+                      None)
+        if member is not None:
+            tp = member
+            members.append(i)
+            continue
         path.append(part)
-    return tuple(path)
+        owner, tp = tp, _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            tp = tp.model_fields[part].annotation if part in tp.model_fields else None
+        elif get_origin(tp) in (list, dict):
+            tp = get_args(tp)[-1]
+        else:
+            tp = None
+    return tuple(path), _unwrap(owner), tp, members
+
+
+def _relevant(errors: list[dict]) -> list[dict]:
+    """The errors less a union member's "should be a list" where another member took the value (a mapping) and found
+    a problem inside it: that member's problem is the one to read."""
+    def splits(error: dict) -> list[tuple[tuple, Any, bool]]:  # per union passed: (where, member, value not its type)
+        loc = error["loc"]
+        return [(loc[:i], loc[i], len(loc) == i + 1 and error["type"].endswith("_type"))
+                for i in _schema_path(loc)[3]]
+
+    found = [splits(e) for e in errors]
+    took = {(where, member) for points in found for where, member, mismatch in points if not mismatch}
+    return [e for e, points in zip(errors, found)
+            if not (points and points[-1][2] and any(w == points[-1][0] and m != points[-1][1] for w, m in took))]
+
+
+def _message(error: dict, owner: Any, tp: Any) -> tuple[str, tuple]:
+    """(a one-line message without pydantic's noise, more location below the error's: the entry it is about)."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        import difflib
+
+        close = difflib.get_close_matches(str(error["loc"][-1]), list(owner.model_fields), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}valid keys: {', '.join(owner.model_fields)}", ()
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        valid = ", ".join(t for t in map(_tag, _members(tp)) if t)
+        if kind == "union_tag_not_found":
+            return f"missing {field}; valid {field}s: {valid}", ()
+        return f"unknown {field} {ctx.get('tag')!r}; valid {field}s: {valid}", (field,)
+    if kind == "missing":
+        return "required, not given", ()
+    if kind == "duplicate":
+        return message, tuple(ctx["at"])
+    return re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", message), ()
+
+
+def _got(value: Any) -> str:
+    """" (got VALUE)" for a scalar input, with a hint for a number written as text."""
+    if value is None:
+        return " (got no value)"
+    if not isinstance(value, (str, int, float, bool)):
+        return ""
+    hint = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = ": write numbers unquoted"
+        except ValueError:
+            pass
+    return f" (got {value!r}{hint})"
 
 
 def _format_errors(exc: ValidationError, doc: SourcedDoc, path: Path) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = _data_path(error["loc"], doc.data)
-        file, line = doc.locate(loc) or (str(path), 1)
-        field = ".".join(str(p) for p in loc) or "(suite)"
-        lines.append(f"{file}:{line}: {field}: {error['msg']}")
-    return "invalid suite: " + "; ".join(dict.fromkeys(lines))
+    """One line per field (the messages of a union's members joined), each with file:line and the valid choices."""
+    found: dict[tuple, list[str]] = {}
+    got: dict[tuple, str] = {}  # the value, once per field
+    for error in _relevant(exc.errors()):
+        loc, owner, tp, _ = _schema_path(error["loc"])
+        message, below = _message(error, owner, tp)
+        file, line = doc.locate(loc + below) or (str(path.resolve()), 1)
+        if error["type"] == "duplicate":
+            first = loc + tuple(error["ctx"]["first"])
+            where = doc.locate(first)
+            at = "" if where is None else f" at line {where[1]}" if where[0] == file else f" at {where[0]}:{where[1]}"
+            message += f" (first: {'.'.join(map(str, first))}{at})"
+        loc += below
+        key = (file, line, ".".join(str(p) for p in loc) or "(suite)")
+        if error["type"] not in ("missing", "extra_forbidden", "duplicate") and "union_tag" not in error["type"]:
+            got[key] = "" if repr(error.get("input")) in message else _got(error.get("input"))
+        messages = found.setdefault(key, [])
+        if message not in messages:
+            messages.append(message)
+    lines = [f"{file}:{line}: {field}: " + "; or ".join([messages[0], *(m.removeprefix("Input should be ")
+                                                                     for m in messages[1:])])
+             + got.get((file, line, field), "")  # a union's members' messages joined: "should be A; or B (got x)"
+             for (file, line, field), messages in found.items()]
+    return "invalid suite: " + "; ".join(lines)
 
 
 def load_suite(path: str | Path, check_names: bool = True) -> Suite:
@@ -246,7 +400,8 @@ def check_registered_names(suite: Suite, doc: SourcedDoc | None = None, path: Pa
         problem = backbone_problem(spec)
         if problem:
             problems.append(where(loc) + f"{'.'.join(map(str, loc))} ({spec.kind}): {problem}")
-    problems += [where(loc) + text for loc, text in expect_problems(suite)]
+    found = expect_problems(suite) + role_problems(suite) + metric_conflicts(suite)
+    problems += [where(loc) + text for loc, text in found]
     if problems:
         raise BenchError("; ".join(dict.fromkeys(problems)))
 
@@ -379,6 +534,41 @@ def metric_problem(name: str, params: dict[str, Any]) -> str | None:
         problem = call_problem(producer, (), params, fixed=("context",), what="parameter")
         return f"{problem} (of {target.produced_by}, which computes it)" if problem else None
     return call_problem(target, (), params, fixed=("context",), what="parameter")
+
+
+def metric_conflicts(suite: Suite) -> list[tuple[tuple, str]]:
+    """[(location, problem)] for listed metrics that one metric computes (clip_gain and clip_score: clip_score) and
+    that give one of its parameters different values: it runs once, with one of them (bench.runner.build_metrics)."""
+    from metrics import METRICS
+    from metrics.base import MetricOutput
+
+    found, first = [], {}
+    for i, spec in enumerate(suite.metrics):
+        if spec.name not in METRICS:
+            continue
+        target = METRICS.get(spec.name)
+        producer = target.produced_by if isinstance(target, MetricOutput) else METRICS.canonical(spec.name)
+        for key, value in spec.params.items():
+            other = suite.metrics[j := first.setdefault((producer, key), i)]
+            if other.params[key] != value:
+                found.append((("metrics", i, "params", key),
+                              f"metrics[{i}] {spec.name}: {key}={value!r} conflicts with {key}={other.params[key]!r} "
+                              f"of metrics[{j}] {other.name}: {producer} computes both, once, with one value"))
+    return found
+
+
+def role_problems(suite: Suite) -> list[tuple[tuple, str]]:
+    """[(location, problem)] for roles of `backbones:`/`judges:` that nothing reads (a misspelt `genrator` would be
+    loaded and ignored): valid are the roles methods and metrics read (LOSS_ROLES, JUDGE_ROLES), `set`, a set's
+    `judge_*` roles, and any role a `role`/`*_role` parameter of a method or metric in the suite names."""
+    named = {value for spec in [*suite.methods, *suite.metrics] for key, value in spec.params.items()
+             if (key == "role" or key.endswith("_role")) and isinstance(value, str)}
+    custom = sorted(named - {*LOSS_ROLES, *JUDGE_ROLES})
+    valid = {"backbones": ["set", *LOSS_ROLES, *(f"judge_{r}" for r in JUDGE_ROLES), *custom],
+             "judges": ["set", *JUDGE_ROLES, *custom]}
+    return [((block, role), f"{block}.{role}: unknown role; valid: {', '.join(valid[block])} (or a role that a "
+             "method's or metric's role parameter names)")
+            for block in valid for role in getattr(suite, block) if role not in valid[block]]
 
 
 def expect_problems(suite: Suite) -> list[tuple[tuple, str]]:
