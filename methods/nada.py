@@ -93,6 +93,13 @@ class StyleGANNada(EditMethod):
 
     independent_prepare = True  # one generator adapted per domain, nothing shared
     APPLY_ONLY_PARAMS = frozenset({"mapper_scale"})  # the mined mapper trains with the official 0.1
+    POSITIVE_PARAMS = frozenset({"iterations", "batch", "lr", "auto_layer_iters", "auto_layer_batch", "auto_layer_lr",
+                                 "source_image_count", "target_image_count", "mapper_iterations", "mapper_batch",
+                                 "mapper_lr", "mapper_layers", "mapper_val_interval", "mapper_val_count"})
+    NON_NEGATIVE_PARAMS = frozenset({"mixing", "direction_weight", "global_weight", "target_image_seed",
+                                     "mapper_clip_weight", "mapper_id_weight", "mapper_l2_weight",
+                                     "mapper_norm_weight"})
+    UNIT_INTERVAL_PARAMS = frozenset({"truncation", "mapper_truncation"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

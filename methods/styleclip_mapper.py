@@ -210,6 +210,9 @@ class StyleClipMapper(EditMethod):
 
     independent_prepare = True  # one mapper per edit, nothing shared
     APPLY_ONLY_PARAMS = frozenset({"strength"})  # training uses TRAIN_STRENGTH
+    POSITIVE_PARAMS = frozenset({"steps", "val_interval", "val_count", "batch_size", "lr"})
+    NON_NEGATIVE_PARAMS = frozenset({"clip_lambda", "id_lambda", "latent_l2_lambda"})  # strength < 0: the opposite
+    UNIT_INTERVAL_PARAMS = frozenset({"truncation"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
