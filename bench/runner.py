@@ -34,7 +34,8 @@ from bench.images import read_png_folder, save_pngs, slug
 from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
 from bench.sources import source_batches
 from bench.store import CellKey, RunStore
-from bench.suite import Edit, MethodSpec, Suite, check_registered_names, metric_problem
+from bench.suite import Edit, MethodSpec, Suite
+from bench.suite_checks import check_registered_names, metric_problem
 from methods import METHODS
 from methods.base import EditMethod, SourceBatch
 from metrics import METRICS

@@ -548,18 +548,18 @@ def test_a_worker_loads_the_loss_networks_only_without_hashing_and_exits_cleanly
 
 def test_the_suite_is_checked_once_on_every_path_to_a_runner(tmp_path, tiny_world, monkeypatch, capsys):
     import bench.runner
-    import bench.suite
+    import bench.suite_checks
     from bench.cli import main
     from bench.suite import Suite
 
     checks = []
-    check = bench.suite.check_registered_names
+    check = bench.suite_checks.check_registered_names
 
     def counted(suite, *args, **kwargs):
         checks.append(suite.name)
         return check(suite, *args, **kwargs)
 
-    monkeypatch.setattr(bench.suite, "check_registered_names", counted)  # load_suite's
+    monkeypatch.setattr(bench.suite_checks, "check_registered_names", counted)  # load_suite's
     monkeypatch.setattr(bench.runner, "check_registered_names", counted)  # the Runner's
     path = write_suite(tmp_path, tiny_world)
     assert main(["run", str(path), "--out", str(tmp_path / "cli")]) == 0
