@@ -485,6 +485,8 @@ def test_apply_only_params_are_declared_and_leave_the_preparation_alone(world, t
     for name in METHODS.names():
         cls = METHODS.get(name)
         assert cls.APPLY_ONLY_PARAMS <= set(cls.defaults()), name
+        # a misspelt name in a declared range would go unchecked
+        assert cls.POSITIVE_PARAMS | cls.NON_NEGATIVE_PARAMS | cls.UNIT_INTERVAL_PARAMS <= set(cls.defaults()), name
     assert METHODS.get("styleclip_mapper").APPLY_ONLY_PARAMS == {"strength"} and TRAIN_STRENGTH == 0.1
     assert METHODS.get("styleclip_global").APPLY_ONLY_PARAMS == {"alpha"}
     g = world["generator"]
