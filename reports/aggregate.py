@@ -57,15 +57,19 @@ def at_latest_speed(records: pd.DataFrame, cells: pd.DataFrame, manifest: dict) 
     multiplied by latest calibration / that session's, so every latency of one report is at the speed of the
     latest session's machine, the speed its `calibration_ms` (what `bench compare` scales by) describes; k is the
     number of cells rescaled. A cell's session is the last one started before the cell finished
-    (`manifest["sessions"]`, `started_at_unix`); a session without a calibration leaves its cells as measured."""
+    (`manifest["sessions"]`, `started_at_unix`); a session without a calibration or a start time leaves its cells
+    as measured."""
     latest = manifest.get("calibration_ms")
     sessions = [s for s in manifest.get("sessions") or [] if s.get("started_at_unix") is not None]
     if not latest or len(sessions) < 2 or records.empty:
         return records, 0
     starts = np.array([s["started_at_unix"] for s in sessions])
     factors = np.array([latest / s["calibration_ms"] if s.get("calibration_ms") else 1.0 for s in sessions])
-    session = np.clip(np.searchsorted(starts, cells["finished_at"].to_numpy(), side="right") - 1, 0, None)
-    factor = pd.Series(factors[session], index=pd.MultiIndex.from_frame(cells[list(CELL)]))
+    session = np.searchsorted(starts, cells["finished_at"].to_numpy(), side="right") - 1
+    # a cell finished before the first recorded start belongs to a session without a start time (an older
+    # manifest's): its speed is unknown, so it stays as measured
+    per_cell = np.where(session >= 0, factors[np.clip(session, 0, None)], 1.0)
+    factor = pd.Series(per_cell, index=pd.MultiIndex.from_frame(cells[list(CELL)]))
     timed_metrics = {m for m in records["metric"].unique()
                      if metric_info(m).kind == "cost" and metric_info(m).unit in TIME_UNITS}
     timed = records["metric"].isin(timed_metrics).to_numpy()

@@ -266,3 +266,9 @@ def test_a_resumed_runs_earlier_latencies_are_brought_to_the_latest_sessions_spe
     report = report_json(tmp_path)
     assert {r["metric"]: r["mean"] for r in report["rows"]}["latency_apply_ms"] == pytest.approx(6.0)
     assert report["latency_cells_rescaled"] == 0 and "earlier session" not in tables(report, {}, "md")
+    # nor does a session an older manifest recorded without a start time (its cells precede the first known start)
+    data["sessions"][0] = {"calibration_ms": 10.0, "started_at": None}
+    data["sessions"].insert(1, {"calibration_ms": 40.0, "started_at_unix": 150.0})
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    report = report_json(tmp_path)
+    assert {r["metric"]: r["mean"] for r in report["rows"]}["latency_apply_ms"] == pytest.approx(6.0)
