@@ -42,12 +42,6 @@ NonBlank = Annotated[str, AfterValidator(_non_blank)]
 # integer still is, for a float: `truncation: 1`)
 Number = Annotated[float, Field(strict=True)]
 
-# The roles something reads: methods (methods/losses.py, methods/tedigan.py, methods/inversion.py, bench/sources.py)
-# from `backbones:`, metrics (their `role` parameters' defaults) from `judges:`. A backbone set provides `judge_*`
-# roles that become judges (bench/backbone_set.py). Another role is read only where a method or metric parameter
-# of the suite names it (`role: my_clip`, nada's `clip_role`).
-LOSS_ROLES = ("generator", "clip", "identity", "encoder", "perceptual")
-JUDGE_ROLES = ("clip", "identity", "attributes")
 
 
 class BackboneSpec(_Strict):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.suite import JUDGE_ROLES, LOSS_ROLES, BackboneSpec, MethodSpec, Suite
+from bench.suite import BackboneSpec, MethodSpec, Suite
 from bench.yaml_source import SourcedDoc
 
 
@@ -210,15 +210,39 @@ def metric_conflicts(suite: Suite) -> list[tuple[tuple, str]]:
     return found
 
 
+# The roles methods read from `backbones:` (methods/losses.py, methods/tedigan.py, methods/inversion.py,
+# bench/sources.py; written out because methods read them in code). The judge roles are read off the metrics' own
+# `role` parameters (`judge_roles`). A backbone set provides `judge_*` roles that become judges
+# (bench/backbone_set.py); any other role is read only where a method or metric parameter of the suite names it.
+LOSS_ROLES = ("generator", "clip", "identity", "encoder", "perceptual")
+
+
+def judge_roles() -> list[str]:
+    """The default `role` / `*_role` of every registered metric class (attributes, clip, identity)."""
+    from metrics import METRICS
+    from metrics.base import MetricOutput
+
+    roles = set()
+    for name in METRICS.names():
+        target = METRICS.get(name)
+        if isinstance(target, MetricOutput):
+            continue  # computed by another metric, whose signature is read under its own name
+        for key, param in inspect.signature(target).parameters.items():
+            if (key == "role" or key.endswith("_role")) and isinstance(param.default, str):
+                roles.add(param.default)
+    return sorted(roles)
+
+
 def role_problems(suite: Suite) -> list[tuple[tuple, str]]:
     """[(location, problem)] for roles of `backbones:`/`judges:` that nothing reads (a misspelt `genrator` would be
-    loaded and ignored): valid are the roles methods and metrics read (LOSS_ROLES, JUDGE_ROLES), `set`, a set's
+    loaded and ignored): valid are the roles methods and metrics read (LOSS_ROLES, judge_roles()), `set`, a set's
     `judge_*` roles, and any role a `role`/`*_role` parameter of a method or metric in the suite names."""
     named = {value for spec in [*suite.methods, *suite.metrics] for key, value in spec.params.items()
              if (key == "role" or key.endswith("_role")) and isinstance(value, str)}
-    custom = sorted(named - {*LOSS_ROLES, *JUDGE_ROLES})
-    valid = {"backbones": ["set", *LOSS_ROLES, *(f"judge_{r}" for r in JUDGE_ROLES), *custom],
-             "judges": ["set", *JUDGE_ROLES, *custom]}
+    judged = judge_roles()
+    custom = sorted(named - {*LOSS_ROLES, *judged})
+    valid = {"backbones": ["set", *LOSS_ROLES, *(f"judge_{r}" for r in judged), *custom],
+             "judges": ["set", *judged, *custom]}
     return [((block, role), f"{block}.{role}: unknown role; valid: {', '.join(valid[block])} (or a role that a "
              "method's or metric's role parameter names)")
             for block in valid for role in getattr(suite, block) if role not in valid[block]]

@@ -63,13 +63,21 @@ def test_a_source_folder_file_that_is_no_image_is_named(tmp_path):
 
 @pytest.mark.parametrize("block, line, expected", [
     ("backbones: {set: synthface, genrator: {stylegan2_random: 32}}", 2,
-     "backbones.genrator: unknown role; valid: set, generator, clip, identity, encoder, perceptual, judge_clip, "),
+     "backbones.genrator: unknown role; valid: set, generator, clip, identity, encoder, perceptual, "
+     "judge_attributes, judge_clip, judge_identity "),
     ("backbones: synthface\njudges: {atributes: synthface}", 3,
-     "judges.atributes: unknown role; valid: set, clip, identity, attributes (or a role that a method's or "),
+     "judges.atributes: unknown role; valid: set, attributes, clip, identity (or a role that a method's or "),
 ])
 def test_a_misspelt_role_is_rejected(tmp_path, block, line, expected):
     path = write(tmp_path, BASE.replace("backbones: synthface", block))
     assert error(path).startswith(f"{path}:{line}: {expected}")
+
+
+def test_the_judge_roles_are_the_metrics_own_role_defaults():
+    """Read off the registered metrics' signatures (attr_target's role="attributes", clip_score's "clip", ...), so a
+    metric with a new default role is valid in `judges:` without a list to update."""
+    from bench.suite_checks import judge_roles
+    assert judge_roles() == ["attributes", "clip", "identity"]
 
 
 def test_a_role_that_a_metric_parameter_names_is_valid(tmp_path):
