@@ -134,13 +134,26 @@ def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, l
     return batches
 
 
+def image_folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot serve as a folder of images (missing, not a folder, no image file in it), else None.
+    One wording for sources, style images and `bench validate`."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return f"folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder of images"
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+    return None
+
+
 def image_files(path: str | Path, limit: int | None = None) -> list[Path]:
     """The image files of a folder, sorted by name (the first `limit` when given)."""
+    problem = image_folder_problem(path)
+    if problem:
+        raise BenchError(f"source images: {problem}")
     folder = Path(path).expanduser()
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:
-        raise BenchError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in source folder {folder}")
-    return files[:limit]
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
 
 
 def load_images(files: list[Path], size: int) -> torch.Tensor:

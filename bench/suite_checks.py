@@ -17,7 +17,8 @@ def check_registered_names(suite: Suite, doc: SourcedDoc | None = None, path: Pa
     """Raise one BenchError (each problem with file:line when known) for what `bench run` would reject, found
     without loading a network: a name no registry knows; a method variant's parameters (unknown names, a type
     other than its default's, a value its constructor refuses); options a backbone loader or a metric does not
-    take; `expect` attributes and values the synthetic world's attribute judge does not know."""
+    take; `expect` attributes and values the synthetic world's attribute judge does not know; input files and
+    folders that are missing or hold no images (`input_problems`)."""
     from bench.errors import UnknownNameError
     from methods import METHODS
     from metrics import METRICS
@@ -53,7 +54,7 @@ def check_registered_names(suite: Suite, doc: SourcedDoc | None = None, path: Pa
         problem = backbone_problem(spec)
         if problem:
             problems.append(where(loc) + f"{'.'.join(map(str, loc))} ({spec.kind}): {problem}")
-    found = expect_problems(suite) + role_problems(suite) + metric_conflicts(suite)
+    found = expect_problems(suite) + role_problems(suite) + metric_conflicts(suite) + input_problems(suite)
     problems += [where(loc) + text for loc, text in found]
     if problems:
         raise BenchError("; ".join(dict.fromkeys(problems)))
@@ -270,3 +271,42 @@ def expect_problems(suite: Suite) -> list[tuple[tuple, str]]:
                 problem = str(exc).removeprefix("expect: ")
                 found.append((("edits", i, "expect", name), f"edits[{i}] {edit.name}: {problem}"))
     return found
+
+
+def input_problems(suite: Suite) -> list[tuple[tuple, str]]:
+    """[(location, problem)] for the suite's inputs on disk that `bench run` would fail on only once it reached
+    them: an image source folder or an edit's `target_images` folder that is missing or holds no images, a
+    `synthface:<domain>` that names no domain, a latents file (sources, or a method's `latents` parameter) that does
+    not exist. Paths are read as `bench run` reads them (relative to the working directory). A latents file's
+    shape is checked against the generator when it is loaded."""
+    from bench.sources import image_folder_problem
+    from bench.suite import ImageSources, LatentSources
+
+    found = []
+    if isinstance(suite.sources, ImageSources):
+        problem = image_folder_problem(suite.sources.path)
+        if problem:
+            found.append((("sources", "path"), f"sources.path: {problem}"))
+    if isinstance(suite.sources, LatentSources) and not Path(suite.sources.path).expanduser().is_file():
+        found.append((("sources", "path"), f"sources.path: latents file {suite.sources.path} not found"))
+    for i, edit in enumerate(suite.edits):
+        problem = edit.target_images and _style_images_problem(edit.target_images)
+        if problem:
+            found.append((("edits", i, "target_images"), f"edits[{i}] {edit.name}: target_images: {problem}"))
+    for i, method in enumerate(suite.methods):
+        latents = method.params.get("latents")
+        if isinstance(latents, str) and not Path(latents).expanduser().is_file():
+            found.append((("methods", i, "params", "latents"),
+                          f"methods[{i}] ({describe_variant(method)}): latents file {latents} not found"))
+    return found
+
+
+def _style_images_problem(target_images: str) -> str | None:
+    from bench.sources import image_folder_problem
+    from methods.nada import SYNTHFACE_PREFIX
+    from zoo.synthface import DOMAIN_NAMES
+
+    if target_images.startswith(SYNTHFACE_PREFIX):
+        domain = target_images[len(SYNTHFACE_PREFIX):]
+        return None if domain in DOMAIN_NAMES else f"unknown domain {domain!r}; valid: {', '.join(DOMAIN_NAMES)}"
+    return image_folder_problem(target_images)

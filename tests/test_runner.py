@@ -743,7 +743,8 @@ def test_per_edit_tables_follow_the_suite_order_and_show_the_seed_range():
 def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_the_store(tmp_path, tiny_world):
     path = write_suite(tmp_path, tiny_world, clip_loss=True, name="workers", methods=f"""  - {{name: source}}
   - {{name: styleclip_mapper, params: {{steps: 3, val_interval: 3, val_count: 2}}}}
-  - {{name: styleclip_mapper, variant: broken, params: {{steps: 3, latents: "{tmp_path / 'no-latents.pt'}"}}}}""")
+  - {{name: styleclip_mapper, variant: broken, params: {{steps: 3, latents: "{tmp_path / 'bad-latents.pt'}"}}}}""")
+    torch.save(torch.zeros(4, 7), tmp_path / "bad-latents.pt")  # a shape no generator takes: fails in prepare
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the serial run on one thread, as each worker runs
     try:
@@ -758,7 +759,7 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
         (label, edit) for label in ("styleclip_mapper", "broken") for edit in ("smile", "old"))
     assert {total for *_, total in done} == {4}
     assert all((error is None) == (label == "styleclip_mapper") for label, _, error, _ in done)
-    assert "no-latents.pt" in next(error for label, _, error, _ in done if label == "broken")
+    assert "bad-latents.pt have shape [4, 7]" in next(error for label, _, error, _ in done if label == "broken")
     # a worker's state is the serial run's, tensor for tensor (same group seed, one thread each)
     states = [{p.name: torch.load(p, weights_only=True)["state"] for p in (tmp_path / d / "cache" / "prepare").glob(
         "*.pt")} for d in ("serial", "parallel")]
@@ -771,7 +772,7 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
     cells = parallel.cells()
     broken = cells[cells["variant"] == "broken"]
     assert len(broken) == 2 * 3 and (broken["status"] == "error").all()  # 2 edits × (2 batches + set cell)
-    assert broken["error"].str.contains("no-latents.pt").all()
+    assert broken["error"].str.contains("bad-latents.pt").all()
     assert (cells[cells["variant"] != "broken"]["status"] == "ok").all()
     manifest = json.loads((tmp_path / "parallel" / "manifest.json").read_text())
     assert manifest["prepare_workers"] == 2

@@ -198,9 +198,12 @@ def test_validate_rejects_what_a_run_would(tmp_path, old, new, line, expected):
     assert "StyleClipOptimization" not in message and "\n" not in message
 
 
-def test_every_problem_of_a_suite_is_reported_and_what_a_method_checks_itself_is_not_one(tmp_path):
+def test_every_problem_of_a_suite_is_reported_and_what_a_method_checks_itself_is_not_one(tmp_path, monkeypatch):
     # a string where the default is a number, for a parameter the method checks itself (beta: a number or
-    # 'auto'); an integer where the default is a float; a path where the default is None
+    # 'auto'); an integer where the default is a float; a path where the default is None (read, like bench run
+    # reads it, from the working directory, and there: input_problems)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "l.pt").write_bytes(b"")
     methods = ("  - {name: styleclip_global, params: {beta: auto, alpha: 3}}\n"
                "  - {name: styleclip_mapper, params: {latents: l.pt, groups: [coarse]}}\n")
     suite = load_suite(write(tmp_path, "s.yaml", SYNTH.replace("  - {name: source}\n", methods)))

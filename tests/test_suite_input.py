@@ -177,3 +177,38 @@ def test_a_bare_method_name_an_integer_truncation_and_an_exponent_are_taken(tmp_
     suite = load_suite(write(tmp_path, text + "sources: {kind: generator, truncation: 1}\n"))
     assert [m.name for m in suite.methods] == ["source", "styleclip_optimization"]
     assert suite.methods[1].params["lr"] == 0.001 and suite.sources.truncation == 1.0
+
+
+def test_missing_or_empty_input_folders_and_files_are_found_before_anything_runs(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    body = """name: t
+backbones: synthface
+sources: {kind: images, path: %s}
+edits:
+  - {name: zombie, target: a zombie, target_images: %s}
+  - {name: pencil, target: a sketch, target_images: 'synthface:pencl'}
+methods:
+  - {name: styleclip_mapper, params: {latents: %s}}
+"""
+    path = write(tmp_path, body % (tmp_path / "empty", tmp_path / "missing", tmp_path / "w.pt"))
+    problems = re.split(rf"; (?={re.escape(str(path))}:)", error(path))
+    assert problems[:2] == [
+        f"{path}:3: sources.path: folder {tmp_path / 'empty'} holds no images (.png, .jpg, .jpeg, .webp)",
+        f"{path}:5: edits[0] zombie: target_images: folder {tmp_path / 'missing'} does not exist"]
+    assert problems[2].startswith(f"{path}:6: edits[1] pencil: target_images: unknown domain 'pencl'; valid: photo, ")
+    assert problems[3:] == [f"{path}:8: methods[0] (variant 'styleclip_mapper'): latents file {tmp_path / 'w.pt'} "
+                            "not found"]
+    torch = pytest.importorskip("torch")
+    torch.save(torch.zeros(2, 128), tmp_path / "w.pt")
+    fixed = body % (photos, photos, tmp_path / "w.pt")
+    assert load_suite(write(tmp_path, fixed.replace("synthface:pencl", "synthface:pencil"))).sources.path == str(photos)
+    latents = write(tmp_path, BASE + f"sources: {{kind: latents, path: {tmp_path / 'none.pt'}}}\n")
+    assert error(latents) == f"{latents}:7: sources.path: latents file {tmp_path / 'none.pt'} not found"
+    a_file = write(tmp_path, BASE + f"sources: {{kind: images, path: {photos / 'a.png'}}}\n")
+    assert error(a_file) == f"{a_file}:7: sources.path: {photos / 'a.png'} is a file, not a folder of images"
