@@ -6,12 +6,17 @@ Preprocessing (edit-independent, cached on disk):
   every style vector (`Generator.styles`, ToRGB included).
 * Channel relevance ("fs3"): for every channel c of the conv layers of resolution ≤ `max_resolution` (128; ToRGB
   excluded) and each of `relevance_images` (100) sampled images: set channel c to mean_c − 5σ_c and to
-  mean_c + 5σ_c (`sigma` = 5), render both, CLIP-encode them with the standard preprocessing (bicubic resize +
-  centre crop + CLIP mean/std), L2-normalise, take plus − minus, normalise, average over the images, normalise →
+  mean_c + 5σ_c (`sigma` = 5), render both, CLIP-encode them with CLIP's own preprocessing (antialiased bicubic
+  resize + centre crop + CLIP mean/std, as the official code's PIL `preprocess` of uint8 images), L2-normalise, take plus − minus, normalise, average over the images, normalise →
   one unit vector per channel; rows of the other channels are zero. Vectorised: `batch_size` (channel, image)
   pairs per forward pass. Cached as `<cache_dir>/<hash>.pt` (atomic write), the hash covering the generator's
   and the CLIP's weights and every preprocessing setting, so it is computed once per (generator, CLIP) whatever
   the edit; the harness also caches the prepared state per edit.
+  Difference from the official relevance code, deliberate: it resets the style vectors with a shallow copy
+  (`dlatents = copy.copy(dlatents_o)`, then `dlatents[layer][:, c] = mean`), so every channel visited earlier
+  stays pinned at its mean for the later channels' image pairs; by the 128 px layers the 100 images' coarse and
+  medium styles all sit at their means. Here each pair changes channel c alone, as the paper describes and
+  reference-defaults.md states.
   Devices: the preprocessing blob (fresh or from the cache), the text direction and the prepared state (r, std)
   are CPU tensors; `apply` moves Δs to the generator's device.
 
@@ -100,7 +105,7 @@ def channel_relevance(generator, clip, mean: torch.Tensor, std: torch.Tensor, ma
         s[k, c] = mean[c] - sigma * std[c]
         s[k + len(c), c] = mean[c] + sigma * std[c]
         x = generator.synthesis(split_styles(generator, s)).clamp(-1, 1)
-        e = F.normalize(clip.encode_images(x, resize="bicubic", normalize=True).float(), dim=-1)
+        e = F.normalize(clip.encode_images(x, resize="bicubic", normalize=True, antialias=True).float(), dim=-1)
         d = F.normalize(e[len(c):] - e[:len(c)], dim=-1)
         if acc is None:
             acc = torch.zeros(base.shape[1], d.shape[1], device=base.device)
@@ -153,7 +158,8 @@ class StyleClipGlobal(EditMethod):
 
     def _settings(self) -> dict[str, Any]:
         p = self.params
-        return {k: p[k] for k in ("stat_samples", "relevance_images", "sigma", "truncation", "max_resolution")}
+        settings = {k: p[k] for k in ("stat_samples", "relevance_images", "sigma", "truncation", "max_resolution")}
+        return {**settings, "clip_resize": "bicubic, antialiased"}  # the relevance's preprocessing (zoo/clip.py)
 
     def preprocess(self, generator, clip) -> dict[str, torch.Tensor]:
         """Statistics + relevance for one (generator, CLIP) pair, from the method cache when present."""

@@ -284,9 +284,24 @@ def test_bicubic_preprocess_matches_nada_torchvision_pipeline(tiny):
                       T.Resize(32, interpolation=T.InterpolationMode.BICUBIC, antialias=False),
                       T.CenterCrop(32),
                       T.Normalize(tiny.mean, tiny.std)])
-    out = tiny.preprocess(x)
+    out = tiny.preprocess(x, antialias=False)  # methods.nada.NADA_ANTIALIAS
     assert out.shape == (2, 3, 32, 32)
     assert torch.allclose(out, nada(x), atol=1e-5)
+
+
+def test_default_preprocess_is_open_clips_own_transform_of_the_image(tiny):
+    """Judges see what CLIP's PIL preprocessing makes of the image: an antialiased shrink (here 256 -> 32 px)."""
+    import numpy as np
+    from open_clip import image_transform
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)  # fine texture, where aliasing shows
+    reference = image_transform(32, is_train=False, mean=tiny.mean, std=tiny.std)(Image.fromarray(pixels))
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    error = (tiny.preprocess(x)[0] - reference).abs().mean()
+    aliased = (tiny.preprocess(x, antialias=False)[0] - reference).abs().mean()
+    assert error < 0.02 < 0.2 < aliased, (float(error), float(aliased))
 
 
 @pytest.mark.parametrize("resize", ["bicubic", "area"])

@@ -336,7 +336,16 @@ def test_state_hash_covers_every_dtype_and_is_shared(small_state):
 
     assert bench.cachefile.state_hash is state_hash
     generator = generator_from_state_dict(small_state)
-    assert state_hash(generator) == state_hash(generator.state_dict())
+    # a module's non-persistent buffers count: latent_avg is not in the state dict but moves every truncated sample
+    assert state_hash(generator) == state_hash(generator.state_dict())  # no latent_avg in this checkpoint
+    generator.latent_avg = torch.zeros(generator.style_dim)
+    assert "latent_avg" not in generator.state_dict()
+    before = state_hash(generator)
+    assert before != state_hash(generator.state_dict())
+    generator.latent_avg += 0.5
+    assert state_hash(generator) != before
+    linear = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))  # persistent buffers: no extra
+    assert state_hash(linear) == state_hash(linear.state_dict())
     assert state_hash(generator, {"steps": 1}) != state_hash(generator, {"steps": 2}) != state_hash(generator)
     weights = {"w": torch.linspace(-1, 1, 6).view(2, 3)}
     as_bf16 = state_hash({"w": weights["w"].bfloat16()})  # .numpy() cannot take bfloat16: hashed as bytes

@@ -140,12 +140,17 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def state_hash(state: Mapping[str, torch.Tensor] | nn.Module, extra: Any = None) -> str:
     """sha256 of a state dict (or a module's) and, when given, of `extra` (settings, as sorted JSON, first): for
     each tensor in name order, its name, dtype and shape, then its bytes in its own dtype (bfloat16 included).
+    A module's non-persistent buffers count too (under `buffer:<name>`): they are not in its state dict but change
+    what it computes (a generator's `latent_avg`, which truncation pulls towards; a CLIP's preprocessing mean/std).
     The key of the methods' caches of what they compute from loaded networks (`bench.cachefile` re-exports it) and
     the fingerprint tests compare checkpoints by."""
     digest = hashlib.sha256()
     if extra is not None:
         digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    items = state.state_dict().items() if isinstance(state, nn.Module) else state.items()
+    items = list(state.state_dict().items() if isinstance(state, nn.Module) else state.items())
+    if isinstance(state, nn.Module):
+        persistent = {name for name, _ in items}
+        items += [(f"buffer:{name}", t) for name, t in state.named_buffers() if name not in persistent]
     for name, tensor in sorted(items, key=lambda item: item[0]):
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
