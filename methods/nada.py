@@ -31,13 +31,14 @@ Layer selection and freezing (phases, adaptive top-k): see `methods/nada_layers.
 
 Latent-mapper mining (`mine: true`): after fine-tuning, StyleCLIP's latent mapper is trained on the adapted generator
 (NADA's `mapper/` copy of StyleCLIP's trainer; here `methods.styleclip_mapper.train_mapper`): LevelsMapper with
-`mapper_layers` EqualLinear (lr_mul 0.01) per W+ level, ŵ = w + 0.1 · M(w), Ranger lr `mapper_lr` 0.5, batch 2,
-latents z mapped with truncation `mapper_truncation` 0.7 (no mixing); loss `mapper_clip_weight` 1.0 · StyleCLIP's
+`mapper_layers` EqualLinear (lr_mul 0.01) per W+ level after the official code's PixelNorm (over each level's rows:
+`styleclip_mapper`'s `pixel_norm: official`), ŵ = w + 0.1 · M(w), Ranger lr `mapper_lr` 0.5, batch 2, a pool of
+5,000 latents z mapped with truncation `mapper_truncation` 0.7 (no mixing) visited in shuffled epochs; loss `mapper_clip_weight` 1.0 · StyleCLIP's
 global CLIP loss of G_adapted(ŵ) against the plain target text + `mapper_id_weight` 0.1 · ID(G_adapted(ŵ),
 G_adapted(w)) (with the set's `identity` network; without one the term is off, and an explicitly set weight is an
 error) + `mapper_l2_weight` 0.8 · MSE(ŵ, w) + `mapper_norm_weight` 0.5 · MSE between the first CLIP's
 image-embedding norms (before L2 normalisation) of G_adapted(w) and G_adapted(ŵ). Validation on `mapper_val_count`
-held-out latents every `mapper_val_interval` steps and at the end keeps the best mapper. `mapper_iterations`
+(201) held-out latents every `mapper_val_interval` steps and at the end keeps the best mapper. `mapper_iterations`
 defaults to the official 50,000 (NADA's 50,001); CPU suites set fewer. `mapper_scale` (0.1) scales M(w) at apply
 only (`APPLY_ONLY_PARAMS`).
 """
@@ -60,6 +61,9 @@ from methods.styleclip_mapper import LatentSampler, LevelsMapper, train_mapper
 
 SYNTHFACE_PREFIX = "synthface:"
 GUIDANCE = ("auto", "text", "image")
+# NADA's CLIP loss resizes generator tensors with torchvision's Resize, which did not antialias tensors in the
+# versions it ran on (zoo/clip.py); CLIP's PIL preprocessing, the harness default, does
+NADA_ANTIALIAS = False
 
 
 # ------------------------------------------------------------------------------------------------------ CLIP side
@@ -70,7 +74,8 @@ GUIDANCE = ("auto", "text", "image")
 def image_direction(clip, style_images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
     """Image-guided ΔT [D]: mean normalised embedding of the style images minus that of the source renders."""
     with torch.no_grad():
-        delta = clip.encode_images(style_images).mean(0) - clip.encode_images(source_images).mean(0)
+        delta = (clip.encode_images(style_images, antialias=NADA_ANTIALIAS).mean(0)
+                 - clip.encode_images(source_images, antialias=NADA_ANTIALIAS).mean(0))
     norm = float(delta.norm())
     if not norm > 1e-12:
         raise BenchError("image direction (style images vs source renders) is zero")
@@ -129,7 +134,7 @@ class StyleGANNada(EditMethod):
             "mapper_layers": 4,
             "mapper_truncation": 0.7,  # of the mapper's training latents
             "mapper_val_interval": 2000,
-            "mapper_val_count": 8,
+            "mapper_val_count": 201,  # the official coach validates on 201 latents
             "mapper_scale": 0.1,  # apply only: training uses the official 0.1
             "mapper_clip_weight": 1.0,
             "mapper_id_weight": 0.1,
@@ -174,14 +179,11 @@ class StyleGANNada(EditMethod):
             except ValueError as exc:  # an unknown domain: the message lists the known ones
                 raise BenchError(f"{where} {source!r}: {exc}") from None
             return render(params).to(device)
-        from bench.sources import IMAGE_SUFFIXES, load_image_folder
-        folder = Path(source).expanduser()
-        if not folder.is_dir():
-            raise BenchError(f"{where} folder {folder} does not exist (a folder of style images, or "
-                             f"{SYNTHFACE_PREFIX}<domain>)")
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
-            raise BenchError(f"{where} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return load_image_folder(folder, size).to(device)
+        from bench.sources import image_folder_problem, load_image_folder
+        problem = image_folder_problem(source)
+        if problem:
+            raise BenchError(f"{where} {problem} (a folder of style images, or {SYNTHFACE_PREFIX}<domain>)")
+        return load_image_folder(source, size).to(device)
 
     def _directions(self, clips, edit, frozen) -> list[torch.Tensor]:
         guidance = self.params["guidance"]
@@ -214,10 +216,10 @@ class StyleGANNada(EditMethod):
         p = self.params
         total = images.new_zeros(())
         for (clip, weight), direction, target in zip(clips, directions, targets):
-            embed = clip.encode_images(images)
+            embed = clip.encode_images(images, antialias=NADA_ANTIALIAS)
             if p["direction_weight"]:
                 with torch.no_grad():
-                    embed_frozen = clip.encode_images(frozen_images)
+                    embed_frozen = clip.encode_images(frozen_images, antialias=NADA_ANTIALIAS)
                 total = total + weight * p["direction_weight"] * directional_loss(embed, embed_frozen,
                                                                                   direction).mean()
             if p["global_weight"]:
@@ -226,7 +228,7 @@ class StyleGANNada(EditMethod):
 
     def _global_only(self, clips, targets):
         def loss(images):
-            return sum(weight * global_loss(clip.encode_images(images), target).mean()
+            return sum(weight * global_loss(clip.encode_images(images, antialias=NADA_ANTIALIAS), target).mean()
                        for (clip, weight), target in zip(clips, targets))
         return loss
 

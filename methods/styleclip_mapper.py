@@ -3,6 +3,10 @@
 * `LevelsMapper`: three sub-mappers over the W+ groups of `zoo.stylegan2.generator.latent_split` (coarse 0–3,
   medium 4–7, fine 8+, i.e. up to the generator's n_latent); each = PixelNorm + 4 × EqualLinear(D→D, lr_mul 0.01,
   fused leaky ReLU), applied to every W+ vector of its group. A disabled group outputs zeros.
+  `pixel_norm`: "official" (default) normalises as the official code does, over the group's W+ rows of each
+  channel (rosinality's PixelNorm, `dim=1`, applied to the `[N, rows, D]` slice; orpatashnik/StyleCLIP issue #82):
+  where the rows are one repeated w, as for sampled latents, the sub-mapper sees sign(w). "vector" normalises each
+  W+ vector over its D values, as StyleGAN's mapping network does and the paper's description implies.
 * Edit: ŵ = w + 0.1 · M(w). Training always uses the paper's 0.1 (the official training computes
   w + 0.1 · M(w)); the `strength` parameter (default 0.1) scales M(w) at apply only, so a strength sweep reuses
   one trained mapper (`APPLY_ONLY_PARAMS`) and a strength other than 0.1 moves along the learned offset beyond
@@ -16,13 +20,18 @@
   `val_count` held-out latents every `val_interval` (2,000) steps and at the end; the weights with the lowest
   validation loss are kept (the paper keeps the best checkpoint the same way; the untrained mapper, validated
   before the first step, is not a candidate, as in the official coach).
-* Training latents: random z mapped to W with truncation 0.7 (fresh each step; the paper's alternative is e4e
-  inversions of CelebA-HQ) or, with `latents: path.pt`, a file of W / W+ latents (sampled with replacement).
+* Training latents, as the official coach: `train_dataset_size` (5,000) random z mapped to W with truncation 0.7,
+  drawn once and visited in shuffled epochs (batches of `batch_size`, the last short one dropped); validation on
+  `val_count` (201: the official validation stops after 201 batches of 1) other such latents. With `latents:
+  path.pt`, the file's rows instead (the paper's e4e inversions of CelebA-HQ are such a file), its last
+  `val_count` rows for validation. The file is read as sources' latents files are (`bench generate`): a W+
+  tensor `[N, n_latent, D]`, `{"w": [N, D]}`, or z (`[N, D]` or `{"z": ...}`), which is mapped with `truncation`.
 
 `prepare` trains (its `prepared_state` is the mapper's weights plus the training record, so the harness caches
 it); `apply` is one mapper forward + one generator forward.
 Differences from the official code: no gradient centralisation in Ranger (see `methods.ranger`); the validation
-set is freshly sampled latents (or the file's last `val_count` rows), not the CelebA-HQ test inversions.
+set is sampled latents (or the file's last `val_count` rows), not the CelebA-HQ test inversions; validation runs in
+chunks of `VAL_CHUNK` latents (the official batch is 1: the mean over latents is the same).
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ from zoo.stylegan2.generator import latent_split
 from zoo.stylegan2.layers import EqualLinear, PixelNorm
 
 GROUPS = ("coarse", "medium", "fine")
+PIXEL_NORMS = ("official", "vector")
+VAL_CHUNK = 16  # validation latents per forward pass
 
 
 def check_groups(groups: Any, who: str = "styleclip_mapper") -> tuple[str, ...]:
@@ -54,29 +65,41 @@ def check_groups(groups: Any, who: str = "styleclip_mapper") -> tuple[str, ...]:
     return tuple(groups)
 
 
-class SubMapper(nn.Module):
-    """PixelNorm + `layers` × EqualLinear(D, D, lr_mul 0.01, fused leaky ReLU)."""
+def check_pixel_norm(pixel_norm: Any) -> str:
+    if pixel_norm not in PIXEL_NORMS:
+        raise BenchError(f"styleclip_mapper: unknown pixel_norm {pixel_norm!r}; valid: {', '.join(PIXEL_NORMS)}")
+    return pixel_norm
 
-    def __init__(self, dim: int, layers: int = 4, lr_mul: float = 0.01):
+
+class SubMapper(nn.Module):
+    """PixelNorm + `layers` × EqualLinear(D, D, lr_mul 0.01, fused leaky ReLU) on a group's W+ rows."""
+
+    def __init__(self, dim: int, layers: int = 4, lr_mul: float = 0.01, pixel_norm: str = "official"):
         super().__init__()
+        self.pixel_norm = check_pixel_norm(pixel_norm)
         self.net = nn.Sequential(PixelNorm(), *[EqualLinear(dim, dim, lr_mul=lr_mul, activation=True)
                                                 for _ in range(layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``[..., D]``: every vector mapped independently (PixelNorm over its D values)."""
+        """x ``[N, rows, D]``, normalised per `pixel_norm` (the official code: over the rows, per channel), then
+        every vector through the linear layers."""
+        if self.pixel_norm == "official":
+            x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # rosinality PixelNorm on dim 1
+            return self.net[1:](x.reshape(-1, x.shape[-1])).view(x.shape)
         return self.net(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
 class LevelsMapper(nn.Module):
     """M(w) for W+ ``[N, n_latent, D]``: each enabled group's sub-mapper on its indices, zeros elsewhere."""
 
-    def __init__(self, n_latent: int, style_dim: int, enabled: tuple[str, ...] = GROUPS, layers: int = 4):
+    def __init__(self, n_latent: int, style_dim: int, enabled: tuple[str, ...] = GROUPS, layers: int = 4,
+                 pixel_norm: str = "official"):
         super().__init__()
         enabled = check_groups(enabled, "LevelsMapper")
-        self.n_latent, self.style_dim = n_latent, style_dim
+        self.n_latent, self.style_dim, self.pixel_norm = n_latent, style_dim, check_pixel_norm(pixel_norm)
         self.split = {g: idx for g, idx in latent_split(n_latent).items() if idx}
         self.enabled = tuple(g for g in GROUPS if g in enabled)
-        self.mappers = nn.ModuleDict({g: SubMapper(style_dim, layers) for g in self.split})
+        self.mappers = nn.ModuleDict({g: SubMapper(style_dim, layers, pixel_norm=pixel_norm) for g in self.split})
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -94,26 +117,28 @@ def edit_latents(mapper: LevelsMapper, w: torch.Tensor, strength: float = 0.1) -
 
 
 class LatentSampler:
-    """Training / validation W+ latents: generator samples (truncation ψ) or rows of a latents file."""
+    """Training / validation W+ latents: a pool of `pool_size` generator samples (truncation ψ) or the rows of a
+    latents file, visited in shuffled epochs as the official coach's DataLoader (shuffle, drop_last) does."""
 
-    def __init__(self, generator, truncation: float = 0.7, path: str | None = None, val_count: int = 8,
-                 seed: int | None = None):
+    def __init__(self, generator, truncation: float = 0.7, path: str | None = None, val_count: int = 201,
+                 seed: int | None = None, pool_size: int = 5000):
         self.generator, self.truncation = generator, truncation
         self.rng = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 31 - 1, ()).item()) if seed is None
                                                  else seed)
-        self.pool = None
         if path:
             from bench.commands.generate import read_latents
             latents, space = read_latents(path, generator.n_latent, generator.style_dim)
             with torch.no_grad():
-                w = generator.mapping(latents.to(generator.device)) if space == "z" else latents.to(generator.device)
+                latents = latents.to(generator.device)
+                w = generator.to_w_plus(latents, "z", truncation) if space == "z" else latents
             if w.ndim == 2:
-                w = w.unsqueeze(1).repeat(1, generator.n_latent, 1)
+                w = w.unsqueeze(1).expand(-1, generator.n_latent, -1)
             if len(w) <= val_count:
                 raise BenchError(f"latents file {path} holds {len(w)} latents; need more than val_count={val_count}")
             self.pool, self.val = w[:-val_count], w[-val_count:]
         else:
-            self.val = self._sample(val_count)
+            self.pool, self.val = self._sample(pool_size), self._sample(val_count)
+        self._order, self._next = torch.empty(0, dtype=torch.long), 0
 
     @torch.no_grad()
     def _sample(self, n: int) -> torch.Tensor:
@@ -122,9 +147,12 @@ class LatentSampler:
         return g.to_w_plus(z, "z", self.truncation)  # mapping, truncation, replicated over W+ (a view)
 
     def batch(self, n: int) -> torch.Tensor:
-        if self.pool is None:
-            return self._sample(n)
-        idx = torch.randint(0, len(self.pool), (n,), generator=self.rng)
+        if n > len(self.pool):
+            raise BenchError(f"styleclip_mapper: batch_size {n} exceeds the {len(self.pool)} training latents")
+        if self._next + n > len(self._order):  # a new epoch; the short remainder is dropped
+            self._order, self._next = torch.randperm(len(self.pool), generator=self.rng), 0
+        idx = self._order[self._next:self._next + n]
+        self._next += n
         return self.pool[idx.to(self.pool.device)]
 
 
@@ -181,12 +209,15 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
     def validate(step: int) -> None:
         nonlocal best, best_loss, best_step
         mapper.eval()
+        total = 0.0
         with torch.no_grad():
-            _, parts = mapper_loss(generator, mapper, networks, texts, sampler.val, **kwargs)
+            for chunk in sampler.val.split(VAL_CHUNK):  # the mean over latents, as the official batch-1 average
+                total += mapper_loss(generator, mapper, networks, texts, chunk, **kwargs)[1]["total"] * len(chunk)
+        total /= len(sampler.val)
         mapper.train()
-        record["val"].append((step, parts["total"]))
-        if step > 0 and parts["total"] < best_loss:
-            best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), parts["total"], step
+        record["val"].append((step, total))
+        if step > 0 and total < best_loss:
+            best, best_loss, best_step = copy.deepcopy(mapper.state_dict()), total, step
 
     with frozen(generator):
         mapper.train()
@@ -210,24 +241,27 @@ class StyleClipMapper(EditMethod):
 
     independent_prepare = True  # one mapper per edit, nothing shared
     APPLY_ONLY_PARAMS = frozenset({"strength"})  # training uses TRAIN_STRENGTH
-    POSITIVE_PARAMS = frozenset({"steps", "val_interval", "val_count", "batch_size", "lr"})
+    POSITIVE_PARAMS = frozenset({"steps", "val_interval", "val_count", "train_dataset_size", "batch_size", "lr"})
     NON_NEGATIVE_PARAMS = frozenset({"clip_lambda", "id_lambda", "latent_l2_lambda"})  # strength < 0: the opposite
     UNIT_INTERVAL_PARAMS = frozenset({"truncation"})
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"steps": 50000, "val_interval": 2000, "val_count": 8, "batch_size": 2, "lr": 0.5,
-                "clip_lambda": 1.0, "id_lambda": 0.1, "latent_l2_lambda": 0.8,
-                "groups": ["coarse", "medium", "fine"], "truncation": 0.7, "latents": None, "strength": 0.1}
+        return {"steps": 50000, "val_interval": 2000, "val_count": 201, "train_dataset_size": 5000, "batch_size": 2,
+                "lr": 0.5, "clip_lambda": 1.0, "id_lambda": 0.1, "latent_l2_lambda": 0.8,
+                "groups": ["coarse", "medium", "fine"], "pixel_norm": "official", "truncation": 0.7, "latents": None,
+                "strength": 0.1}
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         check_groups(self.params["groups"])
+        check_pixel_norm(self.params["pixel_norm"])
         self.mapper: LevelsMapper | None = None
         self.record: dict[str, Any] = {}
 
     def _build(self, generator) -> LevelsMapper:
-        return LevelsMapper(generator.n_latent, generator.style_dim, tuple(self.params["groups"])).to(generator.device)
+        return LevelsMapper(generator.n_latent, generator.style_dim, tuple(self.params["groups"]),
+                            pixel_norm=self.params["pixel_norm"]).to(generator.device)
 
     def prepare(self, backbones: Any, edit: Any) -> None:
         p = self.params
@@ -241,7 +275,8 @@ class StyleClipMapper(EditMethod):
         id_term = (f"on: id_lambda {p['id_lambda']}" if id_loss is not None else
                    f"off: id_lambda {p['id_lambda']}" if id_lambda <= 0 else
                    "off: the backbone set has no 'identity' network")
-        sampler = LatentSampler(generator, p["truncation"], p["latents"], int(p["val_count"]))
+        sampler = LatentSampler(generator, p["truncation"], p["latents"], int(p["val_count"]),
+                                pool_size=int(p["train_dataset_size"]))
         self.mapper, self.record = train_mapper(
             generator, networks, texts, self._build(generator), sampler, int(p["steps"]), lr=float(p["lr"]),
             batch_size=int(p["batch_size"]), val_interval=int(p["val_interval"]), id_loss=id_loss,
@@ -254,11 +289,13 @@ class StyleClipMapper(EditMethod):
             return None
         return {"mapper": self.mapper.state_dict(), "n_latent": self.mapper.n_latent,
                 "style_dim": self.mapper.style_dim, "groups": list(self.mapper.enabled),
+                "pixel_norm": self.mapper.pixel_norm,
                 "best_val_loss": float(self.record.get("best_val_loss", float("nan"))),
                 "best_step": int(self.record.get("best_step", -1)), "id_loss": self.record.get("id_loss", "")}
 
     def load_prepared_state(self, state: dict[str, Any]) -> None:
-        mapper = LevelsMapper(int(state["n_latent"]), int(state["style_dim"]), tuple(state["groups"]))
+        mapper = LevelsMapper(int(state["n_latent"]), int(state["style_dim"]), tuple(state["groups"]),
+                              pixel_norm=state.get("pixel_norm", "vector"))  # states before the option: "vector"
         mapper.load_state_dict(state["mapper"])
         self.mapper = mapper.eval()
         self.record = {"best_val_loss": state.get("best_val_loss"), "best_step": state.get("best_step"),

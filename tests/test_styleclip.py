@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from bench.backbone_set import BackboneSet
+from bench.errors import BenchError
 from bench.suite import Edit
 from methods import METHODS
 from methods.base import SourceBatch
@@ -182,10 +183,31 @@ def test_mapper_residual_and_groups():
     assert torch.equal(m[:, 8:], torch.zeros_like(m[:, 8:]))  # the disabled fine group outputs zeros
     assert m[:, :8].abs().max() > 0
     assert torch.allclose(edit_latents(mapper, w), w + 0.1 * m)
-    one = mapper.mappers["coarse"](w[:1, 2])  # each W+ vector is mapped on its own
-    assert torch.allclose(m[:1, 2], one, atol=1e-6)
     sub = mapper.mappers["coarse"].net
     assert len(sub) == 5 and all(layer.lr_mul == 0.01 and layer.activation for layer in list(sub)[1:])
+    # the official PixelNorm (default): over the group's rows per channel, so one w repeated over the rows, as
+    # sampled latents are, reaches the linear layers as sign(w)
+    assert mapper.pixel_norm == "official" and torch.equal(w[:, 0], w[:, 3])
+    layers = torch.nn.Sequential(*list(sub)[1:])
+
+    def linear(x):  # the four EqualLinear layers on every vector
+        return layers(x.reshape(-1, x.shape[-1])).view(x.shape)
+    normalised = w[:, :4] / (w[:, :4].pow(2) + 1e-8).sqrt()  # the mean over 4 equal rows is w² itself
+    assert torch.allclose(m[:, :4], linear(normalised), atol=1e-5)
+    away_from_zero = w[:, :4].abs() > 0.01
+    assert torch.allclose(normalised[away_from_zero], torch.sign(w[:, :4])[away_from_zero], atol=1e-4)
+    mixed = torch.randn(2, 4, g.style_dim)
+    by_rows = mixed / mixed.pow(2).mean(dim=1, keepdim=True).add(1e-8).sqrt()
+    assert torch.allclose(mapper.mappers["coarse"](mixed), linear(by_rows), atol=1e-5)
+    # "vector": each W+ vector normalised over its D values and mapped on its own
+    per_vector = LevelsMapper(g.n_latent, g.style_dim, ("coarse", "medium"), pixel_norm="vector")
+    per_vector.load_state_dict(mapper.state_dict())
+    one = per_vector.mappers["coarse"](mixed[:1, 2:3])
+    assert torch.allclose(per_vector.mappers["coarse"](mixed)[:1, 2:3], one, atol=1e-6)
+    by_vector = mixed / mixed.pow(2).mean(dim=2, keepdim=True).add(1e-8).sqrt()
+    assert torch.allclose(per_vector.mappers["coarse"](mixed), linear(by_vector), atol=1e-5)
+    with pytest.raises(BenchError, match="unknown pixel_norm 'rows'; valid: official, vector"):
+        LevelsMapper(g.n_latent, g.style_dim, pixel_norm="rows")
 
 
 def test_mapper_training_lowers_loss_keeps_disabled_group_and_round_trips(world, tmp_path):
@@ -569,7 +591,39 @@ def test_training_and_statistics_latents_follow_the_official_recipe(world):
         w = g.get_latent_avg() + 0.7 * (g.mapping(z) - g.get_latent_avg())
         expected = w[:, None].repeat(1, g.n_latent, 1)
         assert torch.equal(sg._sample_w_plus(g, 4, 0.7, torch.Generator().manual_seed(7)), expected)
-        assert torch.equal(LatentSampler(g, 0.7, val_count=4, seed=7).val, expected)
+        sampler = LatentSampler(g, 0.7, val_count=2, seed=7, pool_size=4)  # the training pool is drawn first
+        assert torch.equal(sampler.pool, expected)
+        assert sampler.val.shape == (2, g.n_latent, g.style_dim) and not torch.equal(sampler.val, expected[:2])
+
+
+def test_training_latents_are_visited_in_shuffled_epochs_and_the_last_short_batch_dropped(world):
+    """The official coach's DataLoader(shuffle=True, drop_last=True): every latent once per epoch."""
+    from methods.styleclip_mapper import LatentSampler
+    g = world["generator"]
+    sampler = LatentSampler(g, 0.7, val_count=2, seed=3, pool_size=7)
+    rows = {tuple(row[0].tolist()): i for i, row in enumerate(sampler.pool)}
+    epochs = [[rows[tuple(w[0].tolist())] for _ in range(3) for w in sampler.batch(2)] for _ in range(2)]
+    assert all(sorted(epoch) == sorted(set(epoch)) and len(epoch) == 6 for epoch in epochs)  # 3 batches, no repeat
+    assert epochs[0] != epochs[1]  # reshuffled; the 7th latent of each epoch was dropped
+    with pytest.raises(BenchError, match="batch_size 8 exceeds the 7 training latents"):
+        sampler.batch(8)
+
+
+def test_a_mapper_latents_file_is_read_as_sources_are_and_z_is_truncated(world, tmp_path):
+    from methods.styleclip_mapper import LatentSampler
+    g = world["generator"]
+    z = torch.randn(6, g.style_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        w = g.mapping(z)
+        truncated = g.get_latent_avg() + 0.7 * (w - g.get_latent_avg())
+    torch.save({"w": w}, tmp_path / "w.pt")
+    torch.save(z, tmp_path / "z.pt")  # a plain [N, D] tensor is z (bench generate's convention)
+    torch.save(w[:, None].repeat(1, g.n_latent, 1), tmp_path / "wplus.pt")
+    as_w = LatentSampler(g, 0.7, str(tmp_path / "w.pt"), val_count=2)
+    assert torch.equal(as_w.pool[:, 3], w[:4]) and torch.equal(as_w.val[:, 0], w[4:])  # W used as it is
+    as_z = LatentSampler(g, 0.7, str(tmp_path / "z.pt"), val_count=2)
+    assert torch.allclose(as_z.pool[:, 0], truncated[:4], atol=1e-6)  # z mapped with the mapper's truncation
+    assert torch.equal(LatentSampler(g, 0.7, str(tmp_path / "wplus.pt"), val_count=2).pool[:, 5], w[:4])
 
 
 def test_lookahead_shares_the_inner_param_groups_even_after_the_inner_reloads():
