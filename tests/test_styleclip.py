@@ -638,3 +638,45 @@ def test_lookahead_shares_the_inner_param_groups_even_after_the_inner_reloads():
     opt.param_groups[0]["lr"] = 0.01
     assert opt.inner.param_groups[0]["lr"] == 0.01
     assert not hasattr(opt, "state_dict")  # no checkpointing of the optimiser: the mapper keeps only its weights
+
+
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that records, at each step, the learning rate it steps with and the gradients it sees."""
+    steps: list = []
+
+    def step(self, closure=None):
+        _RecordingAdam.steps.append((self.param_groups[0]["lr"],
+                                     [p.grad.clone() for g in self.param_groups for p in g["params"]]))
+        return super().step(closure)
+
+
+def test_optimisation_steps_with_the_official_schedule_and_a_summed_l2_in_both_spaces(world, monkeypatch):
+    """The loop applies lr_schedule(step / steps) before each step; the L2 term is Σ(v − v_source)² (W+ or S)."""
+    import methods.styleclip_optimization as so
+    g, clip = world["generator"], world["clip"]
+    w = sources(g, 1).latents
+    text = [prompt_features(clip, "a smiling face")[0]]
+    monkeypatch.setattr(so.torch.optim, "Adam", _RecordingAdam)
+    for space in ("w+", "s"):
+        _RecordingAdam.steps = []
+        so.optimize(g, [(clip, 1.0)], w, text, steps=4, lr=0.1, l2_lambda=0.5, space=space)
+        assert [lr for lr, _ in _RecordingAdam.steps] == [lr_schedule(t / 4, 0.1) for t in range(4)]
+        # the first step's gradient (at the source, where the L2 term's gradient is 0) is the CLIP term's alone
+        with torch.no_grad():
+            styles0 = g.styles(w)
+        if space == "w+":
+            variables = [w.clone().requires_grad_(True)]
+            image = g(variables[0])
+        else:
+            variables = [s.clone().requires_grad_(True) for s, layer in zip(styles0, g.style_layers)
+                         if layer.kind == "conv"]
+            it = iter(variables)
+            image = g.synthesis([next(it) if layer.kind == "conv" else s for layer, s in zip(g.style_layers, styles0)])
+        styleclip_clip_loss(clip, image, text[0]).sum().backward()
+        first = _RecordingAdam.steps[0][1]
+        assert len(first) == len(variables)
+        assert all(torch.allclose(a, v.grad, rtol=1e-4, atol=1e-7) for a, v in zip(first, variables))
+    # away from the source the L2 term is λ · Σ(v − v_source)², a sum over every W+ entry, not a mean
+    moved = w + 0.3
+    loss = so.objective([(clip, 0.0)], text, g(moved), [moved.clone().requires_grad_(True)], [w], 0.5, 0.0, None, None)
+    assert torch.allclose(loss, 0.5 * (moved - w).pow(2).flatten(1).sum(1), rtol=1e-5)

@@ -203,3 +203,55 @@ def test_bad_parameters_fail_at_construction_naming_the_value_and_the_choices():
         METHODS.get("tedigan_text2latent")(captions="text")
     with pytest.raises(BenchError, match=r"mode 'add' unknown; valid: delta, mix"):
         METHODS.get("tedigan_text2latent")(mode="add")
+
+
+def test_tedigan_defaults_are_the_official_ones():
+    import inspect
+
+    from methods.tedigan import TediganOptimization, tedigan_optimize
+    official = {"steps": 200, "lr": 0.01, "pixel_lambda": 1.0, "perceptual_lambda": 5e-5, "encoder_lambda": 2.0,
+                "clip_lambda": 2.0}
+    assert {k: TediganOptimization.defaults()[k] for k in official} == official
+    signature = inspect.signature(tedigan_optimize).parameters
+    assert {k: signature[k].default for k in official} == official
+
+
+@pytest.mark.parametrize("weights", [{}, {"pixel_lambda": 3.0, "perceptual_lambda": 7.0, "encoder_lambda": 0.5,
+                                          "clip_lambda": 11.0}])
+def test_tedigan_gradient_is_the_weighted_sum_of_its_four_terms(world, monkeypatch, weights):
+    """The first step's gradient equals the hand-built objective's: pixel MSE, perceptual, encoder E(G(w)) vs w
+    and CLIP, each per sample with its weight (official 1 / 5e-5 / 2 / 2, or others), summed over samples."""
+    import methods.tedigan as td
+    from methods.losses import prompt_features, weighted_clip_loss
+    g, clip, enc = world["generator"], world["clip"], world["encoder"]
+    src = sources(g, 2)
+    text = [prompt_features(clip, EDIT.target)[0]]
+    w0 = enc(src.images).detach() + 0.05  # off the inversion, so the encoder term's gradient is not ~0
+
+    def perceptual(x, y):
+        return (x - y).abs().flatten(1).mean(1) * 100.0
+    grads = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            grads.append(self.param_groups[0]["params"][0].grad.clone())
+            return super().step(closure)
+    monkeypatch.setattr(td.torch.optim, "Adam", Recording)
+    td.tedigan_optimize(g, [(clip, 1.0)], text, w0, src.images, encoder=enc, perceptual=perceptual, steps=1,
+                        **weights)
+    k = {"pixel_lambda": 1.0, "perceptual_lambda": 5e-5, "encoder_lambda": 2.0, "clip_lambda": 2.0, **weights}
+    w = w0.clone().requires_grad_(True)
+    x = g(w)
+    loss = (k["pixel_lambda"] * (x - src.images).pow(2).flatten(1).mean(1)
+            + k["perceptual_lambda"] * perceptual(x, src.images)
+            + k["encoder_lambda"] * (enc(x) - w).pow(2).flatten(1).mean(1)
+            + k["clip_lambda"] * weighted_clip_loss([(clip, 1.0)], x, text))
+    loss.sum().backward()
+    assert torch.allclose(grads[0], w.grad, rtol=1e-4, atol=1e-8)
+    # and each term matters: dropping any one changes the gradient
+    for term in k:
+        if k[term]:
+            grads.clear()
+            td.tedigan_optimize(g, [(clip, 1.0)], text, w0, src.images, encoder=enc, perceptual=perceptual,
+                                steps=1, **{**k, term: 0.0})
+            assert not torch.allclose(grads[0], w.grad, rtol=1e-3, atol=1e-6), term
