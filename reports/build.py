@@ -59,9 +59,11 @@ def set_sizes(records) -> dict[str, list[int]]:
 
 def report_json(run_dir: Path) -> dict:
     """{"suite": …, "suite_hash": …, "limit": the run's --limit (None: every source), "rows": [{"method",
-    "variant", "metric", "mean", "ci95": [lo, hi], "n"}], "by_edit": [the same with "edit" (and "seed_range" with
-    several seeds)], "set_sizes": {"fid_n": [16]}, …}; ci95 is [NaN, NaN] where n < 2 (null once written with
-    `dumps`, as an undefined mean is). The latencies of a resumed run are all at the latest session's speed, the
+    "variant", "metric", "mean", "ci95": [lo, hi], "n", "n_cells"}], "by_edit": [the same with "edit" (and
+    "seed_range" with several seeds)], "set_sizes": {"fid_n": [16]}, …}; `n` counts the values the mean rests on
+    (a per-sample metric's images), `n_cells` the cells the CI is over (its (edit, seed) cells; one: the CI is over
+    the images, `reports.aggregate`); ci95 is [NaN, NaN] where n < 2 (null once written with `dumps`, as an
+    undefined mean is). The latencies of a resumed run are all at the latest session's speed, the
     one `calibration_ms` gives (`latency_cells_rescaled` cells were timed in earlier sessions and rescaled)."""
     store, manifest = load_run(run_dir)
     cells = store.cells()
@@ -132,6 +134,31 @@ def _set_note(metric: str, sizes: list[int] | None) -> str:
     return f"computed per (edit, seed) {size}; {caveat}"
 
 
+CI_LEGEND = "± half-width of the 95% Student-t CI"
+
+
+def ci_legend(metrics: list[str], seeds: bool | None = None) -> str:
+    """What the ± of a table is over, for the line under it. `metrics`: the metrics it shows; `seeds`: None for a
+    table of variants, for a per-edit table (of one metric) whether the suite has several seeds (its cells there)."""
+    infos = [metric_info(m) for m in metrics]
+    per_image = any(i.kind == "quality" and i.per_sample for i in infos)
+    per_set = any(i.kind == "quality" and not i.per_sample for i in infos)
+    if seeds is None:
+        parts = [("per-image metrics over the (edit, seed) cells' means, centred on the pooled per-image mean (the "
+                  "images of a cell share its one preparation); a row of one cell: over its images, conditional on "
+                  "that preparation") if per_image else "",
+                 "set metrics over the cells' values" if per_set else "",
+                 "costs over the cells' measurements" if any(i.kind == "cost" for i in infos) else ""]
+        return f"{CI_LEGEND}: " + "; ".join(p for p in parts if p)
+    if not per_image:
+        return f"{CI_LEGEND} over the seeds' values" if seeds else "one value per edit (one seed): no CI"
+    if seeds:
+        return (f"{CI_LEGEND} over the seeds' means (one (edit, seed) cell each), centred on the pooled per-image "
+                "mean; a row of one seed: over its images, conditional on that seed's preparation")
+    return (f"{CI_LEGEND} over the edit's images: one (edit, seed) cell, so conditional on its one preparation (the "
+            "spread between seeds is not in it)")
+
+
 def tables(report: dict, manifest: dict, fmt: str) -> str:
     """The main table (quality metrics), the cost table, one ablation table per method family and one table per
     edit-scored metric, in `fmt` ("md" or "latex"); every table carries the notes of the metrics it shows."""
@@ -168,18 +195,21 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
 
     for name, metrics in (("Quality", quality), ("Cost", cost)):
         if metrics:
-            table(name, name, rows, variants, metrics)
+            table(name, name, rows, variants, metrics, legend=ci_legend(metrics))
     families = {}
     for method, variant in variants:
         families.setdefault(method, []).append((method, variant))
     for family, members in families.items():
         if len(members) >= 2:
-            table(f"Ablation: {family}", f"Ablation of {family}", rows, members, quality + cost)
+            table(f"Ablation: {family}", f"Ablation of {family}", rows, members, quality + cost,
+                  legend=ci_legend(quality + cost))
     _per_edit_tables(report, variants, quality, manifest.get("edits", []), table)
     if fmt == "md":
-        header = (f"# {title}\n\nmean ± half-width of the 95% Student-t CI of the mean (no ± where n < 2 or all "
-                  "values are equal; \"n=1\" marks a single value); ↑/↓ higher/lower is better; best in bold "
-                  "(the unedited source and reference methods are not ranked).\n")
+        header = (f"# {title}\n\nmean ± half-width of the 95% Student-t CI of the mean, over what the line under "
+                  "each table says: for a per-image metric a variant's (edit, seed) cells, not its images, as the "
+                  "images of a cell share one preparation (no ± where n < 2 or all values are equal; \"n=1\" marks "
+                  "a single value); ↑/↓ higher/lower is better; best in bold (the unedited source and reference "
+                  "methods are not ranked).\n")
         return header + "\n" + "\n".join(parts)
     return "\n".join(parts)
 
@@ -226,7 +256,7 @@ def _per_edit_tables(report: dict, variants: list[tuple[str, str]], quality: lis
         metric_rows = [r for r in rows if r["metric"] == metric]
         note = " (mean ± CI [lowest, highest per-seed mean])" if seeds else ""
         table(f"By edit: {metric}{note}", f"{metric} by edit", metric_rows, variants, edits, column_key="edit",
-              metric=metric)
+              metric=metric, legend=ci_legend([metric], seeds))
 
 
 def write_reports(run_dir: Path) -> dict:

@@ -2,7 +2,8 @@
 "mean ± half-width of the 95% CI", ↑/↓ per metric, the best value of each column in bold (every row that shows it,
 at the table's precision; none when every ranked row shows the same value). The unedited source and
 the reference methods (`REFERENCE_METHODS`) are shown but never bold: they win preservation metrics by
-construction. A cell without a CI (n < 2) shows its mean and "(n=1)"; notes follow each table in both formats.
+construction. A cell without a CI (n < 2) shows its mean and "(n=1)"; a `legend` (what the ± is over) and the
+metrics' notes follow each table in both formats.
 
 A per-edit table (`column_key="edit"`) shows one metric with one column per edit; its rows may carry `seed_range`
 (the lowest and highest per-seed mean), which the Markdown form prints as "[lo, hi]" after the CI."""
@@ -104,9 +105,10 @@ def _md_escape(text: str) -> str:
 
 
 def markdown_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
-                   notes: dict[str, str] | None = None, column_key: str = "metric", metric: str | None = None
-                   ) -> str:
-    """`column_key="edit"` with one `metric`: the columns are edits (`metrics` lists them) of that metric."""
+                   notes: dict[str, str] | None = None, column_key: str = "metric", metric: str | None = None,
+                   legend: str = "") -> str:
+    """`column_key="edit"` with one `metric`: the columns are edits (`metrics` lists them) of that metric;
+    `legend` is set in italics under the table, before the notes."""
     table = pivot(rows, variants, metrics, column_key)
     columns = _columns(table, metrics, metric, seed_range=column_key != "metric")
     header = "| method | variant | " + " | ".join(_md_escape(f"{m}{_arrow(metric or m)}") for m in metrics) + " |"
@@ -114,6 +116,8 @@ def markdown_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], me
     for key in variants:
         cells = [f"**{t}**" if bold else t for t, bold in (columns[m][key] for m in metrics)]
         lines.append(f"| {_md_escape(key[0])} | {_md_escape(key[1])} | " + " | ".join(cells) + " |")
+    if legend:
+        lines.append(f"\n_{legend}_")
     for metric, note in (notes or {}).items():
         lines.append(f"\n_{metric}: {note}_")
     return "\n".join(lines) + "\n"
@@ -131,8 +135,8 @@ def _latex_escape(text: str) -> str:
 
 def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metrics: Sequence[str],
                 caption: str = "", column_key: str = "metric", metric: str | None = None,
-                notes: dict[str, str] | None = None) -> str:
-    """As `markdown_table`; `notes` ({metric: text}) are set in small type below the tabular."""
+                notes: dict[str, str] | None = None, legend: str = "") -> str:
+    """As `markdown_table`; `legend` and `notes` ({metric: text}) are set in small type below the tabular."""
     table = pivot(rows, variants, metrics, column_key)
     columns = _columns(table, metrics, metric)
     arrows = {m: _arrow(metric or m).strip().replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
@@ -148,6 +152,9 @@ def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metri
             cells.append(rf"\textbf{{{text}}}" if bold else text)
         lines.append(f"{_latex_escape(key[0])} & {_latex_escape(key[1])} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    if legend:
+        legend = _latex_escape(legend).replace("±", r"$\pm$")
+        lines.append(rf"{{\par\footnotesize {legend}\par}}")
     for name, note in (notes or {}).items():
         lines.append(rf"{{\par\footnotesize\textit{{{_latex_escape(name)}}}: {_latex_escape(note)}\par}}")
     if caption:
@@ -158,15 +165,16 @@ def latex_table(rows: Sequence[dict], variants: Sequence[tuple[str, str]], metri
 
 def render(fmt: str, rows: Sequence[dict], variants: Sequence[tuple[str, str]], columns: Sequence[str],
            heading: str, caption: str, notes: dict[str, str] | None = None, column_key: str = "metric",
-           metric: str | None = None) -> str:
-    """One table in `fmt`: "md" a `## heading` section, "latex" a table float captioned `caption`; either with the
-    `notes` of the metrics it shows (its columns, or `metric` for a table whose columns are edits)."""
+           metric: str | None = None, legend: str = "") -> str:
+    """One table in `fmt`: "md" a `## heading` section, "latex" a table float captioned `caption`; either with its
+    `legend` and the `notes` of the metrics it shows (its columns, or `metric` for a table whose columns are
+    edits)."""
     from bench.errors import BenchError
 
     shown = set(columns) if column_key == "metric" else {metric}
     own = {name: note for name, note in (notes or {}).items() if name in shown}
     if fmt == "md":
-        return f"## {heading}\n\n" + markdown_table(rows, variants, columns, own, column_key, metric)
+        return f"## {heading}\n\n" + markdown_table(rows, variants, columns, own, column_key, metric, legend)
     if fmt == "latex":
-        return latex_table(rows, variants, columns, caption, column_key, metric, own)
+        return latex_table(rows, variants, columns, caption, column_key, metric, own, legend)
     raise BenchError(f"table format {fmt!r}; valid formats: {', '.join(FORMATS)}")

@@ -1,5 +1,6 @@
 """`bench compare` rules without a run: CIs scaled with the machine factor, a missing CI falling back to the
-metric's tolerance, scale-aware quality defaults, and tolerances validated before anything is compared."""
+metric's tolerance, the ci rule on the report's intervals over (edit, seed) cells, scale-aware quality defaults, and
+tolerances validated before anything is compared."""
 
 import re
 
@@ -50,6 +51,33 @@ def test_ci_mode_without_an_interval_keeps_the_metrics_noise_floor():
     assert regressions(_report("latency_apply_ms", 0.03), base) == []  # x3, but 0.02 ms is under the floor
     found = regressions(_report("latency_apply_ms", 60.0), base)
     assert len(found) == 1 and "floor 20" in found[0]
+
+
+def _summarized(cell_means, tolerances=None):
+    """A report of one per-image metric from 2 edits × 2 seeds, 8 images per cell around its mean."""
+    import pandas as pd
+
+    from reports.aggregate import summarize
+
+    records = pd.DataFrame([{"method": "m", "variant": "v", "edit": edit, "batch": i // 4, "seed": seed, "sample": i,
+                             "metric": "identity", "value": mean + 0.02 * (i - 3.5)}
+                            for (edit, seed), mean in zip([("a", 0), ("a", 1), ("b", 0), ("b", 1)], cell_means)
+                            for i in range(8)])
+    report = {"suite": "s", "rows": summarize(records)}
+    if tolerances is not None:
+        report["tolerances"] = tolerances
+    return report
+
+
+def test_ci_mode_compares_the_intervals_over_cells_not_images():
+    # the run's cells are all 0.07 lower: over the 32 images the intervals ([0.569, 0.631] and [0.499, 0.561])
+    # would not overlap, but the images of a cell share its preparation, and over the cells' means (spread 0.1)
+    # they are [0.470, 0.730] and [0.400, 0.660]
+    base = _summarized([0.5, 0.6, 0.6, 0.7], tolerances={"quality": {"mode": "ci"}})
+    assert base["rows"][0]["n_cells"] == 4 and base["rows"][0]["n"] == 32
+    assert regressions(_summarized([0.43, 0.53, 0.53, 0.63]), base) == []
+    found = regressions(_summarized([0.2, 0.25, 0.25, 0.3]), base)  # outside the cells' interval: still one
+    assert len(found) == 1 and "do not overlap" in found[0]
 
 
 @pytest.mark.parametrize("metric,base,fine,worse", [

@@ -1,5 +1,6 @@
-"""Reports without a run: the CI of the mean, costs counted once per cell, tables (bold, escaping, notes in both
-formats), the FID/KID note, pipes in names through Markdown and HTML, plots with NaN intervals."""
+"""Reports without a run: the CI of the mean (over the (edit, seed) cells for per-image metrics), costs counted once
+per cell, tables (bold, escaping, notes and what the ± is over in both formats), the FID/KID note, pipes in names
+through Markdown and HTML, plots with NaN intervals."""
 
 import json
 import math
@@ -16,6 +17,7 @@ from reports.tables import _latex_escape, latex_table, markdown_table, render
 NAN = float("nan")
 T_975_3 = 3.182446305284263  # Student t, 97.5% quantile, 3 degrees of freedom (printed tables: 3.182)
 T_975_1 = 12.706204736174698  # 1 degree of freedom (printed tables: 12.706)
+T_975_2 = 4.302652729749462  # 2 degrees of freedom (printed tables: 4.303)
 
 
 def _row(method, variant, metric, mean, ci=(NAN, NAN), n=8):
@@ -60,6 +62,7 @@ def test_a_cell_cost_counts_once():
     assert latency["n"] == 3 and latency["mean"] == pytest.approx(12.0)  # cells, not 12 image rows
     assert latency["ci95"] == pytest.approx(list(t_interval([10.0, 14.0, 12.0])))
     assert rows["clip_score"]["n"] == 12  # quality stays per image
+    assert rows["clip_score"]["n_cells"] == 2  # its CI is over (edit, seed) cells: e0's two batches are one
     once = pd.DataFrame(_cells("latency_apply_ms", [10.0, 14.0, 12.0], per_image=False))
     assert summarize(once)[0] == latency  # the same as a store that holds the value once per cell
     edits = {r["edit"]: r for r in by_edit(records) if r["metric"] == "latency_apply_ms"}
@@ -101,6 +104,106 @@ def test_apply_latency_is_per_image_when_batches_differ_in_size():
                                  + _batch_cell(1, 2, 3.0) if r["metric"] == "latency_apply_ms"])
     row = summarize(prepare_only)[0]
     assert row["mean"] == pytest.approx(2.0) and row["n"] == 2 and not math.isnan(row["ci95"][0])
+
+
+def _images(values, metric="clip_score", batch_size=4):
+    """Store-shaped per-image records: {(edit, seed): [one value per source]}, in batches of `batch_size` sources
+    (sample = the source's index, the same sources in every cell, as the runner writes them)."""
+    return pd.DataFrame([{"method": "m", "variant": "v", "edit": edit, "batch": i // batch_size, "seed": seed,
+                          "sample": i, "metric": metric, "value": value}
+                         for (edit, seed), cell in values.items() for i, value in enumerate(cell)])
+
+
+SPREAD = [-0.3, -0.1, 0.1, 0.3]  # the images around their cell's mean (mean 0)
+
+
+def test_a_per_image_metrics_ci_is_over_its_cells_means():
+    # 2 edits × 2 seeds × 4 images whose cell means are 1, 2, 3, 4: the images of a cell share its preparation, so
+    # the interval is the t interval of the 4 cells' means (as test_t_interval_by_hand: 2.5 ± 3.182 · √(5/3) / 2),
+    # not the one of the 16 images (± 2.131 · 1.178 / 4 = ± 0.627, where the cells' spread says ± 2.054)
+    means = {("a", 0): 1.0, ("a", 1): 2.0, ("b", 0): 3.0, ("b", 1): 4.0}
+    records = _images({cell: [mean + d for d in SPREAD] for cell, mean in means.items()}, batch_size=3)
+    row = summarize(records)[0]
+    half = T_975_3 * math.sqrt(5 / 3) / 2
+    assert row["mean"] == pytest.approx(2.5) and row["ci95"] == pytest.approx([2.5 - half, 2.5 + half], rel=1e-9)
+    assert row["n"] == 16 and row["n_cells"] == 4  # two batches (3 + 1 sources) of one (edit, seed): one cell
+    pooled = t_interval(records["value"].to_numpy())
+    assert pooled[1] - pooled[0] < (2 * half) / 3  # the old interval over the images: a third as wide
+    # cells of unequal size: the mean stays per image (3 images at 1, one at 3: 1.5), the spread is the cells'
+    # (sd of [1, 3] is √2, standard error 1), as latency_apply_ms weighs its batches
+    row = summarize(_images({("a", 0): [1.0, 1.0, 1.0, float("nan")], ("a", 1): [NAN, NAN, NAN, 3.0]}))[0]
+    assert row["mean"] == pytest.approx(1.5) and row["n"] == 4 and row["n_cells"] == 2
+    assert row["ci95"] == pytest.approx([1.5 - T_975_1, 1.5 + T_975_1], rel=1e-9)
+
+
+def test_one_cell_has_the_interval_of_its_images():
+    # one edit, one seed: no spread between preparations to see; the interval is over the images (conditional on
+    # the one preparation): [1, 2, 3, 4] in two batches, 2.5 ± 2.054
+    records = _images({("a", 0): [1.0, 2.0, 3.0, 4.0]}, batch_size=2)
+    row = summarize(records)[0]
+    assert row["ci95"] == pytest.approx(list(t_interval([1.0, 2.0, 3.0, 4.0])), rel=1e-9)
+    assert row["n"] == 4 and row["n_cells"] == 1
+    one = summarize(_images({("a", 0): [0.7]}))[0]  # one image: no interval at all
+    assert one["n"] == one["n_cells"] == 1 and all(math.isnan(b) for b in one["ci95"])
+
+
+def test_by_edit_rows_are_over_the_seeds_or_one_seeds_images():
+    means = {("a", 0): 1.0, ("a", 1): 2.0, ("a", 2): 3.0, ("b", 0): 5.0, ("b", 1): 5.0, ("b", 2): 5.0}
+    records = _images({cell: [mean + d for d in SPREAD] for cell, mean in means.items()})
+    rows = {r["edit"]: r for r in by_edit(records)}
+    half = T_975_2 * 1.0 / math.sqrt(3)  # t(0.975, 2) · sd([1, 2, 3]) / √3: the 3 seeds' means of edit a
+    assert rows["a"]["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-9)
+    assert rows["a"]["n"] == 12 and rows["a"]["n_cells"] == 3 and rows["a"]["seed_range"] == pytest.approx([1, 3])
+    assert rows["b"]["ci95"] == pytest.approx([5.0, 5.0])  # equal seeds' means: no width, though images differ
+    one_seed = {r["edit"]: r for r in by_edit(records[records["seed"] == 1])}
+    assert one_seed["a"]["ci95"] == pytest.approx(list(t_interval([2.0 + d for d in SPREAD])), rel=1e-9)
+    assert one_seed["a"]["n_cells"] == 1 and "seed_range" not in one_seed["a"]
+
+
+def test_set_metrics_are_one_value_per_cell():
+    values = {("a", 0): 80.0, ("a", 1): 90.0, ("b", 0): 70.0, ("b", 1): 80.0}  # one FID per (edit, seed) set cell
+    records = pd.DataFrame([{"method": "m", "variant": "v", "edit": e, "batch": -1, "seed": s, "sample": -1,
+                             "metric": "fid", "value": v} for (e, s), v in values.items()])
+    row = summarize(records)[0]
+    assert row["n"] == row["n_cells"] == 4 and row["ci95"] == pytest.approx(list(t_interval([80, 90, 70, 80])))
+
+
+def test_report_json_and_every_table_say_what_the_interval_is_over(tmp_path):
+    from bench.store import CellKey, RunStore
+    from reports.build import dumps, report_json
+
+    store = RunStore(tmp_path)
+    store.open_run({"suite": "s", "suite_hash": "h", "device": "cpu", "git_commit": "c"}, resume=False,
+                   match_keys=["suite_hash"])
+    for edit, seed, mean in (("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 0.3), ("b", 1, 0.5)):
+        for batch in (0, 1):
+            store.record_cell(CellKey("m", "v", edit, batch, seed),
+                              [(2 * batch + i, "clip_score", mean + (0.01 if i else -0.01)) for i in (0, 1)]
+                              + [(-1, "latency_apply_ms", 10.0 + batch)])
+    store.close()
+    report = json.loads(dumps(report_json(tmp_path)))
+    row = next(r for r in report["rows"] if r["metric"] == "clip_score")
+    assert row["n"] == 16 and row["n_cells"] == 4  # 4 (edit, seed) cells of 4 images, each in 2 batches
+    assert row["ci95"] == pytest.approx(list(t_interval([0.2, 0.4, 0.3, 0.5], center=0.35)))
+    latency = next(r for r in report["rows"] if r["metric"] == "latency_apply_ms")
+    assert latency["n"] == latency["n_cells"] == 8  # a cost's cells are its measurements, one per batch
+    edit = next(r for r in report["by_edit"] if r["metric"] == "clip_score" and r["edit"] == "a")
+    assert edit["n"] == 8 and edit["n_cells"] == 2 and edit["seed_range"] == pytest.approx([0.2, 0.4])
+    manifest = {"variants": [["m", "v"]], "edits": ["a", "b"]}
+    md = tables(report, manifest, "md")
+    quality = md[md.index("## Quality"):md.index("## Cost")]
+    assert "_± half-width of the 95% Student-t CI: per-image metrics over the (edit, seed) cells' means" in quality
+    assert "a row of one cell: over its images, conditional on that preparation_" in quality
+    assert "_± half-width of the 95% Student-t CI: costs over the cells' measurements_" in md
+    by = md[md.index("## By edit: clip_score"):]
+    assert "over the seeds' means (one (edit, seed) cell each), centred on the pooled per-image mean" in by
+    latex = tables(report, manifest, "latex")
+    assert r"\footnotesize $\pm$ half-width of the 95\% Student-t CI: per-image metrics over the (edit, seed)" in latex
+    assert "<i>± half-width of the 95% Student-t CI: per-image metrics over the (edit, seed) cells" \
+        in markdown_to_html(md)
+    one_seed = {**report, "by_edit": [{k: v for k, v in r.items() if k != "seed_range"} for r in report["by_edit"]]}
+    assert "over the edit's images: one (edit, seed) cell, so conditional on its one preparation" \
+        in tables(one_seed, manifest, "md")
 
 
 # ---------------------------------------------------------------------------------------------------- tables

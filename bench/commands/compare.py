@@ -12,10 +12,14 @@ Modes: `abs` (absolute delta in the worse direction), `ratio` (run / baseline fo
 baseline / run for higher-is-better; an optional `floor` ignores changes smaller than it in the metric's unit, so
 a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regression), `ci` (regression when the 95%
 CIs do not overlap and the run is worse; where either side has no CI — n < 2 — the metric's next rule that is not
-`ci` applies instead: its kind's rule, else the default, and the message says so). `value` is required except in
-`ci` mode. A rule under "metrics" beats its kind's rule; the per-metric defaults below apply unless the baseline
-names that metric. A (variant, metric) in the baseline that the run lacks is a regression too, and so is each
-failed cell of the run (`failed_cells` in its report: its values are missing from the means). The default floors
+`ci` applies instead: its kind's rule, else the default, and the message says so). The CIs are the report's
+(`reports.aggregate`): a per-image metric's is over its (edit, seed) cells' means, not its images, since the images
+of a cell share one preparation; a row of a single cell has its images' interval, conditional on that one
+preparation, so there `ci` does not allow for a preparation that comes out otherwise (a suite of one edit and one
+seed is better held by `abs`). `value` is required except in `ci` mode. A rule under "metrics" beats its kind's
+rule; the per-metric defaults below apply unless the baseline names that metric. A (variant, metric) in the
+baseline that the run lacks is a regression too, and so is each failed cell of the run (`failed_cells` in its
+report: its values are missing from the means). The default floors
 below are the noise of CPU timers on a shared 2-core runner and of CPU heap peaks (sampled every 5 ms,
 `metrics.cost`; two smoke runs differed by up to 3.3 MiB per variant). Tolerances are validated
 before anything is compared: a malformed rule or an unregistered metric name is a one-line error.
