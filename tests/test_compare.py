@@ -38,11 +38,24 @@ def test_ci_mode_without_an_interval_uses_the_metrics_tolerance():
     assert regressions(_report("clip_score", 0.49), base) == []  # within the default abs 0.02
     found = regressions(_report("clip_score", 0.47), base)
     assert len(found) == 1 and "worse by 0.03 (tolerance 0.02)" in found[0]
-    assert "no 95% CI (n < 2), so its abs tolerance applies instead of ci" in found[0]
+    assert "no 95% CI over cells (n < 2 or one cell), so its abs tolerance applies instead of ci" in found[0]
     # the baseline's own rule for the metric's kind comes before the default
     base = _report("clip_score", 0.50, tolerances={"quality": {"mode": "abs", "value": 0.05},
                                                    "metrics": {"clip_score": {"mode": "ci"}}})
     assert regressions(_report("clip_score", 0.47, (0.46, 0.48)), base) == []
+
+
+def test_ci_mode_does_not_use_a_single_cells_interval_over_its_images():
+    """One cell: an interval over its images, conditional on its one preparation; ci falls back to the metric's rule."""
+    base = _report("clip_score", 0.50, (0.49, 0.51), tolerances={"quality": {"mode": "ci"}})
+    one_cell = {**_report("clip_score", 0.47, (0.46, 0.475)), "rows": [
+        {**_report("clip_score", 0.47, (0.46, 0.475))["rows"][0], "n_cells": 1}]}
+    found = regressions(one_cell, base)
+    assert len(found) == 1 and "worse by 0.03 (tolerance 0.02); no 95% CI over cells" in found[0]
+    one_cell["rows"][0]["mean"] = 0.485  # CIs apart, but within abs 0.02: not a regression for a single cell
+    assert regressions(one_cell, base) == []
+    two_cells = {**one_cell, "rows": [{**one_cell["rows"][0], "n_cells": 2}]}
+    assert len(regressions(two_cells, base)) == 1  # over cells, non-overlapping intervals are a regression
 
 
 def test_ci_mode_without_an_interval_keeps_the_metrics_noise_floor():

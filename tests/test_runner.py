@@ -285,7 +285,9 @@ def test_reports(tmp_path, tiny_world, brighten):
     assert next(r for r in report["rows"] if r["variant"] == "source" and r["metric"] == "clip_direction")["mean"] \
         is None
     row = next(r for r in report["rows"] if r["variant"] == "bright" and r["metric"] == "clip_score")
-    assert set(row) == {"method", "variant", "metric", "mean", "ci95", "n"} and row["n"] == 12
+    # 2 edits x 1 seed: the 6 sources (batches of 4 + 2) of an edit share one preparation, one cell
+    assert set(row) == {"method", "variant", "metric", "mean", "ci95", "n", "n_cells"} and row["n"] == 12
+    assert row["n_cells"] == 2
     assert row["ci95"][0] <= row["mean"] <= row["ci95"][1]
     markdown = paths["md"].read_text()
     assert "clip_score ↑" in markdown and "latency_apply_ms ↓" in markdown

@@ -11,12 +11,12 @@ A baseline is a report JSON plus tolerances (`--write-baseline FILE` makes one f
 Modes: `abs` (absolute delta in the worse direction), `ratio` (run / baseline for lower-is-better metrics,
 baseline / run for higher-is-better; an optional `floor` ignores changes smaller than it in the metric's unit, so
 a 0.01 ms pass-through that takes 0.03 ms on a busy runner is not a ×3 regression), `ci` (regression when the 95%
-CIs do not overlap and the run is worse; where either side has no CI — n < 2 — the metric's next rule that is not
-`ci` applies instead: its kind's rule, else the default, and the message says so). The CIs are the report's
-(`reports.aggregate`): a per-image metric's is over its (edit, seed) cells' means, not its images, since the images
-of a cell share one preparation; a row of a single cell has its images' interval, conditional on that one
-preparation, so there `ci` does not allow for a preparation that comes out otherwise (a suite of one edit and one
-seed is better held by `abs`). `value` is required except in `ci` mode. A rule under "metrics" beats its kind's
+CIs do not overlap and the run is worse; where either side has no CI over cells — n < 2, or a single cell — the
+metric's next rule that is not `ci` applies instead: its kind's rule, else the default, and the message says so).
+The CIs are the report's (`reports.aggregate`): a per-image metric's is over its (edit, seed) cells' means, not its
+images, since the images of a cell share one preparation. A row of a single cell has its images' interval,
+conditional on that one preparation, which cannot allow for a preparation that comes out otherwise, so `ci` does
+not use it. `value` is required except in `ci` mode. A rule under "metrics" beats its kind's
 rule; the per-metric defaults below apply unless the baseline names that metric. A (variant, metric) in the
 baseline that the run lacks is a regression too, and so is each failed cell of the run (`failed_cells` in its
 report: its values are missing from the means). The default floors
@@ -141,8 +141,10 @@ def machine_factor(run: dict, baseline: dict) -> float | None:
 
 
 def _has_ci(row: dict) -> bool:
+    """A 95% CI over at least two cells (a single cell's interval over its images is conditional on its one
+    preparation; reports before `n_cells` are taken as they are)."""
     ci = row.get("ci95") or [None, None]
-    return all(bound is not None and not math.isnan(bound) for bound in ci)
+    return all(bound is not None and not math.isnan(bound) for bound in ci) and row.get("n_cells", 2) >= 2
 
 
 def _check(rule: Tolerance, fallbacks: list[Tolerance], row: dict, base: dict, higher: bool) -> tuple[bool, str]:
@@ -160,7 +162,8 @@ def _check(rule: Tolerance, fallbacks: list[Tolerance], row: dict, base: dict, h
     if not (_has_ci(row) and _has_ci(base)):
         fallback = next(r for r in fallbacks if r.mode != "ci")
         bad, detail = _check(fallback, [], row, base, higher)
-        return bad, f"{detail}; no 95% CI (n < 2), so its {fallback.mode} tolerance applies instead of ci"
+        return bad, (f"{detail}; no 95% CI over cells (n < 2 or one cell), so its {fallback.mode} tolerance "
+                     "applies instead of ci")
     overlap = row["ci95"][0] <= base["ci95"][1] and base["ci95"][0] <= row["ci95"][1]
     ci = lambda bounds: "[" + ", ".join(f"{b:.4g}" for b in bounds) + "]"  # noqa: E731
     return not overlap and worse > 0, f"95% CIs {ci(row['ci95'])} vs {ci(base['ci95'])} do not overlap"
