@@ -13,7 +13,8 @@ Outputs:
 
 Features (`features`):
 * `clip` (default, the embedded world): the judge CLIP's image encoder (role `role`, default "clip"), its
-  un-normalised image embedding after the judge's standard preprocessing;
+  un-normalised image embedding after the judge's standard preprocessing (antialiased bicubic resize + centre crop,
+  its mean/std);
 * `inception`: clean-fid's "clean" mode — images rounded to uint8, resized to 299 x 299 with PIL bicubic per
   channel (`cleanfid.resize.build_resizer("clean")`), clean-fid's TorchScript Inception-v3 pool features
   (downloaded by clean-fid on first use; a BenchError when that is impossible).
@@ -25,7 +26,8 @@ Reference (`reference`):
   `zoo.synthface.render(sample_params(n_reference, seed=reference_seed, domain=<domain>))`;
   `renders:{domain}` takes the domain from each edit's `expect` (`{domain: zombie}` → `renders:zombie`).
 Reference features are cached on disk (`cache_dir`, default $CLIPEDIT_BENCH_CACHE or ~/.cache/clipedit-bench,
-sub-folder fid_reference/) under the SHA-256 of the feature extractor's fingerprint and the reference content
+sub-folder fid_reference/) under the SHA-256 of the feature extractor's fingerprint (CLIP: weights, non-persistent
+buffers such as the preprocessing mean/std, input size, resize mode, antialiasing) and the reference content
 (pixels, or the folder's file names and bytes), written atomically (temporary file + rename).
 """
 
@@ -93,7 +95,10 @@ def kernel_distance(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 1
 
 # -------------------------------------------------------------------------------------------- features
 class ClipFeatures:
-    """The judge CLIP's un-normalised image embeddings."""
+    """The judge CLIP's un-normalised image embeddings, after its standard preprocessing (`PREPROCESSING`)."""
+
+    # passed explicitly, so that the fingerprint names what ran, not what `encode_images` defaults to today
+    PREPROCESSING = {"resize": "bicubic", "antialias": True}
 
     def __init__(self, clip, batch_size: int):
         self.clip, self.batch_size = clip, batch_size
@@ -101,18 +106,20 @@ class ClipFeatures:
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         device = getattr(self.clip, "device", "cpu")
-        feats = in_chunks(lambda x: self.clip.encode_images(x.to(device), normalize_embeddings=False).float().cpu(),
+        feats = in_chunks(lambda x: self.clip.encode_images(x.to(device), normalize_embeddings=False,
+                                                            **self.PREPROCESSING).float().cpu(),
                           images, self.batch_size)
         return feats.numpy()
 
     def fingerprint(self) -> str:
+        """`zoo.checkpoints.state_hash` of the CLIP (weights and non-persistent buffers: the preprocessing mean/std)
+        with its input size and the resize settings: a change to any of them changes what the features are."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(b"clip-image-embedding")
-            for key, value in sorted(self.clip.state_dict().items()):
-                digest.update(key.encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            digest.update(repr(getattr(self.clip, "image_hw", "")).encode())
-            self._fingerprint = digest.hexdigest()
+            from zoo.checkpoints import state_hash
+
+            extra = {"features": "clip-image-embedding", "image_hw": list(getattr(self.clip, "image_hw", ())),
+                     **self.PREPROCESSING}
+            self._fingerprint = state_hash(self.clip, extra=extra)
         return self._fingerprint
 
 

@@ -9,13 +9,20 @@ L2-normalised here):
 * the embedded world: the synthetic identity network's ONNX export, through the same insightface loader.
 
 Faces and crops: the recognizers expect a face aligned to the ArcFace 5-point template (112 x 112). Generator
-output is already aligned (FFHQ alignment for StyleGAN, the synthetic world's fixed head position), so no detector
-runs; the parameter `crop` picks a fixed crop before the recognizer's own resize:
-* `none` (default): the whole image (the synthetic identity network is trained on whole 64 x 64 renders);
+output is aligned by construction, so no detector runs; the parameter `crop` picks a fixed crop before the
+recognizer's own resize:
+* `auto` (default): `none` for the synthetic world's generator, `stylegan` for any other generator (FFHQ-aligned
+  StyleGAN2). The metric reads the run's generator (loss role `generator`); the synthetic world's is told by its
+  architecture (64 px, style_dim 128, `zoo.synthface.train_generator`), which no FFHQ StyleGAN2 has. Without a
+  generator (scoring outside a run) `auto` is an error: name the crop;
+* `none`: the whole image. Right for the synthetic world (its renders are aligned like the ArcFace template, and
+  its identity network is trained on whole 64 x 64 renders) and for crops that are already aligned;
 * `stylegan`: StyleCLIP's identity crop of FFHQ-aligned output (`zoo.identity.stylegan_face_crop`: rows 35:223,
-  columns 32:220 at 256 px, pooled to 112), the crop the StyleCLIP / pSp / e4e identity loss uses.
+  columns 32:220 at 256 px, pooled to 112), the crop the StyleCLIP / pSp / e4e identity loss uses. FFHQ's frame
+  is 3.6 eye-to-mouth distances wide (for ArcFace's proportions), so fed whole (`none`) a face's eye-to-mouth
+  distance is 112 / 3.6 = 31 px against the template's 40.6 (0.77 of its scale); this crop gives 42 (1.04).
 A crop given to the loader (`load_onnx_recognizer(..., crop=...)`) applies as well. Real photographs go through
-`zoo.identity.sface.detect_and_align` (YuNet landmarks + insightface `norm_crop`) before they reach a metric.
+`zoo.identity.sface.detect_and_align` (YuNet landmarks + insightface `norm_crop`), then `crop: none`.
 """
 
 from __future__ import annotations
@@ -26,18 +33,36 @@ import torch.nn.functional as F
 from metrics.base import EditBatch, Metric, ScoringContext, concat
 from metrics.judges import in_chunks, is_loss_network, judge_network
 
-CROPS = ("none", "stylegan")
+CROPS = ("auto", "none", "stylegan")
+
+
+def is_synthetic_generator(generator) -> bool:
+    """True for the synthetic world's generator: its architecture (size, style_dim), which no FFHQ StyleGAN2 has."""
+    from zoo.synthface.train_generator import DEFAULTS, SIZE
+
+    return (getattr(generator, "size", None), getattr(generator, "style_dim", None)) == (SIZE, DEFAULTS["style_dim"])
+
+
+def resolve_crop(context: ScoringContext, crop: str) -> str:
+    """`crop`, with `auto` resolved from the run's generator (`none` for the synthetic world, else `stylegan`)."""
+    from bench.errors import BenchError
+
+    if crop not in CROPS:
+        raise BenchError(f"identity: unknown crop {crop!r}; valid: {', '.join(CROPS)}")
+    if crop != "auto":
+        return crop
+    generator = context.losses.get("generator")
+    if generator is None:
+        raise BenchError("identity: crop 'auto' reads the run's generator (loss role 'generator'), and this context "
+                         "has none; set crop: none (aligned faces, the synthetic world) or stylegan (FFHQ-aligned)")
+    return "none" if is_synthetic_generator(getattr(generator, "network", generator)) else "stylegan"
 
 
 def _crop_fn(crop: str):
-    from bench.errors import BenchError
-
-    if crop == "none":
-        return None
     if crop == "stylegan":
         from zoo.identity.irse50 import stylegan_face_crop
         return stylegan_face_crop
-    raise BenchError(f"identity: unknown crop {crop!r}; valid: {', '.join(CROPS)}")
+    return None
 
 
 class Identity(Metric):
@@ -46,9 +71,10 @@ class Identity(Metric):
     name = "identity"
     higher_is_better = True
 
-    def __init__(self, context: ScoringContext, role: str = "identity", crop: str = "none", batch_size: int = 32):
+    def __init__(self, context: ScoringContext, role: str = "identity", crop: str = "auto", batch_size: int = 32):
         self.recognizer = judge_network(context, role, self.name)
-        self.crop = _crop_fn(crop)
+        self.crop_name = resolve_crop(context, crop)  # what `auto` chose
+        self.crop = _crop_fn(self.crop_name)
         self.batch_size = batch_size
         super().__init__(context, role=role, crop=crop, batch_size=batch_size)
 

@@ -1,5 +1,6 @@
 """Quality metrics (identity, LPIPS, FID/KID, diversity, attribute judge) against their reference
-implementations, on random networks in their real formats; batch-size independence; judge/loss flags; errors."""
+implementations, on random networks in their real formats; batch-size independence; judge/loss flags; errors.
+The judge-CLIP metrics (clip_score, clip_gain, clip_direction) are in test_metrics_clip.py."""
 
 import warnings
 
@@ -106,7 +107,7 @@ def test_registered_names_and_directions():
 # ------------------------------------------------------------------------------------------------- identity
 def test_identity_equals_direct_onnxruntime(context, onnx_file, images):
     source, edited = images
-    metric = METRICS.get("identity")(context)
+    metric = METRICS.get("identity")(context, crop="none")
     got = _per_sample(metric, source, edited, N)
     sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
 
@@ -132,8 +133,31 @@ def test_identity_stylegan_crop_and_bad_crop(context, images):
     rec = context.judges["identity"]
     expected = (rec.embed(stylegan_face_crop(up_s)) * rec.embed(stylegan_face_crop(up_e))).sum(-1)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
-    with pytest.raises(BenchError, match="unknown crop"):
+    with pytest.raises(BenchError, match="unknown crop 'mtcnn'; valid: auto, none, stylegan"):
         METRICS.get("identity")(context, crop="mtcnn")
+
+
+def test_identity_auto_crop_follows_the_runs_generator(context, images):
+    """`auto`: the synthetic world's generator → `none`, another (an FFHQ StyleGAN2) → `stylegan`; no generator →
+    an error naming the crops."""
+    from bench.backbone_set import Weighted
+    from zoo.stylegan2.checkpoint import random_generator
+    from zoo.synthface.train_generator import load
+
+    source = torch.nn.functional.interpolate(images[0][:4], size=256)
+    edited = torch.ones_like(source)  # changed outside the StyleCLIP crop (rows 35:223, columns 32:220) only
+    edited[:, :, 35:223, 32:220] = source[:, :, 35:223, 32:220]
+    explicit = {crop: _per_sample(METRICS.get("identity")(context, crop=crop), source, edited, 4)
+                for crop in ("none", "stylegan")}
+    assert explicit["none"].max() < 0.99 and torch.allclose(explicit["stylegan"], torch.ones(4))
+    for generator, crop in [(load(), "none"), (random_generator(32, n_mlp=1, channel_multiplier=1), "stylegan"),
+                            (Weighted(load(), 1.0), "none")]:
+        ctx = ScoringContext(judges=context.judges, losses={"generator": generator})
+        metric = METRICS.get("identity")(ctx)
+        assert metric.crop_name == crop
+        torch.testing.assert_close(_per_sample(metric, source, edited, 4), explicit[crop], atol=0, rtol=0)
+    with pytest.raises(BenchError, match="crop 'auto' reads the run's generator.*set crop: none .* or stylegan"):
+        METRICS.get("identity")(context)
 
 
 # ---------------------------------------------------------------------------------------------------- lpips
@@ -408,6 +432,23 @@ def test_fid_with_judge_clip_features(context, clip, images, tmp_path):
     assert _set_value(fid, source, edited, [5] * 6 + [2])["fid"] == pytest.approx(out["fid"], rel=1e-5)
 
 
+def test_clip_reference_cache_key_covers_preprocessing(clip):
+    """Same weights but another preprocessing mean/std (non-persistent buffers) or resize setting: a new key."""
+    import copy
+
+    from metrics.fid import ClipFeatures
+
+    key = ClipFeatures(clip, 8).fingerprint()
+    assert ClipFeatures(copy.deepcopy(clip), 8).fingerprint() == key
+    other_std = copy.deepcopy(clip)
+    other_std._std.fill_(0.5)
+    assert other_std.state_dict().keys() == clip.state_dict().keys()  # not in the state dict
+    assert ClipFeatures(other_std, 8).fingerprint() != key
+    aliased = ClipFeatures(clip, 8)
+    aliased.PREPROCESSING = {**ClipFeatures.PREPROCESSING, "antialias": False}
+    assert aliased.fingerprint() != key
+
+
 def test_inception_preprocessing_follows_clean_fid(images):
     from cleanfid.resize import build_resizer
 
@@ -500,7 +541,8 @@ def test_attr_bad_expect_names_the_heads(context, images):
 
 
 # ---------------------------------------------------------------------------------- shared contract checks
-PER_SAMPLE = [("identity", {}), ("lpips_synthface", {}), ("attr_target", {}), ("lpips", {"pnet_rand": True})]
+PER_SAMPLE = [("identity", {"crop": "none"}), ("lpips_synthface", {}), ("attr_target", {}),
+              ("lpips", {"pnet_rand": True})]
 
 
 @pytest.mark.parametrize("name,params", PER_SAMPLE)
@@ -541,10 +583,10 @@ def test_in_chunks_concatenates_tensors_pairs_layers_and_heads():
                                        ("attr_target", "attributes"), ("fid", "clip"), ("kid", "clip"),
                                        ("diversity", "clip")])
 def test_judge_that_is_a_loss_is_flagged(context, name, role):
-    network = context.judges[role]
-    assert not METRICS.get(name)(context).judge_is_loss_network()
+    network, params = context.judges[role], {"crop": "none"} if name == "identity" else {}
+    assert not METRICS.get(name)(context, **params).judge_is_loss_network()
     flagged = ScoringContext(judges=context.judges, losses={"some_loss": [network]})
-    assert METRICS.get(name)(flagged).judge_is_loss_network()
+    assert METRICS.get(name)(flagged, **params).judge_is_loss_network()
 
 
 def test_identity_loss_wrapping_the_judge_is_flagged(judge):
@@ -552,7 +594,7 @@ def test_identity_loss_wrapping_the_judge_is_flagged(judge):
 
     embedder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 8))
     ctx = ScoringContext(judges={"identity": embedder}, losses={"identity": IdentityLoss(embedder, crop=None)})
-    assert METRICS.get("identity")(ctx).judge_is_loss_network()
+    assert METRICS.get("identity")(ctx, crop="none").judge_is_loss_network()
 
 
 @pytest.mark.parametrize("name,role", [("identity", "identity"), ("lpips_synthface", "attributes"),
@@ -564,37 +606,3 @@ def test_missing_judge_role_is_a_one_line_error(name, role):
         METRICS.get(name)(ctx)
     message = str(info.value)
     assert "\n" not in message and repr(role) in message and "['more', 'other']" in message
-
-
-def test_clip_score_equals_torchmetrics_clip_score_on_the_same_model(context, clip, images):
-    """torchmetrics' own CLIPScore update (`_clip_score_update`, which CLIPScore and the functional clip_score call)
-    run on our CLIP through the HF-style model/processor interface it expects: image preprocessing = the judge's
-    standard preprocessing, text = the open_clip tokenizer."""
-    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
-
-    class Processor:
-        def __call__(self, images=None, text=None, return_tensors="pt", padding=True):
-            if images is not None:
-                return {"pixel_values": clip.preprocess(torch.stack(images))}
-            tokens = clip.tokenizer(text)
-            return {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
-
-    class Model(torch.nn.Module):
-        config = None
-
-        def get_image_features(self, pixel_values):
-            return clip.model.encode_image(pixel_values)
-
-        def get_text_features(self, input_ids, attention_mask):
-            return clip.model.encode_text(input_ids)
-
-    source, edited = images
-    metric = METRICS.get("clip_score")(context)
-    metric.update(_batch(source, edited))
-    ours = metric.compute()
-    text = ["a face with purple hair"] * len(edited)
-    with torch.no_grad():
-        reference, n = _clip_score_update(list(edited), text, Model(), Processor())
-    assert n == len(edited)
-    assert torch.allclose(100 * ours["clip_score"], reference, atol=1e-4)
-    assert torch.allclose(ours["clip_score_x100"], reference.clamp(min=0), atol=1e-4)
