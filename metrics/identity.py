@@ -37,10 +37,11 @@ CROPS = ("auto", "none", "stylegan")
 
 
 def is_synthetic_generator(generator) -> bool:
-    """True for the synthetic world's generator: its architecture (size, style_dim), which no FFHQ StyleGAN2 has."""
-    from zoo.synthface.train_generator import DEFAULTS, SIZE
+    """True for the synthetic world's generator, which its loader marks with the face layout it draws (ArcFace's
+    template); any other generator (an FFHQ StyleGAN2) is taken as FFHQ-aligned."""
+    from zoo.synthface.train_generator import FACE_LAYOUT
 
-    return (getattr(generator, "size", None), getattr(generator, "style_dim", None)) == (SIZE, DEFAULTS["style_dim"])
+    return getattr(generator, "face_layout", None) == FACE_LAYOUT
 
 
 def resolve_crop(context: ScoringContext, crop: str) -> str:

@@ -727,9 +727,15 @@ def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_D
     return export_generator(trainable.extra_state["g_ema"].model, trainable.config, weights_dir)
 
 
+FACE_LAYOUT = "arcface"  # the renderer draws faces where the ArcFace 5-point template puts them
+
+
 def load(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> Generator:
-    """The exported synthetic generator (eval mode, frozen, with latent_avg) via `zoo.stylegan2.load_generator`."""
-    return load_generator(Path(weights_dir) / f"{NAME}.safetensors", device=device).requires_grad_(False)
+    """The exported synthetic generator (eval mode, frozen, with latent_avg) via `zoo.stylegan2.load_generator`,
+    marked with its `face_layout` (identity judges read it to crop, `metrics.identity`)."""
+    generator = load_generator(Path(weights_dir) / f"{NAME}.safetensors", device=device).requires_grad_(False)
+    generator.face_layout = FACE_LAYOUT
+    return generator
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
