@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.suite import BackboneSpec, MethodSpec, Suite
+from bench.suite import BackboneSpec, ImageSources, LatentSources, MethodSpec, Suite
 from bench.yaml_source import SourcedDoc
 
 
@@ -280,7 +280,6 @@ def input_problems(suite: Suite) -> list[tuple[tuple, str]]:
     not exist. Paths are read as `bench run` reads them (relative to the working directory). A latents file's
     shape is checked against the generator when it is loaded."""
     from bench.sources import image_folder_problem
-    from bench.suite import ImageSources, LatentSources
 
     found = []
     if isinstance(suite.sources, ImageSources):
