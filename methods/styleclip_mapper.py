@@ -83,10 +83,14 @@ class SubMapper(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[N, rows, D]``, normalised per `pixel_norm` (the official code: over the rows, per channel), then
         every vector through the linear layers."""
+        layers = iter(self.net)
         if self.pixel_norm == "official":
-            x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # rosinality PixelNorm on dim 1
-            return self.net[1:](x.reshape(-1, x.shape[-1])).view(x.shape)
-        return self.net(x.reshape(-1, x.shape[-1])).view(x.shape)
+            next(layers)  # the per-vector PixelNorm, replaced by rosinality's PixelNorm on dim 1 of the slice
+            x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        flat = x.reshape(-1, x.shape[-1])
+        for layer in layers:
+            flat = layer(flat)
+        return flat.view(x.shape)
 
 
 class LevelsMapper(nn.Module):
