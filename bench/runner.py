@@ -32,6 +32,7 @@ from bench.calibration import calibration_ms
 from bench.errors import BenchError
 from bench.images import read_png_folder, save_pngs, slug
 from bench.prepare import PrepareJob, group_seed, method_family, prepare_cached, prepare_in_workers
+from bench.progress import labelled
 from bench.sources import source_batches
 from bench.store import CellKey, RunStore
 from bench.suite import Edit, MethodSpec, Suite
@@ -199,7 +200,8 @@ class Runner:
     def _run_group(self, spec: MethodSpec, edit: Edit, seed: int, cells: list[CellKey], on_cell) -> None:
         method: EditMethod = METHODS.get(spec.name)(**spec.params)
         try:
-            prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
+            with labelled(f"preparing {spec.label} · {edit.name}"):
+                prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
             prepare_error = None
         except Exception as exc:  # recorded, the run goes on
             prepare_s, prepare_mem, prepare_error = float("nan"), float("nan"), f"prepare: {_describe(exc)}"
@@ -209,7 +211,8 @@ class Runner:
             if prepare_error:
                 self.store.record_cell(cell, [], error=prepare_error)
             else:
-                self._apply_cell(method, edit, cell)
+                with labelled(f"{spec.label} · {edit.name} · batch {cell.batch}"):
+                    self._apply_cell(method, edit, cell)
             if on_cell:
                 on_cell(cell)
         set_cell = next((c for c in cells if c.batch == SET_BATCH), None)

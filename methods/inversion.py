@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.progress import track
 from methods.losses import frozen, lr_schedule
 
 
@@ -96,7 +97,7 @@ def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, 
     dist = perceptual_fn(perceptual, device) if perceptual_weight > 0 else None
     opt = torch.optim.Adam([w], lr=lr)
     with frozen(generator):
-        for step in range(steps):
+        for step in track(range(steps), "projection"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(step / steps, lr)
             x = generator(w)

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import clip_networks, generator_of, prompt_features, require_identity
 from methods.nada_layers import (PHASES, candidate_modules, modules_for_w_indices, phase_modules, set_trainable,
@@ -258,7 +259,7 @@ class StyleGANNada(EditMethod):
         parameters = [q for module in candidate_modules(train).values() for q in module.parameters()]
         optimizer = torch.optim.Adam(parameters, lr=float(p["lr"]), betas=tuple(float(b) for b in p["betas"]))
         self.history = []
-        for _ in range(int(p["iterations"])):
+        for _ in track(range(int(p["iterations"])), "NADA iterations"):
             names = self.trainable_modules(train, clips, targets)
             set_trainable(train, names)
             w_plus = self._sample_w_plus(frozen, int(p["batch"]))

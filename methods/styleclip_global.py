@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
+from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import clip_networks, generator_of, source_latents_or_invert
 from zoo.checkpoints import module_hash
@@ -73,7 +74,7 @@ def style_statistics(generator, samples: int = 100000, truncation: float = 0.7, 
     """Per-channel mean and std ``[T]`` of S over sampled latents (float64 accumulation)."""
     rng = torch.Generator().manual_seed(seed)
     total = s1 = s2 = None
-    for start in range(0, samples, batch):
+    for start in track(range(0, samples, batch), "style statistics"):
         s = flat_styles(generator, _sample_w_plus(generator, min(batch, samples - start), truncation, rng)).double()
         if s1 is None:
             s1, s2, total = s.sum(0), s.pow(2).sum(0), 0
@@ -97,7 +98,7 @@ def channel_relevance(generator, clip, mean: torch.Tensor, std: torch.Tensor, ma
     pairs_c = channels.repeat_interleave(images)  # channel-major (c, i) pairs
     pairs_i = torch.arange(images, device=base.device).repeat(len(channels))
     acc = None
-    for start in range(0, len(pairs_c), batch_size):
+    for start in track(range(0, len(pairs_c), batch_size), "channel relevance"):
         c = pairs_c[start:start + batch_size]
         i = pairs_i[start:start + batch_size]
         k = torch.arange(len(c), device=base.device)

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import (clip_networks, frozen, generator_of, prompt_features, require_identity,
                             source_latents_or_invert, weighted_clip_loss)
@@ -226,7 +227,7 @@ def train_mapper(generator, networks, texts, mapper: LevelsMapper, sampler: Late
     with frozen(generator):
         mapper.train()
         validate(0)
-        for step in range(1, steps + 1):
+        for step in track(range(1, steps + 1), "mapper training"):
             loss, parts = mapper_loss(generator, mapper, networks, texts, sampler.batch(batch_size), **kwargs)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
+from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.losses import (clip_networks, frozen, generator_of, lr_schedule, prompt_features, require_identity,
                             source_latents_or_invert, weighted_clip_loss)
@@ -65,7 +66,7 @@ def optimize(generator, networks: list[tuple[Any, float]], w_source: torch.Tenso
             variables = [s.clone().requires_grad_(True) for s, t in zip(styles0, trainable) if t]
             anchors = [s for s, t in zip(styles0, trainable) if t]
         opt = torch.optim.Adam(variables, lr=lr)
-        for step in range(steps):
+        for step in track(range(steps), "optimisation"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(step / steps, lr)
             if space == "w+":

@@ -49,6 +49,7 @@ from torch import nn
 
 from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
+from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
 from methods.inversion import PERCEPTUAL, invert, perceptual_fn
 from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
@@ -100,7 +101,7 @@ def tedigan_optimize(generator, networks, texts, w_init: torch.Tensor, target_im
     opt = torch.optim.Adam([w], lr=lr)
     x_src = target_images.to(w.device)
     with frozen(generator):
-        for _ in range(steps):
+        for _ in track(range(steps), "TediGAN optimisation"):
             x = generator(w)
             loss = pixel_lambda * (x - x_src).pow(2).flatten(1).mean(1)
             if perceptual is not None and perceptual_lambda > 0:
@@ -214,7 +215,7 @@ def train_text2latent(model: TextToLatent, embs: torch.Tensor, offsets: torch.Te
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     model.train()
-    for _ in range(steps):
+    for _ in track(range(steps), "text-to-latent training"):
         idx = torch.randint(0, len(embs), (min(batch_size, len(embs)),), generator=rng).to(embs.device)
         loss = (model(embs[idx]) - offsets[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)

@@ -878,3 +878,26 @@ def test_ctrl_c_while_workers_prepare_stops_the_queue_and_resume_keeps_what_fini
     assert resumed.returncode == 0, resumed.stderr
     assert len(marks("fast")) == 1  # restored from the cache, not prepared again
     assert all(len(marks(e)) >= 1 for e in edits)
+
+
+class TrackedShift(Shift):
+    """Test method: `prepare` and `apply` run a `bench.progress.track`ed loop."""
+
+    def prepare(self, backbones, edit):
+        from bench.progress import track
+        self.shift = torch.tensor(sum(0.05 for _ in track(range(5), "fit")))
+
+
+def test_a_methods_loops_report_under_the_variant_and_edit_being_prepared(tmp_path, tiny_world):
+    from bench.progress import reporting
+
+    METHODS.register("test_tracked_shift", TrackedShift, replace=True)
+    try:
+        path = write_suite(tmp_path, tiny_world, methods="  - {name: test_tracked_shift, variant: tracked}")
+        calls = []
+        with reporting(lambda *a: calls.append(a)):
+            run(path, tmp_path / "run")
+        ends = [c for c in calls if c[1] == c[2]]
+        assert ends == [("preparing tracked · smile: fit", 5, 5), ("preparing tracked · old: fit", 5, 5)]
+    finally:
+        METHODS._entries.pop("test_tracked_shift", None)

@@ -57,6 +57,7 @@ def methods_and_suite(methods: list[str] | None, suite: str | None) -> tuple[lis
 def run(args: argparse.Namespace) -> int:
     from bench.commands import checked_device
     from bench.errors import BenchError
+    from bench.progress import reporting
     from bench.runner import RunOptions, Runner
     from bench.suite import load_suite
     from reports.build import write_reports
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress, reporting(_step_reporter(progress)):
         inverting = {}
 
         def inverted(done, total):  # an image folder's inversion, batch by batch
@@ -86,13 +87,6 @@ def run(args: argparse.Namespace) -> int:
                 inverting["task"] = progress.add_task(f"inverting source images ({suite.sources.inversion})",
                                                       total=total)
             progress.update(inverting["task"], completed=done)
-
-        runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device, args.resume,
-                                                            args.prepare_cache, args.workers), on_sources=inverted,
-                        names_checked=True)  # load_suite checked the names
-        pending = runner.pending()
-        total = len(runner.cells())
-        task = progress.add_task("cells", total=total, completed=total - len(pending))
 
         def advance(cell):
             progress.update(task, advance=1, description=f"{cell.variant} · {cell.edit}")
@@ -107,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
                             description=f"prepared {job.spec.label} · {job.edit.name}{failed}")
 
         try:
+            runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device,
+                                                                args.resume, args.prepare_cache, args.workers),
+                            on_sources=inverted, names_checked=True)  # load_suite checked the names
+            pending = runner.pending()
+            total = len(runner.cells())
+            task = progress.add_task("cells", total=total, completed=total - len(pending))
             store = runner.run(on_cell=advance, on_prepared=prepared)
         except KeyboardInterrupt:
             progress.stop()
@@ -125,3 +125,17 @@ def run(args: argparse.Namespace) -> int:
                       "--resume to run them again", soft_wrap=True)
         return 1
     return 0
+
+
+def _step_reporter(progress):
+    """A `bench.progress` hook showing a method's current long loop as one transient bar."""
+    current = {}
+
+    def stepped(description: str, done: int, total: int) -> None:
+        if current.get("description") != description:
+            if "task" in current:
+                progress.remove_task(current["task"])
+            current.update(description=description, task=progress.add_task(description, total=total))
+        progress.update(current["task"], completed=done, visible=done < total)
+
+    return stepped
