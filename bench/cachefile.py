@@ -8,6 +8,10 @@
 * `load_or_none(path, **torch_load_kwargs)`: the object, or None when the file is missing or damaged (a truncated or
   foreign file, e.g. from a version that wrote every process's state through one temp name). A damaged file is
   logged, deleted and made again by the caller, instead of failing every later run.
+* `save_array_atomic(array, path)` and `load_array_or_none(path)`: the same pair for a numpy array (`.npy`, no
+  pickles), e.g. the FID/KID reference features shared by runs in ~/.cache/clipedit-bench/fid_reference.
+* `remove_damaged(path, reason, before)`: what the loaders do with a file they cannot use (a cached state whose
+  method refuses it too): a warning naming it, then the file is deleted unless another process replaced it since.
 * `content_hash(path)`, `with_content_hashes(value)`: what a cache key or a run manifest records for a file or folder
   named in a suite (weights, a latents file, a folder of style images): its content, so that replacing weights at
   the same path is seen.
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import torch
 
 from zoo.checkpoints import file_sha256, state_hash  # noqa: F401  (state_hash: the methods' cache keys)
@@ -70,17 +75,45 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """`data` as indented, key-sorted JSON at `path`, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=True)
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """`text` (UTF-8) at `path`, atomically: for JSON made by its own serialiser (a report, a baseline)."""
     return _write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def save_array_atomic(array: Any, path: str | Path) -> Path:
+    """`np.save(array)` to `path` (no pickled objects), atomically."""
+    array = np.asarray(array)
+    return _write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def load_or_none(path: str | Path, **torch_load_kwargs: Any) -> Any:
     """`torch.load(path, **torch_load_kwargs)`, or None when `path` does not exist or cannot be read back; a damaged
     file is deleted (unless another process has replaced it meanwhile) with a warning naming it."""
+    return _load_or_none(path, lambda p: torch.load(p, **torch_load_kwargs))
+
+
+def load_array_or_none(path: str | Path) -> np.ndarray | None:
+    """`np.load(path)` (no pickles), or None when `path` does not exist or cannot be read back (a truncated or
+    foreign file: deleted, as `load_or_none` does)."""
+    return _load_or_none(path, _load_one_array)
+
+
+def _load_one_array(path: Path) -> np.ndarray:
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.ndarray):  # an .npz archive under this name (np.load reads it by its magic)
+        loaded.close()
+        raise ValueError(f"an .npz archive of {len(loaded.files)} array(s), not one .npy array")
+    return loaded
+
+
+def _load_or_none(path: str | Path, load: Callable[[Path], Any]) -> Any:
     path = Path(path)
     try:
         before = path.stat()
-        return torch.load(path, **torch_load_kwargs)
+        return load(path)
     except FileNotFoundError:
         return None
     except _DAMAGED as exc:
@@ -88,16 +121,26 @@ def load_or_none(path: str | Path, **torch_load_kwargs: Any) -> Any:
             raise  # the file is fine; this machine cannot hold or place it
         if isinstance(exc, OSError) and exc.errno != errno.EINVAL:
             raise  # a permission or disk problem, not a damaged file
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        log.warning("cache file %s is damaged (%s: %s); deleting it, it will be made again", path,
-                    type(exc).__name__, reason)
-        try:
-            now = path.stat()
-            if (now.st_ino, now.st_mtime_ns, now.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size):
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        remove_damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", before)
         return None
+
+
+def remove_damaged(path: str | Path, reason: str, before: os.stat_result | None = None) -> None:
+    """Log that the cache file `path` cannot be used (`reason`) and delete it, so that it is made again; `before`
+    (its stat when it was read): keep it if another process has replaced it since (a new, good file)."""
+    path = Path(path)
+    log.warning("cache file %s is damaged (%s); deleting it, it will be made again", path, reason)
+    try:
+        now = path.stat()
+        if before is None or (now.st_ino, now.st_mtime_ns, now.st_size) == (
+                before.st_ino, before.st_mtime_ns, before.st_size):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 # -------------------------------------------------------------------------------------------------- content hashes

@@ -17,7 +17,8 @@ Features (`features`):
   its mean/std);
 * `inception`: clean-fid's "clean" mode — images rounded to uint8, resized to 299 x 299 with PIL bicubic per
   channel (`cleanfid.resize.build_resizer("clean")`), clean-fid's TorchScript Inception-v3 pool features
-  (downloaded by clean-fid on first use; a BenchError when that is impossible).
+  (clean-fid downloads inception-2015-12-05.pt into /tmp on first use; offline, a CheckpointError names that path
+  and the URL), or the TorchScript file `inception_path` names (its content enters the reference cache key).
 
 Reference (`reference`):
 * `sources` (default): the group's source images;
@@ -28,20 +29,21 @@ Reference (`reference`):
 Reference features are cached on disk (`cache_dir`, default $CLIPEDIT_BENCH_CACHE or ~/.cache/clipedit-bench,
 sub-folder fid_reference/) under the SHA-256 of the feature extractor's fingerprint (CLIP: weights, non-persistent
 buffers such as the preprocessing mean/std, input size, resize mode, antialiasing) and the reference content
-(pixels, or the folder's file names and bytes), written atomically (temporary file + rename).
+(pixels, or the folder's file names and bytes), written atomically (`bench.cachefile`: a temp file of this process
++ rename); a damaged cache file is deleted and computed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.cachefile import load_array_or_none, save_array_atomic
 from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
 from metrics.judges import in_chunks, is_loss_network, judge_network
 
@@ -123,29 +125,85 @@ class ClipFeatures:
         return self._fingerprint
 
 
-class InceptionFeatures:
-    """clean-fid's "clean" Inception features (uint8 → PIL bicubic 299 → TorchScript Inception-v3)."""
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
+                 "inception-2015-12-05.pt")  # cleanfid.downloads_helper.inception_url
 
-    def __init__(self, device: str, batch_size: int, model=None):
+
+def cleanfid_inception_file() -> Path:
+    """Where clean-fid keeps its Inception weights and downloads them when missing: `inception-2015-12-05.pt` in
+    /tmp, in the working directory on Windows (`cleanfid.features.feature_extractor`, clean-fid 0.1.35)."""
+    import platform
+
+    return Path("./" if platform.system() == "Windows" else "/tmp") / INCEPTION_FILE
+
+
+def _load_inception_file(path: Path, device: str):
+    """clean-fid's `InceptionV3W` (its "clean" forward) on the TorchScript file `path`: its own constructor takes a
+    folder and the fixed file name, so the attributes it sets are set here from the given file."""
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    class LocalInceptionV3W(InceptionV3W):
+        def __init__(self, file: Path):
+            torch.nn.Module.__init__(self)
+            self.base = torch.jit.load(str(file), map_location="cpu").eval()
+            self.layers = self.base.layers
+            self.resize_inside = False
+
+    return LocalInceptionV3W(path).to(torch.device(device)).eval()
+
+
+class InceptionFeatures:
+    """clean-fid's "clean" Inception features (uint8 → PIL bicubic 299 → TorchScript Inception-v3), from clean-fid's
+    own file (`cleanfid_inception_file`, downloaded on first use) or from `path` (the metric's `inception_path`)."""
+
+    def __init__(self, device: str, batch_size: int, model=None, path: str | None = None):
+        from zoo.checkpoints import require_file
+
         self.device, self.batch_size = device, batch_size
         self.model = model
+        self.path = None if path is None else require_file(path, f"clean-fid's Inception-v3 ({INCEPTION_FILE})",
+                                                           INCEPTION_URL)
+        self._fingerprint: str | None = None
         from cleanfid.resize import build_resizer
 
         self.resize = build_resizer("clean")
 
     def _model(self):
         if self.model is None:
-            from bench.errors import BenchError
-            from cleanfid.features import build_feature_extractor
-
-            try:
-                self.model = build_feature_extractor("clean", device=torch.device(self.device),
-                                                     use_dataparallel=False)
-            except Exception as exc:
-                first = (str(exc).splitlines() or [""])[0]
-                raise BenchError(f"fid/kid: cannot build clean-fid's Inception ({type(exc).__name__}: {first}); "
-                                 "clean-fid downloads it on first use, or use features: clip") from exc
+            self.model = self._load_local() if self.path is not None else self._load_cleanfid()
         return self.model
+
+    def _load_local(self):
+        from bench.errors import CheckpointError
+
+        try:
+            return _load_inception_file(self.path, self.device)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(f"fid/kid: cannot read the Inception weights inception_path {self.path} "
+                                  f"({type(exc).__name__}: {first}); it must be clean-fid's TorchScript "
+                                  f"{INCEPTION_FILE} ({INCEPTION_URL})") from exc
+
+    def _load_cleanfid(self):
+        from bench.errors import CheckpointError
+        from cleanfid.features import build_feature_extractor
+
+        expected = cleanfid_inception_file()
+        try:
+            return build_feature_extractor("clean", device=torch.device(self.device), use_dataparallel=False)
+        except Exception as exc:
+            first = (str(exc).splitlines() or [""])[0]
+            if expected.exists():  # clean-fid leaves a cut-off download in place, and fails on it every time
+                why = (f"{expected} exists but cannot be read ({type(exc).__name__}: {first}); delete it to download "
+                       "it again")
+            else:
+                offline = "; HF_HUB_OFFLINE=1 is set" if _offline() else ""
+                why = (f"{expected} is missing and clean-fid could not download it ({type(exc).__name__}: "
+                       f"{first}{offline})")
+            raise CheckpointError(f"fid/kid: cannot build clean-fid's Inception: {why}. Download {INCEPTION_URL} "
+                                  f"to {expected}, or set the metric parameter inception_path: FILE, or use "
+                                  "features: clip") from exc
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[-1, 1] RGB → clean-fid's [N, 3, 299, 299] float input in 0..255."""
@@ -159,7 +217,17 @@ class InceptionFeatures:
                          self.batch_size).numpy()
 
     def fingerprint(self) -> str:
-        return "cleanfid-clean-inception-v3"
+        """clean-fid's own file is taken as the official one; a file given by path enters by content."""
+        if self._fingerprint is None:
+            from bench.cachefile import content_hash
+
+            local = "" if self.path is None else f"|{content_hash(self.path)}"
+            self._fingerprint = f"cleanfid-clean-inception-v3{local}"
+        return self._fingerprint
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # -------------------------------------------------------------------------------------------- references
@@ -217,11 +285,15 @@ class _SetDistance(Metric):
 
     def __init__(self, context: ScoringContext, features: str = "clip", role: str = "clip",
                  reference: str = "sources", n_reference: int = 2000, reference_seed: int = 0,
-                 cache_dir: str | None = None, batch_size: int = 64, feature_extractor=None, **extra: Any):
+                 cache_dir: str | None = None, batch_size: int = 64, inception_path: str | None = None,
+                 feature_extractor=None):
         from bench.errors import BenchError
 
         if features not in FEATURES:
             raise BenchError(f"{self.name}: unknown features {features!r}; valid: {', '.join(FEATURES)}")
+        if inception_path is not None and features != "inception":
+            raise BenchError(f"{self.name}: inception_path {inception_path!r} is for features: inception; the "
+                             f"features are {features!r}")
         self.network = None
         if feature_extractor is not None:  # tests and custom extractors: images -> [N, D] array
             self.extract = feature_extractor
@@ -229,7 +301,7 @@ class _SetDistance(Metric):
             self.network = judge_network(context, role, self.name)
             self.extract = ClipFeatures(self.network, batch_size)
         else:
-            self.extract = InceptionFeatures(context.device, batch_size)
+            self.extract = InceptionFeatures(context.device, batch_size, path=inception_path)
         self.reference = str(reference)
         if not (self.reference == "sources" or self.reference.startswith("renders:")
                 or Path(self.reference).is_dir()):
@@ -241,7 +313,8 @@ class _SetDistance(Metric):
         self.cache_dir = None if cache_dir in ("", False) else Path(cache_dir) if cache_dir else default_cache_dir()
         self._fixed_references: dict[str, np.ndarray] = {}
         super().__init__(context, features=features, role=role, reference=reference, n_reference=n_reference,
-                         reference_seed=reference_seed, cache_dir=cache_dir, batch_size=batch_size, **extra)
+                         reference_seed=reference_seed, cache_dir=cache_dir, batch_size=batch_size,
+                         inception_path=inception_path)
 
     def _check_domain(self, domain: str, allow_template: bool = False) -> None:
         from bench.errors import BenchError
@@ -285,14 +358,13 @@ class _SetDistance(Metric):
     def _cached(self, key: str, compute) -> np.ndarray:
         key = hashlib.sha256(f"{self.extract.fingerprint()}|{key}".encode()).hexdigest()[:32]
         path = self.cache_dir / f"{key}.npy" if self.cache_dir is not None else None
-        if path is not None and path.exists():
-            return np.load(path)
+        # a damaged file (a cut-off write, a foreign file) is deleted and computed again, not fatal to every run
+        cached = load_array_or_none(path) if path is not None else None
+        if cached is not None:
+            return cached
         feats = np.asarray(compute(), dtype=np.float64)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-                np.save(handle, feats)
-            os.replace(handle.name, path)
+            save_array_atomic(feats, path)
         return feats
 
     def reference_features(self) -> np.ndarray:
@@ -345,7 +417,8 @@ class Kid(_SetDistance):
     def __init__(self, context: ScoringContext, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0,
                  **params: Any):
         self.num_subsets, self.max_subset_size, self.seed = int(num_subsets), int(max_subset_size), int(seed)
-        super().__init__(context, num_subsets=num_subsets, max_subset_size=max_subset_size, seed=seed, **params)
+        super().__init__(context, **params)
+        self.params.update(num_subsets=num_subsets, max_subset_size=max_subset_size, seed=seed)
 
     def compute(self) -> dict[str, torch.Tensor]:
         edited = self.edited_features()
@@ -359,3 +432,20 @@ class Kid(_SetDistance):
 
 FID_N = MetricOutput("fid_n", True, "number of edited images in the FID set", "fid", per_sample=False, kind="info")
 KID_N = MetricOutput("kid_n", True, "number of edited images in the KID set", "kid", per_sample=False, kind="info")
+
+
+def _with_shared_params(cls: type, shared: Any) -> type:
+    """Give `cls` the signature of its own parameters followed by `shared`'s (which it passes on as **params), so
+    that the suite checks (`bench.suite_checks.metric_problem`, which reads signatures) name an unknown parameter
+    instead of accepting anything behind **params."""
+    import inspect
+
+    own = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1:] if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    more = [p.replace(kind=p.KEYWORD_ONLY) for p in list(inspect.signature(shared).parameters.values())[2:]
+            if p.name not in names]
+    cls.__signature__ = inspect.Signature(own + more)
+    return cls
+
+
+_with_shared_params(Kid, _SetDistance.__init__)
