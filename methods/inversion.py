@@ -1,22 +1,33 @@
-"""Image → W+ inversion shared by every method: the backbone set's encoder when it has one, otherwise
-optimisation-based projection.
+"""Image → W+ inversion, the one implementation: `invert(backbones, images, how)` serves the image-folder sources
+(`bench.sources`, the suite's `inversion:`), the methods that need latents of sources that have none
+(`methods.losses.source_latents_or_invert`) and TediGAN's starting point (`methods.tedigan`).
 
-`project(generator, images, steps=300, lr=0.1, ...)`: W+ initialised at the generator's average latent (every index),
-optimised with Adam under StyleCLIP's / rosinality's projector learning-rate schedule (`losses.lr_schedule`: warm-up
-over 5 %, cosine ramp-down over the last 25 %) against ``pixel_weight · MSE + perceptual_weight · perceptual``.
+`how`: ``"encoder"`` (the backbone set's `encoder` role, an error without one), ``"optimization"`` (`project` on
+the set's generator) or ``"auto"`` (the encoder when the set has one, else projection).
+
+`project(generator, images, steps=300, lr=0.1, ...)`: rosinality's projector, less its noise optimisation. W+ starts
+at the generator's average latent at every index (rosinality's start; also under `inversion: optimization` when the
+set has an encoder: the encoder is not used as a starting point; pass `init` for another start) and is optimised
+with Adam under StyleCLIP's / rosinality's projector learning-rate schedule (`losses.lr_schedule`: warm-up over 5 %,
+cosine ramp-down over the last 25 %) against ``pixel_weight · MSE + perceptual_weight · perceptual``. It runs with
+gradients on (`torch.enable_grad`), so it also works when called under `torch.no_grad`.
 Noise inputs stay fixed (the generator's buffers); rosinality's projector also optimises the noise maps with a
 noise regulariser and perturbs the latent with decaying noise — neither is done here.
 
-Perceptual term: rosinality uses LPIPS-VGG. Pretrained VGG weights are not available offline, so `perceptual`
-chooses: ``"pyramid"`` (default stand-in: mean squared error of a 4-level average-pooled image pyramid, a
-scale-aware pixel loss, not a learned perceptual metric), ``"lpips"`` (the lpips package's VGG; needs its
-torchvision VGG16 weights in the torch hub cache), ``"lpips_rand"`` (lpips with random VGG weights:
-`pnet_rand=True`, for tests only), or any callable ``(x, y) -> [N]`` per-sample distance.
+Perceptual term: rosinality uses LPIPS-VGG, and above 256 px it average-pools the generated image down to 256 px
+first (its images are loaded at 256); here both images go to the perceptual term pooled by ``size // 256`` when the
+generator is larger than 256 px (`perceptual_input`), while the pixel MSE stays at full size. Pretrained VGG weights
+are not available offline, so `perceptual` chooses: ``"pyramid"`` (default stand-in: mean squared error of a
+4-level average-pooled image pyramid, a scale-aware pixel loss, not a learned perceptual metric), ``"lpips"`` (the
+lpips package's VGG, built by `metrics.lpips.build_lpips`; needs torchvision's VGG16 weights in the torch hub cache),
+``"lpips_rand"`` (lpips with random VGG weights: `pnet_rand=True`, for tests only), ``"none"``, or any callable
+``(x, y) -> [N]`` per-sample distance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,7 +35,27 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from bench.progress import track
-from methods.losses import frozen, lr_schedule
+from methods.base import SourceBatch
+from methods.losses import frozen, generator_of, lr_schedule
+
+INVERSIONS = ("auto", "encoder", "optimization")  # the choices of `invert(how=...)`
+PROJECTION_STEPS = 300  # `project`'s default: what `inversion: optimization` sources run
+PERCEPTUAL_SIZE = 256  # rosinality's projector pools generated images above this size for LPIPS
+
+
+@dataclass
+class InvertedBatch(SourceBatch):
+    """A source batch whose latents are the inversion of its images: `inversion` is "encoder" or "optimization"
+    (`project` with its defaults). Methods read it with `latents_inversion`, so that a method that would invert
+    the images the same way reuses the latents instead."""
+
+    inversion: str | None = None
+
+
+def latents_inversion(sources: SourceBatch) -> str | None:
+    """How a batch's latents were obtained from its images ("encoder", "optimization"), or None when they were not
+    (latents drawn or read, then rendered)."""
+    return getattr(sources, "inversion", None)
 
 
 def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch.Tensor:
@@ -44,24 +75,17 @@ def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch
 
 
 PERCEPTUAL = ("pyramid", "lpips", "lpips_rand", "none")  # the named choices of `perceptual_fn`
-VGG16_WEIGHTS = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision's ImageNet VGG16
 
 _LPIPS_CACHE: dict[tuple[bool, str], Any] = {}
 
 
 def lpips_distance(pretrained: bool = True, device: str | torch.device = "cpu") -> Callable:
+    """Per-sample LPIPS-VGG distance ``(x, y) -> [N]`` on [-1, 1] images; one network per (weights, device)."""
     key = (pretrained, str(device))
     if key not in _LPIPS_CACHE:
-        import lpips
-        try:
-            net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=not pretrained, verbose=False)
-        except Exception as exc:  # VGG weights not downloadable offline
-            raise BenchError(
-                f"LPIPS-VGG is unavailable ({type(exc).__name__}: {exc}); it needs torchvision's ImageNet VGG16 "
-                f"weights (vgg16-397923af.pth), downloaded once from {VGG16_WEIGHTS} into the torch hub cache "
-                f"({torch.hub.get_dir()}/checkpoints) on a machine that is online, plus the lpips package's own "
-                "linear-layer weights (shipped with the package); or use perceptual: pyramid") from exc
-        _LPIPS_CACHE[key] = net.to(device).eval().requires_grad_(False)
+        from metrics.lpips import build_lpips
+        _LPIPS_CACHE[key] = build_lpips("vgg", pnet_rand=not pretrained, device=device,
+                                        who="perceptual 'lpips'", instead="perceptual: pyramid")
     net = _LPIPS_CACHE[key]
     return lambda x, y: net(x, y, normalize=False).flatten(1).mean(1)
 
@@ -80,10 +104,20 @@ def perceptual_fn(perceptual: str | Callable | None, device) -> Callable | None:
     raise BenchError(f"unknown perceptual loss {perceptual!r}; valid: {', '.join(PERCEPTUAL)}")
 
 
-def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, pixel_weight: float = 1.0,
-            perceptual_weight: float = 1.0, perceptual: str | Callable | None = "pyramid",
+def perceptual_input(images: torch.Tensor) -> torch.Tensor:
+    """What the perceptual term sees: images above 256 px average-pooled by ``size // 256`` (rosinality's
+    projector: ``img_gen.reshape(b, c, h // f, f, w // f, f).mean([3, 5])`` with ``f = h // 256``), else as is."""
+    size = images.shape[-1]
+    if size <= PERCEPTUAL_SIZE:
+        return images
+    return F.avg_pool2d(images, size // PERCEPTUAL_SIZE)
+
+
+def project(generator, images: torch.Tensor, steps: int = PROJECTION_STEPS, lr: float = 0.1,
+            pixel_weight: float = 1.0, perceptual_weight: float = 1.0, perceptual: str | Callable | None = "pyramid",
             init: torch.Tensor | None = None) -> torch.Tensor:
-    """Optimisation-based projection of images ``[N, 3, S, S]`` in [-1, 1] into W+ ``[N, n_latent, D]``.
+    """Optimisation-based projection of images ``[N, 3, S, S]`` in [-1, 1] into W+ ``[N, n_latent, D]``, from the
+    average latent (or `init`), with gradients on whatever the caller's grad mode.
 
     Every image is optimised independently (per-sample losses are summed; Adam is element-wise), as one batch."""
     device = generator.device
@@ -95,28 +129,45 @@ def project(generator, images: torch.Tensor, steps: int = 300, lr: float = 0.1, 
         init = avg.view(1, 1, -1).expand(images.shape[0], generator.n_latent, -1)
     w = init.detach().clone().to(device).requires_grad_(True)
     dist = perceptual_fn(perceptual, device) if perceptual_weight > 0 else None
+    target = perceptual_input(images)
     opt = torch.optim.Adam([w], lr=lr)
-    with frozen(generator):
+    with torch.enable_grad(), frozen(generator):
         for step in track(range(steps), "projection"):
             for group in opt.param_groups:
                 group["lr"] = lr_schedule(step / steps, lr)
             x = generator(w)
             loss = pixel_weight * (x - images).pow(2).flatten(1).mean(1)
             if dist is not None:
-                loss = loss + perceptual_weight * dist(x, images)
+                loss = loss + perceptual_weight * dist(perceptual_input(x), target)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
     return w.detach()
 
 
-def invert(backbones: Any, images: torch.Tensor, **project_kwargs) -> torch.Tensor:
-    """W+ of images: the backbone set's `encoder` when present, else `project` with the set's generator."""
-    encoder = backbones.get("encoder") if hasattr(backbones, "get") else None
-    generator = backbones.get("generator") if hasattr(backbones, "get") else None
-    if encoder is not None:
+def inversion_kind(backbones: Any, how: str = "auto") -> str:
+    """The inversion `how` means for this backbone set: "encoder" or "optimization" ("auto": the encoder when the
+    set has one)."""
+    if how not in INVERSIONS:
+        raise BenchError(f"unknown inversion {how!r}; valid: {', '.join(INVERSIONS)}")
+    if how == "auto":
+        return "encoder" if _role(backbones, "encoder") is not None else "optimization"
+    return how
+
+
+def invert(backbones: Any, images: torch.Tensor, how: str = "auto", **project_kwargs) -> torch.Tensor:
+    """W+ ``[N, n_latent, D]`` of images ``[N, 3, S, S]`` in [-1, 1] by `inversion_kind(backbones, how)`: the set's
+    `encoder`, or `project` on the set's generator (`project_kwargs` go to it; the encoder ignores them)."""
+    if inversion_kind(backbones, how) == "encoder":
+        encoder = _role(backbones, "encoder")
+        if encoder is None:
+            roles = sorted(getattr(backbones, "roles", {}) or {})
+            raise BenchError(f"inversion is 'encoder' but the backbones provide no 'encoder' (roles: {roles}); "
+                             "use inversion: optimization")
         with torch.no_grad():
             return encoder(images)
-    if generator is None:
-        raise BenchError("inversion needs an 'encoder' or a 'generator' backbone")
-    return project(generator, images, **project_kwargs)
+    return project(generator_of(backbones), images, **project_kwargs)
+
+
+def _role(backbones: Any, role: str):
+    return backbones.get(role) if hasattr(backbones, "get") else None

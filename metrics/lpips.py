@@ -20,6 +20,37 @@ from metrics.base import EditBatch, Metric, ScoringContext, concat
 from metrics.judges import in_chunks, is_loss_network, judge_network
 
 NETS = ("alex", "vgg", "squeeze")
+# torchvision's ImageNet weights each LPIPS backbone is built on (downloaded once into the torch hub cache)
+TORCHVISION_WEIGHTS = {"alex": ("AlexNet", "alexnet-owt-7be5be79.pth"), "vgg": ("VGG16", "vgg16-397923af.pth"),
+                       "squeeze": ("SqueezeNet 1.1", "squeezenet1_1-b8a52dc0.pth")}
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+
+
+def build_lpips(net: str = "alex", pnet_rand: bool = False, device: str | torch.device = "cpu", who: str = "lpips",
+                instead: str | None = None):
+    """The `lpips` package's LPIPS v0.1 (learned linear layers) on `net`, frozen, in eval mode, on `device`: the one
+    builder of the `lpips` metric and of the projection's LPIPS perceptual term (`methods.inversion`).
+
+    `pnet_rand`: random backbone weights (tests only; needs no download). `who` prefixes the errors; `instead`
+    names an alternative the error suggests. BenchError for an unknown net, or when the backbone's torchvision
+    weights are not in the torch hub cache and cannot be downloaded."""
+    import lpips
+
+    from bench.errors import BenchError
+
+    if net not in NETS:
+        raise BenchError(f"{who}: unknown net {net!r}; valid: {', '.join(NETS)}")
+    try:
+        network = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=pnet_rand, verbose=False)
+    except Exception as exc:  # no cached torchvision backbone weights and no network
+        label, file = TORCHVISION_WEIGHTS[net]
+        first = (str(exc).splitlines() or [""])[0]
+        raise BenchError(
+            f"{who}: cannot build LPIPS-{net} ({type(exc).__name__}: {first}); it needs torchvision's ImageNet "
+            f"{label} weights ({file}), downloaded once from {TORCHVISION_URL}{file} into the torch hub cache "
+            f"({torch.hub.get_dir()}/checkpoints) on a machine that is online, plus the lpips package's own "
+            "linear-layer weights (shipped with the package)" + (f"; or use {instead}" if instead else "")) from exc
+    return network.to(device).eval().requires_grad_(False)
 
 
 class Lpips(Metric):
@@ -29,20 +60,8 @@ class Lpips(Metric):
     higher_is_better = False
 
     def __init__(self, context: ScoringContext, net: str = "alex", pnet_rand: bool = False, batch_size: int = 32):
-        import lpips
-
-        from bench.errors import BenchError
-
-        if net not in NETS:
-            raise BenchError(f"lpips: unknown net {net!r}; valid: {', '.join(NETS)}")
         self.net = net
-        try:
-            self.network = lpips.LPIPS(net=net, version="0.1", pnet_rand=pnet_rand, verbose=False)
-        except Exception as exc:  # no cached torchvision backbone weights and no network
-            first = (str(exc).splitlines() or [""])[0]
-            raise BenchError(f"lpips: cannot build LPIPS-{net} ({type(exc).__name__}: {first}); torchvision "
-                             f"downloads its ImageNet {net} weights on first use") from exc
-        self.network = self.network.to(context.device).eval().requires_grad_(False)
+        self.network = build_lpips(net, pnet_rand, context.device)
         self.batch_size = batch_size
         super().__init__(context, net=net, pnet_rand=pnet_rand, batch_size=batch_size)
 
@@ -126,4 +145,4 @@ class LpipsSynthface(Metric):
         return is_loss_network(self.context, self.judge)
 
 
-__all__ = ["Lpips", "LpipsSynthface", "SynthFeatures", "feature_distance"]
+__all__ = ["build_lpips", "Lpips", "LpipsSynthface", "SynthFeatures", "feature_distance"]
