@@ -1,4 +1,6 @@
-"""Images on disk: PNGs named by source index, and safe folder names for variant/edit labels."""
+"""Images on disk and in memory: the one home of the conversions between `[N, 3, H, W]` tensors in [-1, 1] and
+8-bit pixels (`to_uint8`, `from_uint8`), of reading an image file (`read_image`, `read_images`: upright, alpha onto
+white, centre-cropped square), PNGs named by source index, and safe folder names for variant/edit labels."""
 
 from __future__ import annotations
 
@@ -7,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
+
+from bench.errors import BenchError
+
+# Transparent pixels are composited onto white, the background a photo with a cut-out subject is usually shown on
+# (PIL's plain convert("RGB") keeps whatever colour lies under them, black in most files).
+BACKGROUND = (255, 255, 255)
 
 
 def slug(label: str) -> str:
@@ -18,9 +26,56 @@ def slug(label: str) -> str:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """`[N, 3, H, W]` in [-1, 1] → `[N, H, W, 3]` uint8 (round to nearest)."""
+    """`[N, 3, H, W]` in [-1, 1] → `[N, H, W, 3]` uint8 (clamped, rounded to nearest)."""
     pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return pixels.permute(0, 2, 3, 1).numpy()
+
+
+def from_uint8(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """`[N, H, W, 3]` (or one `[H, W, 3]`) uint8 → `[N, 3, H, W]` (or `[3, H, W]`) float32 in [-1, 1]."""
+    # np.array copies: PIL's arrays are read-only, which torch.from_numpy warns about
+    tensor = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.array(pixels))
+    return tensor.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says, in RGB, transparent pixels composited onto `BACKGROUND`."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """The centre square of `image` at `size` x `size` (LANCZOS): rosinality's projector's Resize(size) (short side)
+    + CenterCrop(size), computed as PIL's `ImageOps.fit` (crop the centre to a square, then resize), which gives the
+    same pixels without resampling the part cropped away. A square image of that size is returned unchanged."""
+    if image.size == (size, size):
+        return image
+    return ImageOps.fit(image, (size, size), method=Image.LANCZOS, centering=(0.5, 0.5))
+
+
+def read_image(path: str | Path, size: int | None = None, what: str = "image") -> torch.Tensor:
+    """An image file as `[3, size, size]` in [-1, 1] (`upright_rgb`, then `square` when `size` is given; as stored
+    otherwise). BenchError naming the file (`what` says what it is) when PIL cannot read it."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = upright_rgb(image)
+            pixels = np.asarray(square(image, size) if size is not None else image)
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        reason = ("not a format PIL reads" if isinstance(exc, UnidentifiedImageError)
+                  else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise BenchError(f"{what} {path}: not a readable image ({reason}); remove it or replace it") from None
+    return from_uint8(pixels)
+
+
+def read_images(files: list[Path], size: int, what: str = "image") -> torch.Tensor:
+    """Image files as `[N, 3, size, size]` in [-1, 1] (`read_image` each)."""
+    return torch.stack([read_image(f, size, what) for f in files])
 
 
 def save_pngs(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:
@@ -41,5 +96,4 @@ def read_png_folder(folder: Path, indices: list[int] | None = None) -> tuple[lis
     keep = sorted(found) if indices is None else [i for i in indices if i in found]
     if not keep:
         return [], torch.empty(0, 3, 0, 0)
-    arrays = np.stack([np.asarray(Image.open(found[i]).convert("RGB")) for i in keep])
-    return keep, torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return keep, torch.stack([read_image(found[i]) for i in keep])

@@ -84,18 +84,11 @@ def _progress(iterable, total: int, description: str):
     return tqdm(iterable, total=total, desc=description, unit="batch", leave=False)
 
 
-def save_png(image: torch.Tensor, path: Path) -> None:
-    """One ``[3, H, W]`` image in [-1, 1] as an 8-bit PNG."""
-    from PIL import Image
-
-    array = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(array).save(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from zoo.stylegan2 import load_generator
 
     from bench.commands import checked_device
+    from bench.images import save_pngs
 
     if args.batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -121,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
             images.append(image.clamp(-1, 1).float().cpu())
     images = torch.cat(images)
     torch.save(images, out / "images.pt")
-    for i, image in enumerate(images):
-        save_png(image, out / f"{i:06d}.png")
+    save_pngs(images, out)
     print(f"wrote {n} images ({generator.size}x{generator.size}, {space} latents) to {out}")
     return 0
 
