@@ -10,14 +10,17 @@
       runs), so it is the centre for reproducing StyleCLIP; the two centres are close but not equal, and so are
       the sources they give.
 * `latents`: a `.pt` file with W+ latents `[N, n_latent, style_dim]` (or z `[N, style_dim]`), rendered.
-* `images`: a folder of images (sorted by name, resized to the generator's size). The batch's images are these
-  photos, never a re-rendering of their inversion: methods that edit pixels (TediGAN's pixel loss), the metrics
-  (identity, LPIPS, FID against the sources), the `source` baseline and the saved `_source` PNGs all see the photo.
-  The batch's latents are the photos' W+ inversion, for the methods that edit latents: by the backbone set's
-  encoder (`inversion: encoder`) or by optimisation-based projection (`inversion: optimization`,
-  `methods.inversion.project`). The inversion runs one suite batch (`batch_size`) at a time, reports its progress,
-  and stores each batch's latents in `cache_dir` (keyed by the images' content, the inversion, the backbones and the
-  device), so a resumed run edits the same latents and an interrupted inversion keeps the batches it finished.
+* `images`: a folder of images (sorted by name; `bench.images.read_image`: turned upright by their EXIF
+  orientation, transparency composited onto white, the centre square resized to the generator's size). The batch's
+  images are these photos, never a re-rendering of their inversion: methods that edit pixels (TediGAN's pixel
+  loss), the metrics (identity, LPIPS, FID against the sources), the `source` baseline and the saved `_source` PNGs
+  all see the photo. The batch's latents are the photos' W+ inversion, for the methods that edit latents: by the
+  backbone set's encoder (`inversion: encoder`) or by optimisation-based projection (`inversion: optimization`,
+  `methods.inversion.project`), both through `methods.inversion.invert`; each batch says which
+  (`methods.inversion.InvertedBatch`), so a method that would invert its images the same way reuses the latents.
+  The inversion runs one suite batch (`batch_size`) at a time, reports its progress, and stores each batch's
+  latents in `cache_dir` (keyed by the images' content, the inversion, the backbones and the device), so a resumed
+  run edits the same latents and an interrupted inversion keeps the batches it finished.
 """
 
 from __future__ import annotations
@@ -33,16 +36,13 @@ import torch
 from bench.backbone_set import BackboneSet
 from bench.cachefile import atomic_save, content_hash, load_or_none
 from bench.errors import BenchError
+from bench.images import read_images
 from bench.suite import GeneratorSources, ImageSources, LatentSources
 from methods.base import SourceBatch
+from methods.inversion import InvertedBatch, invert
+from methods.losses import generator_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-def _generator(backbones: BackboneSet):
-    if "generator" not in backbones:
-        raise BenchError(f"the suite's backbones provide no 'generator' (roles: {sorted(backbones.roles)})")
-    return backbones["generator"]
 
 
 def source_latents(spec: GeneratorSources | LatentSources | ImageSources, backbones: BackboneSet,
@@ -67,7 +67,7 @@ def source_batches(spec: GeneratorSources | LatentSources | ImageSources, backbo
 @torch.no_grad()
 def _drawn_latents(spec: GeneratorSources | LatentSources, backbones: BackboneSet, device: str,
                    limit: int | None) -> torch.Tensor:
-    generator = _generator(backbones)
+    generator = generator_of(backbones)
     if isinstance(spec, GeneratorSources):
         count = spec.count if limit is None else min(spec.count, limit)
         rng = torch.Generator().manual_seed(spec.seed)
@@ -97,21 +97,13 @@ def truncation_center(generator, center: str) -> torch.Tensor:
 
 
 def invert_images(spec: ImageSources, backbones: BackboneSet, images: torch.Tensor) -> torch.Tensor:
-    """W+ of `images` by the suite's inversion (projection optimises, so it runs with gradients on)."""
-    if spec.inversion == "encoder":
-        if "encoder" not in backbones:
-            raise BenchError(f"sources.inversion is 'encoder' but the backbones provide none "
-                             f"(roles: {sorted(backbones.roles)}); use inversion: optimization")
-        with torch.no_grad():
-            return backbones["encoder"](images)
-    from methods.inversion import project  # optimisation-based projection (W+, perceptual + pixel loss)
-    with torch.enable_grad():
-        return project(_generator(backbones), images).detach()
+    """W+ of `images` by the suite's inversion (`methods.inversion.invert` with `how=spec.inversion`)."""
+    return invert(backbones, images, how=spec.inversion)
 
 
 def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, limit: int | None,
                       cache_dir: str | Path | None, on_progress: Callable[[int, int], Any] | None) -> list[SourceBatch]:
-    generator = _generator(backbones)
+    generator = generator_of(backbones)
     files = image_files(spec.path, limit)
     batches = []
     for start in range(0, len(files), spec.batch_size):
@@ -128,7 +120,7 @@ def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, l
             latents = invert_images(spec, backbones, images)
             if cached is not None:
                 atomic_save(latents.cpu(), cached)
-        batches.append(SourceBatch(images=images, latents=latents.to(device)))
+        batches.append(InvertedBatch(images=images, latents=latents.to(device), inversion=spec.inversion))
         if on_progress:
             on_progress(start + len(chunk), len(files))
     return batches
@@ -157,31 +149,18 @@ def image_files(path: str | Path, limit: int | None = None) -> list[Path]:
 
 
 def load_images(files: list[Path], size: int) -> torch.Tensor:
-    """Image files resized to `size` (LANCZOS), as `[N, 3, size, size]` in [-1, 1]."""
-    from PIL import Image, UnidentifiedImageError
-    import numpy as np
-
-    arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as image:
-                arrays.append(np.asarray(image.convert("RGB").resize((size, size), Image.LANCZOS)))
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-            reason = ("not a format PIL reads" if isinstance(exc, UnidentifiedImageError)
-                      else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            raise BenchError(f"source image {f}: not a readable image ({reason}); remove it or replace it") \
-                from None
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    """Image files as `[N, 3, size, size]` in [-1, 1] (`bench.images.read_images`: upright, centre square)."""
+    return read_images(files, size, what="source image")
 
 
 def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
-    """Images of a folder (sorted by name), resized to the generator's size, as `[N, 3, size, size]` in [-1, 1]."""
+    """Images of a folder (sorted by name), centre squares at `size`, as `[N, 3, size, size]` in [-1, 1]."""
     return load_images(image_files(path, limit), size)
 
 
 @torch.no_grad()
 def render_batches(latents: torch.Tensor, backbones: BackboneSet, batch_size: int) -> list[SourceBatch]:
-    generator = _generator(backbones)
+    generator = generator_of(backbones)
     batches = []
     for start in range(0, len(latents), batch_size):
         w_plus = latents[start:start + batch_size]
