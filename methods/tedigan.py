@@ -1,8 +1,8 @@
 """TediGAN-style baselines (Xia et al. 2021), written from the facts in reference-defaults.md.
 
 `tedigan_optimization` — the CLIP-guided variant StyleCLIP compared against:
-    invert the source (the backbone set's encoder; `methods.inversion.project` when it has none), then optimise
-    W+ with Adam (lr 0.01, 200 steps, constant LR) against
+    invert the source (`methods.inversion.invert`: the backbone set's encoder; `project` with `projection_steps`
+    when it has none), then optimise W+ with Adam (lr 0.01, 200 steps, constant LR) against
         1.0 · MSE(G(w), x) + 5e-5 · perceptual(G(w), x) + 2.0 · MSE(E(G(w)), w) + 2.0 · D_CLIP(G(w), target)
     where x is the source image, E the encoder (in-domain regulariser) and D_CLIP the StyleCLIP-style
     1 − cos with raw pixels and the exact area resize (the official ×28 upsample + 32 average-pool at 256 px is
@@ -18,6 +18,10 @@
       "lpips_rand" (random VGG, tests only), "pyramid" (multi-scale pixel MSE) and "none" are also accepted.
     * without an encoder the in-domain regulariser is dropped (weight 0) and the inversion is the
       optimisation-based projection.
+    The inversion is not repeated when the source batch's latents already are it (`inversion_start`): image
+    sources inverted by the encoder (`inversion: encoder`), or by projection (`inversion: optimization`) when the
+    set has no encoder and `projection_steps` is projection's default (300). Otherwise (generated sources, or
+    `inversion: optimization` with an encoder present) the source image is inverted as above in every call.
 
 `tedigan_text2latent` — the text-to-latent mapping of the original TediGAN, as a small stand-in:
     an MLP f maps an L2-normalised CLIP text embedding to a W+ offset from the generator's average latent,
@@ -51,7 +55,8 @@ from bench.cachefile import atomic_save, load_or_none, state_hash
 from bench.errors import BenchError
 from bench.progress import track
 from methods.base import EditMethod, EditResult, SourceBatch
-from methods.inversion import PERCEPTUAL, invert, perceptual_fn
+from methods.inversion import (PERCEPTUAL, PROJECTION_STEPS, inversion_kind, invert, latents_inversion,
+                                perceptual_fn)
 from methods.losses import clip_networks, frozen, generator_of, prompt_features, weighted_clip_loss
 from zoo.checkpoints import module_hash
 
@@ -138,11 +143,7 @@ class TediganOptimization(EditMethod):
         texts = [prompt_features(clip, edit.target)[0] for clip, _ in networks]
         encoder = backbones.get("encoder")
         images = sources.images.to(generator.device)
-        if encoder is not None:
-            with torch.no_grad():
-                w0 = encoder(images)
-        else:
-            w0 = invert(backbones, images, steps=int(p["projection_steps"]))
+        w0 = self.inversion_start(backbones, sources, images)
         perceptual = resolve_perceptual(p["perceptual"], backbones, networks[0][0], generator.device)
         with frozen(encoder):
             w = tedigan_optimize(generator, networks, texts, w0, images, encoder=encoder, perceptual=perceptual,
@@ -152,6 +153,18 @@ class TediganOptimization(EditMethod):
         with torch.no_grad():
             out = generator(w)
         return EditResult(edited_images=out.clamp(-1, 1), edited_latents=w)
+
+    def inversion_start(self, backbones: Any, sources: SourceBatch, images: torch.Tensor) -> torch.Tensor:
+        """TediGAN's starting W+: the encoder's inversion of the source images (projection with
+        `projection_steps` when the set has no encoder). The batch's own latents when they already are that
+        inversion (`latents_inversion`: image sources inverted the same way, projection at its default steps),
+        so a suite's `inversion: optimization` is not run again in every cell."""
+        kind = inversion_kind(backbones, "auto")
+        steps = int(self.params["projection_steps"])
+        same = latents_inversion(sources) == kind and (kind == "encoder" or steps == PROJECTION_STEPS)
+        if sources.latents is not None and same:
+            return sources.latents.to(images.device)
+        return invert(backbones, images, how=kind, steps=steps)
 
 
 # ---------------------------------------------------------------------------------------------------- text2latent
