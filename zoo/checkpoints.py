@@ -3,8 +3,8 @@
 * `torch.load(weights_only=True)` or safetensors only: a checkpoint never runs code.
 * A missing file, an unreadable file or a state dict whose keys/shapes do not match raise one `CheckpointError`
   that names the expected format, the first few offending keys (`first_keys`) and where the public weights come
-  from; torch's advice to load with weights_only=False is never passed on (`load_error_detail`), and TorchScript
-  archives are recognised without loading them (`is_torchscript_archive`).
+  from; `error_detail` words the reason in one line (every loader's), never passing on torch's advice to load
+  with weights_only=False, and TorchScript archives are recognised without loading them (`is_torchscript_archive`).
 * `file_sha256` and `state_hash`: fingerprints of a weights file and of a state dict (plus settings);
   `module_hash`: a module's `state_hash`, remembered per module object.
 """
@@ -51,17 +51,25 @@ _TORCH_ADVICE = ("weights only load failed", "re-running", "trusted source", "tr
                  "alternatively, to load with")
 
 
-def load_error_detail(exc: BaseException) -> str:
-    """Why a weights file could not be read, in one line, without torch's advice to turn `weights_only` off: the
-    exception type and torch's "Unsupported global: GLOBAL module.Name ..." / "Unsupported operand ..." reason when
-    it gives one, else its first sentence that is not such advice."""
+def error_detail(exc: BaseException, max_lines: int = 3, max_len: int = 300) -> str:
+    """Why a file could not be read or loaded, in one line, for every loader's error message: the exception type,
+    then
+    * torch's "Unsupported global: GLOBAL module.Name ..." / "Unsupported operand ..." reason when it gives one;
+    * for a header line ending in ':' followed by items (a strict `load_state_dict`: missing / unexpected /
+      mismatched keys), the first `max_lines` items joined by '; ';
+    * else the first sentence that is not torch's advice to turn `weights_only` off (never passed on).
+    ANSI colour codes are removed and each part is cut at `max_len` characters."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch bolds part of its message with ANSI codes
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     match = re.search(r"Unsupported (?:global|operand)[^\n]*?(?=\. Please|\.?$)", text, re.MULTILINE)
     if match:
-        reason = match.group(0).strip()
+        parts = [match.group(0).strip()]
+    elif len(lines) > 1 and lines[0].endswith(":"):
+        parts = lines[1:1 + max_lines]
     else:
-        sentences = [s.strip() for line in text.splitlines() for s in re.split(r"(?<=\.)\s+", line) if s.strip()]
-        reason = next((s for s in sentences if not any(a in s.lower() for a in _TORCH_ADVICE)), "")
+        sentences = [s.strip() for line in lines for s in re.split(r"(?<=\.)\s+", line) if s.strip()]
+        parts = [next((s for s in sentences if not any(a in s.lower() for a in _TORCH_ADVICE)), "")]
+    reason = "; ".join(p if len(p) <= max_len else p[:max_len] + "..." for p in parts if p)
     return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
@@ -80,18 +88,68 @@ def is_torchscript_archive(path: str | Path) -> bool:
     return any(n == "constants.pkl" or n.startswith("code/") for n in inside)
 
 
+# the start of a legacy (pre-zip) torch.save file: pickle protocol 2, then torch's magic number as a 10-byte LONG1
+_TORCH_LEGACY_START = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+_PICKLE_SCAN = 1 << 20  # bytes of a pickle searched for the module names that tell NVIDIA's kinds apart
+NVIDIA_TF_PICKLE = ("an NVIDIA TensorFlow StyleGAN pickle (NVlabs stylegan2 / stylegan2-ada, e.g. "
+                    "stylegan2-ffhq-config-f.pkl)")
+NVIDIA_ADA_PICKLE = "an NVIDIA stylegan2-ada-pytorch / stylegan3 pickle (e.g. ffhq.pkl)"
+_PICKLE_ROUTES = {
+    NVIDIA_TF_PICKLE: ("convert it once with rosinality/stylegan2-pytorch's convert_weight.py (`python "
+                       "convert_weight.py --repo /path/to/NVlabs/stylegan2 stylegan2-ffhq-config-f.pkl`, which needs "
+                       "TensorFlow 1.x and a clone of NVlabs/stylegan2) and load the .pt it writes"),
+    NVIDIA_ADA_PICKLE: ("these are not supported: their weights can only be read by running NVIDIA's code; "
+                        "community converters to rosinality's layout run it for you (dvschultz/stylegan2-ada-pytorch's "
+                        "SG2_ADA_PT_to_Rosinality.ipynb, linked from NVlabs/stylegan2-ada-pytorch issue #44, or the "
+                        "script in rosinality/stylegan2-pytorch issue #206); load the .pt they write"),
+    "a Python pickle": "save the network's state_dict() with torch.save instead",
+}
+
+
+def plain_pickle_kind(path: str | Path) -> str | None:
+    """What a file that is a plain Python pickle (not a torch.save zip or legacy torch file) holds: one of
+    NVIDIA_TF_PICKLE (it names dnnlib.tflib), NVIDIA_ADA_PICKLE (torch_utils.persistence) or "a Python pickle";
+    None for anything else. Only the file's first bytes are read, never unpickled."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(_PICKLE_SCAN)
+    if head.startswith(_TORCH_LEGACY_START):
+        return None
+    if not (head.startswith(b"\x80") or path.suffix.lower() == ".pkl"):  # protocol >= 2 starts with PROTO
+        return None
+    if b"dnnlib.tflib" in head:
+        return NVIDIA_TF_PICKLE
+    if b"torch_utils" in head:
+        return NVIDIA_ADA_PICKLE
+    return "a Python pickle"
+
+
+def refuse_plain_pickle(path: Path, what: str, source: str) -> None:
+    """Raise a CheckpointError when `path` is a plain pickle (NVIDIA's .pkl networks hold code, which a checkpoint
+    load never runs), naming its kind and the way to a loadable file."""
+    kind = plain_pickle_kind(path)
+    if kind is not None:
+        raise CheckpointError(f"{what} {path} is {kind}, not a torch.save checkpoint: such pickles hold code (the "
+                              f"network classes) and are not loaded here; {_PICKLE_ROUTES[kind]} "
+                              f"(public weights: {source})")
+
+
 def load_torch_file(path: str | Path, what: str, source: str) -> dict:
     """`torch.load` with weights_only=True on CPU. rosinality training checkpoints also pickle their argparse
-    namespace, which is allowed as a safe global (it holds plain values only)."""
+    namespace, which is allowed as a safe global (it holds plain values only). TorchScript archives and plain
+    pickles (NVIDIA's .pkl networks) are refused before torch reads them, with the way to a loadable file."""
     path = require_file(path, what, source)
     if is_torchscript_archive(path):
         raise CheckpointError(f"{what} {path} is a TorchScript archive (torch.jit.save), not a checkpoint of tensors; "
                               f"save the module's state_dict() with torch.save instead (public weights: {source})")
+    refuse_plain_pickle(path, what, source)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code, wrong container
-        raise CheckpointError(f"cannot read {what} {path}: {load_error_detail(exc)} (public weights: {source})") from exc
+        raise CheckpointError(f"cannot read {what} {path}: {error_detail(exc)} (public weights: {source})") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, expected a dict of tensors "
                               f"(public weights: {source})")

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError, CheckpointError, UnknownNameError
-from zoo.checkpoints import first_keys, is_torchscript_archive, load_error_detail
+from zoo.checkpoints import error_detail, first_keys, is_torchscript_archive, require_file
 
 TEMPLATES_FILE = Path(__file__).parent / "data" / "imagenet_templates_79.txt"
 
@@ -262,15 +262,6 @@ def _weights_in_dir(folder: Path) -> list[Path]:
     return sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
 
 
-def _exc_detail(exc: BaseException) -> str:
-    """open_clip / torch exception text in one line: for a multi-line message (a strict `load_state_dict`: a header,
-    then the missing / unexpected / mismatched keys) the first three lines after the header, else the first line;
-    each line cut at 300 characters."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    lines = lines[1:4] if len(lines) > 1 else lines[:1]
-    return "; ".join(ln if len(ln) <= 300 else ln[:300] + "..." for ln in lines)
-
-
 def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
     """open_clip's own checkpoint loader (format conversions included), then an exact key check."""
     import open_clip
@@ -286,10 +277,10 @@ def _load_file_into(model: nn.Module, path: Path, name: str) -> None:
     try:
         incompatible = open_clip.load_checkpoint(model, str(path), strict=False)
     except RuntimeError as exc:  # size mismatches (raised even with strict=False)
-        raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: {_exc_detail(exc)} "
+        raise CheckpointError(f"CLIP weights {path} are not a valid {fmt}: {error_detail(exc)} "
                               f"(public weights: {_public_weights(name)})") from exc
     except Exception as exc:  # unreadable / unsafe pickle / not a state dict
-        raise CheckpointError(f"cannot read CLIP weights {path}: {load_error_detail(exc)} "
+        raise CheckpointError(f"cannot read CLIP weights {path}: {error_detail(exc)} "
                               f"(public weights: {_public_weights(name)})") from exc
     missing = list(getattr(incompatible, "missing_keys", []) or [])
     unexpected = list(getattr(incompatible, "unexpected_keys", []) or [])
@@ -307,7 +298,7 @@ def _create(open_clip, name: str, device, **kwargs) -> nn.Module:
     try:
         return open_clip.create_model(name, device=device, **kwargs)
     except (RuntimeError, ValueError, FileNotFoundError, OSError) as exc:
-        raise CheckpointError(f"open_clip could not create {name!r}: {_exc_detail(exc)} "
+        raise CheckpointError(f"open_clip could not create {name!r}: {error_detail(exc)} "
                               f"(public weights: {_public_weights(name, kwargs.get('pretrained'))})") from exc
 
 
@@ -355,7 +346,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
             tokenizer = open_clip.get_tokenizer(model, cache_dir=cache_dir)
         except Exception as exc:
             offline = " (HF_HUB_OFFLINE=1 is set)" if _is_offline() else ""
-            raise CheckpointError(f"open_clip could not load {model}{offline}: {_exc_detail(exc)}; download it on "
+            raise CheckpointError(f"open_clip could not load {model}{offline}: {error_detail(exc)}; download it on "
                                   "a machine with internet or use pretrained='local-dir:/path/to/folder'") from exc
         return ClipBackbone(net, tokenizer, name=model, pretrained=model, trainable=trainable)
 
@@ -375,8 +366,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
         try:  # fetch (or find in the cache) first, so that a missing download fails before building anything
             open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
         except Exception as exc:
-            first = (str(exc).splitlines() or [""])[0]
-            why = "HF_HUB_OFFLINE=1 is set and they are not cached" if _is_offline() else first
+            why = "HF_HUB_OFFLINE=1 is set and they are not cached" if _is_offline() else error_detail(exc)
             raise CheckpointError(f"could not download the open_clip weights {name}/{pretrained} ({why}). "
                                   + _public_weights(name, pretrained)) from exc
         arch_quick_gelu = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
@@ -395,7 +385,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
         _load_file_into(net, path, name)
         return ClipBackbone(net, tokenizer, name=name, pretrained=str(path), trainable=trainable)
     if _looks_like_path(pretrained):
-        raise CheckpointError(f"CLIP weights not found: {path} (public weights: " + _public_weights(name) + ")")
+        require_file(path, "CLIP weights", _public_weights(name))  # raises: names the file and the public weights
     err = UnknownNameError(f"open_clip pretrained tag for {name}", pretrained,
                            open_clip.list_pretrained_tags_by_model(name))
     err.args = (err.args[0] + " (or pass a weights file path or 'local-dir:PATH')",)

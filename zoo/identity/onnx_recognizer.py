@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import CheckpointError
-from zoo.checkpoints import require_file
+from zoo.checkpoints import error_detail, require_file
 
 _ROUTING = ("insightface routes a graph to its ArcFace recognizer when it has one output and its input is "
             "N x 3 x S x S with a fixed S >= 112 divisible by 16")
@@ -141,8 +141,7 @@ def load_onnx_recognizer(path, providers=None, crop: Callable[[torch.Tensor], to
     try:
         model = model_zoo.get_model(str(path), providers=list(providers))
     except Exception as exc:  # not an ONNX graph, unsupported ops, unusable provider...
-        first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot load ONNX face recognizer {path}: {type(exc).__name__}: {first} ({_ROUTING}; "
+        raise CheckpointError(f"cannot load ONNX face recognizer {path}: {error_detail(exc)} ({_ROUTING}; "
                               f"public weights: {ONNX_SOURCE})") from exc
     task = getattr(model, "taskname", None)
     if model is None or task != "recognition":

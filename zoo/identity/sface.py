@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import CheckpointError
+from zoo.checkpoints import error_detail, require_file
 from zoo.identity.onnx_recognizer import default_providers, to_pixels
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -118,16 +119,14 @@ def load_sface(path=None, device: str = "cpu", crop: Callable[[torch.Tensor], to
     `device` picks the onnxruntime provider ("cuda…" → CUDAExecutionProvider first, when available)."""
     import onnx
 
-    path = Path(path) if path is not None else bundled_model(SFACE_FILE)
-    if not path.is_file():
-        raise CheckpointError(f"SFace model {path} not found (public weights: {SFACE_SOURCE})")
+    path = require_file(path, "SFace model", SFACE_SOURCE) if path is not None else bundled_model(SFACE_FILE)
     try:
         model = fix_graph(onnx.load(str(path)))
     except CheckpointError:
         raise
     except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read SFace model {path}: {type(exc).__name__}: {first}") from exc
+        raise CheckpointError(f"cannot read SFace model {path}: {error_detail(exc)} "
+                              f"(public weights: {SFACE_SOURCE})") from exc
     if providers is None:
         providers = default_providers(device)
     return SFaceRecognizer(_session(model, providers), str(path), crop=crop, batch_size=batch_size)
@@ -137,7 +136,7 @@ def detect_faces(image_bgr: np.ndarray, score_threshold: float = 0.6, path=None)
     """YuNet detections of a BGR uint8 image: [K, 15] rows (x, y, w, h, 5 landmarks (x, y), score), by score."""
     import cv2
 
-    path = Path(path) if path is not None else bundled_model(YUNET_FILE)
+    path = require_file(path, "YuNet face detector", SFACE_SOURCE) if path is not None else bundled_model(YUNET_FILE)
     height, width = image_bgr.shape[:2]
     detector = cv2.FaceDetectorYN.create(str(path), "", (width, height), score_threshold)
     _, faces = detector.detect(image_bgr)

@@ -8,19 +8,25 @@ Accepted files:
 * ``.safetensors``: the ``g_ema`` state dict, plus an optional ``latent_avg`` tensor.
 
 Every architecture hyper-parameter (size, style_dim, n_mlp, per-resolution channels, channel_multiplier) is read
-from the state-dict shapes, then the keys are matched strictly.
+from the state-dict shapes, then the keys are matched strictly, with two exceptions that real files need
+(`fill_buffers`): the FIR ``*.blur.kernel`` / ``*.upsample.kernel`` buffers, which are fixed by the architecture, are
+rebuilt exactly when absent, and absent ``noises.noise_*`` maps (older rosinality files, e.g. the FFHQ-256
+``550000.pt``; rosinality's answer in stylegan2-pytorch issues #71 and #176 is ``strict=False``) are drawn from
+``NOISE_SEED`` with a warning and recorded in the generator's ``load_notes`` (shown by `describe`). NVIDIA's
+``.pkl`` networks are refused with the way to convert them (`zoo.checkpoints.refuse_plain_pickle`).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from bench.errors import CheckpointError
-from zoo.checkpoints import first_keys, load_error_detail, load_strict, load_torch_file, require_file
+from zoo.checkpoints import first_keys, error_detail, load_strict, load_torch_file, require_file
 from zoo.stylegan2.generator import Generator, rosinality_channels
 from zoo.stylegan2.ops import make_blur_kernel
 
@@ -30,6 +36,9 @@ FORMAT = ("rosinality stylegan2-pytorch generator checkpoint ({'g_ema': state_di
 SOURCE = ("rosinality/stylegan2-pytorch README (converted from NVlabs stylegan2 'stylegan2-ffhq-config-f.pkl' "
           "with convert_weight.py)")
 
+NOISE_SEED = 0x4E01  # fixed seed of the noise maps a checkpoint lacks (all drawn in index order, missing ones kept)
+_KERNEL_SUFFIXES = (".blur.kernel", ".upsample.kernel")
+_NOISE_KEY = re.compile(r"^noises\.noise_(\d+)$")
 _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
 _CONV_KEY = re.compile(r"^convs\.(\d+)\.")
 _RGB_KEY = re.compile(r"^to_rgbs\.(\d+)\.")
@@ -48,7 +57,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Te
             from safetensors.torch import load_file
             state = dict(load_file(str(path), device="cpu"))
         except Exception as exc:
-            raise CheckpointError(f"cannot read {WHAT} {path}: {load_error_detail(exc)} "
+            raise CheckpointError(f"cannot read {WHAT} {path}: {error_detail(exc)} "
                                   f"(public weights: {SOURCE})") from exc
         latent_avg = state.pop("latent_avg", None)
         return state, latent_avg
@@ -140,6 +149,45 @@ def _empty_generator(config: Mapping, device: str | torch.device = "cpu") -> Gen
     return generator.to_empty(device=device)
 
 
+def _rebuilt_kernels(generator: Generator, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The FIR kernels named by `keys`, exactly as the generator's Blur / Upsample modules build them."""
+    return {key: generator.get_submodule(key[: -len(".kernel")]).make_kernel() for key in keys}
+
+
+def _drawn_noise(generator: Generator, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The noise maps named by `keys`: every map ``[1, 1, r, r]`` is drawn in index order from ``NOISE_SEED``, so
+    a map does not depend on which others the file has."""
+    rng = torch.Generator().manual_seed(NOISE_SEED)
+    drawn = {f"noises.noise_{i}": torch.randn(tuple(buf.shape), generator=rng)
+             for i, buf in enumerate(generator.fixed_noise())}
+    return {key: drawn[key] for key in keys}
+
+
+def fill_buffers(generator: Generator, state: Mapping[str, torch.Tensor],
+                 path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """``state`` plus the buffers real rosinality files may lack: FIR kernels (rebuilt exactly) and noise maps
+    (drawn from ``NOISE_SEED``, with a warning and a note in ``generator.load_notes``). Every other key is left to
+    the strict check."""
+    expected = generator.state_dict()
+    absent = [k for k in expected if k not in state]
+    kernels = [k for k in absent if k.endswith(_KERNEL_SUFFIXES)]
+    noises = [k for k in absent if _NOISE_KEY.match(k)]
+    if not (kernels or noises):
+        return dict(state)
+    filled = {**state, **_rebuilt_kernels(generator, kernels), **_drawn_noise(generator, noises)}
+    if noises:
+        where = f" {path}" if path is not None else ""
+        note = (f"{len(noises)} of {generator.num_layers} noise maps absent from the checkpoint, drawn from seed "
+                f"{NOISE_SEED:#x}")
+        generator.load_notes.append(note)
+        warnings.warn(f"{WHAT}{where}: {note} (older rosinality files have no noises.noise_* buffers; images with "
+                      "the fixed noise then differ from those of a file that has them)", stacklevel=3)
+    if kernels:
+        generator.load_notes.append(f"{len(kernels)} FIR kernels absent from the checkpoint, rebuilt (fixed by the "
+                                    "architecture)")
+    return filled
+
+
 def generator_from_state_dict(state: Mapping[str, torch.Tensor], latent_avg: torch.Tensor | None = None,
                               channels: int | Mapping[int, int] | None = None, device: str | torch.device = "cpu",
                               path: str | Path | None = None) -> Generator:
@@ -151,7 +199,7 @@ def generator_from_state_dict(state: Mapping[str, torch.Tensor], latent_avg: tor
         generator = _empty_generator(config)
     except ValueError as exc:
         raise _fail(path, str(exc)) from exc
-    load_strict(generator, state, WHAT, FORMAT, SOURCE, path)
+    load_strict(generator, fill_buffers(generator, state, path), WHAT, FORMAT, SOURCE, path)
     if latent_avg is not None:
         if latent_avg.numel() != generator.style_dim:
             raise _fail(path, f"latent_avg has shape {tuple(latent_avg.shape)}, expected ({generator.style_dim},)")
@@ -233,14 +281,16 @@ def random_rosinality_state_dict(size: int, style_dim: int = 512, n_mlp: int = 8
 
 
 def describe(generator: Generator) -> str:
-    """One line: size, widths and parameter count."""
+    """One line: size, widths, parameter count and what the loader supplied (``load_notes``)."""
     n = sum(p.numel() for p in generator.parameters())
+    notes = "".join(f"; {note}" for note in getattr(generator, "load_notes", []))
     return (f"StyleGAN2 {generator.size}x{generator.size}, style_dim {generator.style_dim}, n_mlp {generator.n_mlp}, "
-            f"channels {sorted(set(generator.channels.values()), reverse=True)}, {n / 1e6:.1f}M parameters")
+            f"channels {sorted(set(generator.channels.values()), reverse=True)}, {n / 1e6:.1f}M parameters{notes}")
 
 
-__all__ = ["FORMAT", "SOURCE", "WHAT", "describe", "generator_from_state_dict", "infer_config", "load_generator",
-           "random_rosinality_state_dict", "read_checkpoint", "rosinality_shapes", "save_generator"]
+__all__ = ["FORMAT", "NOISE_SEED", "SOURCE", "WHAT", "describe", "fill_buffers", "generator_from_state_dict",
+           "infer_config", "load_generator", "random_rosinality_state_dict", "read_checkpoint", "rosinality_shapes",
+           "save_generator"]
 
 
 def random_generator(size: int = 1024, device: str | torch.device = "cpu", style_dim: int = 512, n_mlp: int = 8,

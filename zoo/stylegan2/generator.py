@@ -144,6 +144,7 @@ class Generator(nn.Module):
         # the checkpoint's average W (rosinality "latent_avg"); not part of the g_ema state dict
         self.register_buffer("latent_avg", None, persistent=False)
         self._mean_latent_cache: torch.Tensor | None = None
+        self.load_notes: list[str] = []  # what the loader supplied that the checkpoint lacked (`describe`)
         self.style_layers: list[StyleLayer] = self._build_style_layers()
 
     # ----------------------------------------------------------------------------------------------- structure

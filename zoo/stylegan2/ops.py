@@ -90,9 +90,13 @@ class Blur(nn.Module):
 
     def __init__(self, taps: Sequence[float], pad: tuple[int, int], upsample_factor: int = 1):
         super().__init__()
-        gain = upsample_factor ** 2 if upsample_factor > 1 else 1
-        self.register_buffer("kernel", make_blur_kernel(taps, gain))
+        self.taps, self.gain = tuple(taps), upsample_factor ** 2 if upsample_factor > 1 else 1
+        self.register_buffer("kernel", self.make_kernel())
         self.pad = tuple(pad)
+
+    def make_kernel(self) -> torch.Tensor:
+        """The kernel this blur is built with (rosinality: ``make_kernel(taps) * factor**2`` after upsampling)."""
+        return make_blur_kernel(self.taps, self.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur2d(x, self.kernel, self.pad)
@@ -108,8 +112,13 @@ class Upsample(nn.Module):
         super().__init__()
         if factor != 2:
             raise ValueError("only 2x upsampling is implemented")
-        self.register_buffer("kernel", make_blur_kernel(taps, factor ** 2))
+        self.taps, self.gain = tuple(taps), factor ** 2
+        self.register_buffer("kernel", self.make_kernel())
         self.pad = upsample_pad(len(taps), factor)
+
+    def make_kernel(self) -> torch.Tensor:
+        """The kernel this upsampling is built with (rosinality: ``make_kernel(taps) * factor**2``)."""
+        return make_blur_kernel(self.taps, self.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upsample2d(x, self.kernel, self.pad)
