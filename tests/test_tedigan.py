@@ -255,3 +255,96 @@ def test_tedigan_gradient_is_the_weighted_sum_of_its_four_terms(world, monkeypat
             td.tedigan_optimize(g, [(clip, 1.0)], text, w0, src.images, encoder=enc, perceptual=perceptual,
                                 steps=1, **{**k, term: 0.0})
             assert not torch.allclose(grads[0], w.grad, rtol=1e-3, atol=1e-6), term
+
+
+# ---------------------------------------------------------------------------------------- the starting inversion
+def _photo_folder(tmp_path, g, n=2):
+    from PIL import Image
+
+    from bench.images import to_uint8
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, array in enumerate(to_uint8(sources(g, n, seed=7).images)):
+        Image.fromarray(array).save(folder / f"{i}.png")
+    return folder
+
+
+def _starts(monkeypatch):
+    """Record the W+ tedigan_optimize starts from (the inversion the method chose)."""
+    import methods.tedigan as td
+    starts = []
+    real = td.tedigan_optimize
+
+    def recording(generator, networks, texts, w_init, *args, **kwargs):
+        starts.append(w_init.clone())
+        return real(generator, networks, texts, w_init, *args, **kwargs)
+    monkeypatch.setattr(td, "tedigan_optimize", recording)
+    return starts
+
+
+def _counted_projection(monkeypatch, steps=2):
+    import methods.inversion as inversion
+    calls = []
+    real = inversion.project
+
+    def short(generator, images, **kwargs):
+        calls.append(kwargs.get("steps"))
+        return real(generator, images, **{**kwargs, "steps": steps})
+    monkeypatch.setattr(inversion, "project", short)
+    return calls
+
+
+def test_tedigan_reuses_the_suites_optimisation_inversion_instead_of_projecting_again(world, tmp_path, monkeypatch):
+    """Image sources with `inversion: optimization` and no encoder: the batch's latents are the projection TediGAN
+    would run (projection_steps 300), so it starts from them and projects nothing in apply."""
+    from bench.sources import source_batches
+    from bench.suite import ImageSources
+
+    g = world["generator"]
+    no_encoder = BackboneSet({"generator": g, "clip": world["clip"]})
+    spec = ImageSources(kind="images", path=str(_photo_folder(tmp_path, g)), inversion="optimization", batch_size=2)
+    calls = _counted_projection(monkeypatch)
+    starts = _starts(monkeypatch)
+    [batch] = source_batches(spec, no_encoder)
+    assert calls == [None]  # the sources' projection, at project's default steps
+    method = METHODS.get("tedigan_optimization")(steps=1, perceptual="pyramid")
+    for _ in range(2):  # two (edit, seed) cells
+        method.apply(no_encoder, batch, EDIT)
+    assert calls == [None] and all(torch.equal(s, batch.latents) for s in starts)
+
+    # other projection settings are another inversion: projected again, at the method's steps
+    METHODS.get("tedigan_optimization")(steps=1, projection_steps=7, perceptual="pyramid").apply(no_encoder, batch,
+                                                                                              EDIT)
+    assert calls == [None, 7]
+    # with an encoder, TediGAN's recipe starts from the encoder's inversion, not the suite's projection
+    method.apply(world, batch, EDIT)
+    with torch.no_grad():
+        assert torch.equal(starts[-1], world["encoder"](batch.images))
+    assert calls == [None, 7]
+
+
+def test_tedigan_starts_from_the_same_inversion_as_invert(world, tmp_path, monkeypatch):
+    """Generated sources carry their true latents, not an inversion: TediGAN inverts their images (the encoder's
+    `invert`, as documented); image sources inverted by the encoder give the same latents without a second call."""
+    from bench.sources import source_batches
+    from bench.suite import ImageSources
+    from methods.inversion import invert
+
+    g = world["generator"]
+    starts = _starts(monkeypatch)
+    generated = sources(g, 2)
+    METHODS.get("tedigan_optimization")(steps=1, perceptual="pyramid").apply(world, generated, EDIT)
+    assert torch.equal(starts[0], invert(world, generated.images))
+    assert not torch.equal(starts[0], generated.latents)
+
+    spec = ImageSources(kind="images", path=str(_photo_folder(tmp_path, g)), inversion="encoder", batch_size=2)
+    [batch] = source_batches(spec, world)
+    encoder = world["encoder"]
+    calls = []
+    monkeypatch.setattr(encoder, "forward", lambda x, f=encoder.forward: calls.append(1) or f(x))
+    METHODS.get("tedigan_optimization")(steps=1, perceptual="pyramid").apply(world, batch, EDIT)
+    assert torch.equal(starts[1], batch.latents)
+    assert torch.allclose(starts[1], invert(world, batch.images), atol=1e-6)
+    calls.clear()
+    METHODS.get("tedigan_optimization")(steps=1, perceptual="pyramid", encoder_lambda=0.0).apply(world, batch, EDIT)
+    assert calls == []  # no inversion (and no encoder term) in apply
