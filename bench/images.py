@@ -50,8 +50,9 @@ def upright_rgb(image: Image.Image) -> Image.Image:
 
 def square(image: Image.Image, size: int) -> Image.Image:
     """The centre square of `image` at `size` x `size` (LANCZOS): rosinality's projector's Resize(size) (short side)
-    + CenterCrop(size), computed as PIL's `ImageOps.fit` (crop the centre to a square, then resize), which gives the
-    same pixels without resampling the part cropped away. A square image of that size is returned unchanged."""
+    + CenterCrop(size), computed as PIL's `ImageOps.fit` (resize the centre square's box, the filter reading its
+    neighbours across the box's edge as a whole-image resize would), so the part cropped away is not resampled.
+    A square image of that size is returned unchanged."""
     if image.size == (size, size):
         return image
     return ImageOps.fit(image, (size, size), method=Image.LANCZOS, centering=(0.5, 0.5))
