@@ -197,3 +197,31 @@ def test_a_malformed_baseline_is_a_one_line_error_exit_2(tmp_path, capsys, text,
     code, _, err = _bench(capsys, "compare", _run_dir(tmp_path), "--baseline", baseline)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert re.search(expected, err), err
+
+
+def test_write_baseline_refuses_a_run_with_failed_cells_and_writes_atomically(tmp_path, capsys, monkeypatch):
+    import json
+    import os
+
+    baseline = tmp_path / "baselines" / "baseline.json"
+    code, out, _ = _bench(capsys, "compare", _run_dir(tmp_path), "--write-baseline", baseline)
+    assert code == 0 and "wrote baseline" in out
+    good = baseline.read_text()
+    assert json.loads(good)["tolerances"] and "NaN" not in good
+    # a run with a failed cell: exit 2, one line naming how many failed and the first; the old baseline is kept
+    failed = _run_dir(tmp_path, "failed", error="RuntimeError: CUDA out of memory\nsecond line")
+    code, out, err = _bench(capsys, "compare", failed, "--write-baseline", baseline)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "1 cell(s) of the run" in err and "(first: v|e|b1|s0: RuntimeError: CUDA out of memory)" in err
+    assert "--resume" in err and "wrote" not in out
+    assert baseline.read_text() == good
+    # written through a temp file and a rename: a write that fails half-way leaves the old baseline, no temp file
+    import bench.cachefile
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bench.cachefile.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        _bench(capsys, "compare", _run_dir(tmp_path, "other"), "--write-baseline", baseline)
+    assert baseline.read_text() == good and os.listdir(baseline.parent) == ["baseline.json"]

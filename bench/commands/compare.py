@@ -264,14 +264,28 @@ def same_work(report: dict, baseline: dict, path: Path) -> list[str]:
     return notes
 
 
+def write_baseline(report: dict, run_dir: Path, path: Path, dumps) -> None:
+    """The run's report plus the default tolerances at `path`, written atomically (an interrupted write leaves the
+    old baseline, not half a file for CI to fail on). A run with failed cells is refused: their values are missing
+    from its means, and the gate would hold every later run to that incomplete record."""
+    from bench.cachefile import write_text_atomic
+
+    failed = report.get("failed_cells") or []
+    if failed:
+        first = (str(failed[0].get("error") or "").splitlines() or [""])[0][:200]
+        raise BenchError(f"not writing baseline {path}: {len(failed)} cell(s) of the run {run_dir} failed (first: "
+                         f"{failed[0].get('cell')}: {first}); a baseline records a complete run: run the failed "
+                         "cells again with bench run --resume, then write it")
+    write_text_atomic(path, dumps({**report, "tolerances": DEFAULT_TOLERANCES}))
+
+
 def run(args: argparse.Namespace) -> int:
     """Exit 0: no regression; 1: regressions (listed on stderr); 2: bad input (a one-line error)."""
     from reports.build import dumps, report_json
 
     report = report_json(args.run_dir)
     if args.write_baseline:
-        args.write_baseline.parent.mkdir(parents=True, exist_ok=True)
-        args.write_baseline.write_text(dumps({**report, "tolerances": DEFAULT_TOLERANCES}))
+        write_baseline(report, args.run_dir, args.write_baseline, dumps)
         print(f"wrote baseline {args.write_baseline} ({len(report['rows'])} rows)")
         return 0
     baseline = read_baseline(args.baseline)
