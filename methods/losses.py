@@ -10,8 +10,9 @@
 * `lr_schedule(t, lr0)`: the official optimisation's learning-rate schedule (linear warm-up over the first 5 %,
   cosine ramp-down over the last 25 %).
 * `identity_loss(backbones)`: an `IdentityLoss` around the set's `identity` embedder (None when the set has none),
-  with StyleCLIP's FFHQ crop for generators of 256 px and above and no crop below (the synthetic 64 px world's
-  identity network takes whole images).
+  cropped by `zoo.identity.identity_crop` of the set's generator, the rule the identity metric uses too: no crop
+  for the synthetic world (its identity network takes whole images), StyleCLIP's FFHQ crop (pooled to 256 px
+  first, whatever the size) for any other generator.
 """
 
 from __future__ import annotations
@@ -83,23 +84,19 @@ def lr_schedule(t: float, lr0: float, rampdown: float = 0.25, rampup: float = 0.
     return lr0 * ramp * min(1.0, t / rampup)
 
 
-def identity_crop_for(size: int):
-    from zoo.identity import stylegan_face_crop
-    return stylegan_face_crop if size >= 256 else None
-
-
-def identity_loss(backbones: Any, size: int):
-    """`IdentityLoss` over the set's identity embedder, or None when the set has no `identity` role."""
+def identity_loss(backbones: Any, size: int | None = None):
+    """`IdentityLoss` over the set's identity embedder, or None when the set has no `identity` role. The crop is
+    `zoo.identity.identity_crop` of the set's generator; `size` is not used (the crop pools any size to 256)."""
     embedder = backbones.get("identity") if hasattr(backbones, "get") else None
     if embedder is None:
         return None
-    from zoo.identity import IdentityLoss
+    from zoo.identity import IdentityLoss, identity_crop
     if isinstance(embedder, IdentityLoss):
         return embedder
-    return IdentityLoss(embedder, crop=identity_crop_for(size))
+    return IdentityLoss(embedder, crop=identity_crop(generator_of(backbones)))
 
 
-def require_identity(backbones: Any, size: int, weight: float, method: str, explicit: bool = True):
+def require_identity(backbones: Any, size: int | None, weight: float, method: str, explicit: bool = True):
     """The identity loss when `weight` > 0, else None. A set without an `identity` network is an error when the
     suite set the weight (`explicit`); a default weight then turns the ID term off (None)."""
     if weight <= 0:

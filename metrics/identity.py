@@ -11,9 +11,9 @@ L2-normalised here):
 Faces and crops: the recognizers expect a face aligned to the ArcFace 5-point template (112 x 112). Generator
 output is aligned by construction, so no detector runs; the parameter `crop` picks a fixed crop before the
 recognizer's own resize:
-* `auto` (default): `none` for the synthetic world's generator, `stylegan` for any other generator (FFHQ-aligned
-  StyleGAN2). The metric reads the run's generator (loss role `generator`); the synthetic world's is told by its
-  architecture (64 px, style_dim 128, `zoo.synthface.train_generator`), which no FFHQ StyleGAN2 has. Without a
+* `auto` (default): `zoo.identity.identity_crop_name` of the run's generator (loss role `generator`), the rule the
+  identity loss uses too: `none` for the synthetic world's generator (its loader marks it with
+  `face_layout = "arcface"`), `stylegan` for any other generator (FFHQ-aligned StyleGAN2, any size). Without a
   generator (scoring outside a run) `auto` is an error: name the crop;
 * `none`: the whole image. Right for the synthetic world (its renders are aligned like the ArcFace template, and
   its identity network is trained on whole 64 x 64 renders) and for crops that are already aligned;
@@ -32,16 +32,9 @@ import torch.nn.functional as F
 
 from metrics.base import EditBatch, Metric, ScoringContext, concat
 from metrics.judges import in_chunks, is_loss_network, judge_network
+from zoo.identity.irse50 import IDENTITY_CROPS
 
-CROPS = ("auto", "none", "stylegan")
-
-
-def is_synthetic_generator(generator) -> bool:
-    """True for the synthetic world's generator, which its loader marks with the face layout it draws (ArcFace's
-    template); any other generator (an FFHQ StyleGAN2) is taken as FFHQ-aligned."""
-    from zoo.synthface.train_generator import FACE_LAYOUT
-
-    return getattr(generator, "face_layout", None) == FACE_LAYOUT
+CROPS = ("auto", *IDENTITY_CROPS)
 
 
 def resolve_crop(context: ScoringContext, crop: str) -> str:
@@ -56,14 +49,9 @@ def resolve_crop(context: ScoringContext, crop: str) -> str:
     if generator is None:
         raise BenchError("identity: crop 'auto' reads the run's generator (loss role 'generator'), and this context "
                          "has none; set crop: none (aligned faces, the synthetic world) or stylegan (FFHQ-aligned)")
-    return "none" if is_synthetic_generator(getattr(generator, "network", generator)) else "stylegan"
+    from zoo.identity import identity_crop_name
 
-
-def _crop_fn(crop: str):
-    if crop == "stylegan":
-        from zoo.identity.irse50 import stylegan_face_crop
-        return stylegan_face_crop
-    return None
+    return identity_crop_name(generator)
 
 
 class Identity(Metric):
@@ -75,7 +63,7 @@ class Identity(Metric):
     def __init__(self, context: ScoringContext, role: str = "identity", crop: str = "auto", batch_size: int = 32):
         self.recognizer = judge_network(context, role, self.name)
         self.crop_name = resolve_crop(context, crop)  # what `auto` chose
-        self.crop = _crop_fn(self.crop_name)
+        self.crop = IDENTITY_CROPS[self.crop_name]
         self.batch_size = batch_size
         super().__init__(context, role=role, crop=crop, batch_size=batch_size)
 

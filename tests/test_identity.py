@@ -181,6 +181,53 @@ def _direct(path, blob: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def test_identity_crop_is_one_rule_for_the_loss_and_the_metric():
+    from types import SimpleNamespace
+
+    from bench.backbone_set import Weighted
+    from zoo.identity import identity_crop, identity_crop_name
+    from zoo.identity.irse50 import ARCFACE_LAYOUT
+    from zoo.synthface.train_generator import FACE_LAYOUT
+
+    assert FACE_LAYOUT == ARCFACE_LAYOUT  # the synthetic world's loader marks its generator with this layout
+    synthetic, ffhq = SimpleNamespace(face_layout=FACE_LAYOUT, size=64), SimpleNamespace(size=128)
+    assert identity_crop_name(synthetic) == identity_crop_name(Weighted(synthetic, 1.0)) == "none"
+    assert identity_crop(synthetic) is None
+    for size in (128, 256, 1024):  # any FFHQ size: the crop pools to 256 first, as StyleCLIP's IDLoss
+        assert identity_crop(SimpleNamespace(size=size)) is stylegan_face_crop
+    assert identity_crop_name(ffhq) == "stylegan"
+
+
+def test_identity_loss_of_a_128px_ffhq_generator_crops_like_the_metric(irse50):
+    """Below 256 px the loss used to skip the crop, and IR-SE50 refused the 128 x 128 input."""
+    from bench.backbone_set import BackboneSet
+    from methods.losses import identity_loss
+    from zoo.stylegan2.checkpoint import random_generator
+
+    generator = random_generator(128, style_dim=16, n_mlp=1, channel_multiplier=1)
+    loss = identity_loss(BackboneSet({"generator": generator, "identity": irse50}), generator.size)
+    assert loss.crop is stylegan_face_crop
+    src = torch.rand(2, 3, 128, 128) * 2 - 1
+    x = (src + 0.3 * torch.randn_like(src)).requires_grad_(True)
+    per = loss.per_sample(x, src)
+    expected = 1 - (irse50(stylegan_face_crop(x)) * irse50(stylegan_face_crop(src))).sum(-1)
+    torch.testing.assert_close(per, expected, atol=1e-5, rtol=0)
+    per.mean().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_identity_loss_refuses_an_onnx_recognizer(onnx_file):
+    from bench.backbone_set import BackboneSet
+    from methods.losses import identity_loss
+
+    recognizer = load_onnx_recognizer(onnx_file)
+    with pytest.raises(BenchError, match=r"differentiable PyTorch network.*arcface_irse50.*got a OnnxRecognizer"
+                                         r".*insightface_onnx, sface.*judges only"):
+        IdentityLoss(recognizer)
+    with pytest.raises(BenchError, match="judges only"):
+        identity_loss(BackboneSet({"generator": object(), "identity": recognizer}), 64)
+
+
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     torch.manual_seed(4)

@@ -19,7 +19,8 @@ BatchNorm loader does for old state dicts, so such files load strictly. The inpu
 `stylegan_face_crop`); the output is an L2-normalised 512-d embedding.
 
 `IdentityLoss(embedder, crop)` is 1 - cos(embed(crop(x)), embed(crop(x_source))) with the source side detached,
-averaged over the batch (StyleCLIP's `IDLoss`); any embedding network with the same interface can be used.
+averaged over the batch (StyleCLIP's `IDLoss`); any differentiable embedding network (an `nn.Module`) can be used.
+`identity_crop(generator)` is the crop rule the loss and the identity metric share.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import BenchError
 from zoo.checkpoints import load_strict, load_torch_file
 
 IRSE50_SOURCE = ("model_ir_se50.pth, linked from the StyleCLIP, pSp and e4e READMEs (converted from TreB1eN "
@@ -139,6 +141,24 @@ def stylegan_face_crop(images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(images[:, :, 35:223, 32:220], (112, 112))
 
 
+ARCFACE_LAYOUT = "arcface"  # `face_layout` of a generator that draws faces where the ArcFace template puts them
+IDENTITY_CROPS = {"none": None, "stylegan": stylegan_face_crop}
+
+
+def identity_crop_name(generator) -> str:
+    """The identity crop for a generator's output, the one rule the identity loss and the identity metric share:
+    "none" for a generator marked with ``face_layout == "arcface"`` (the synthetic world's, whose loader marks it:
+    its faces already sit on the ArcFace template), else "stylegan" (FFHQ-aligned StyleGAN2 at any size:
+    `stylegan_face_crop` pools to 256 first, as StyleCLIP's IDLoss does). A `Weighted` entry is read through."""
+    generator = getattr(generator, "network", generator)
+    return "none" if getattr(generator, "face_layout", None) == ARCFACE_LAYOUT else "stylegan"
+
+
+def identity_crop(generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The crop function `identity_crop_name` names (None: whole images)."""
+    return IDENTITY_CROPS[identity_crop_name(generator)]
+
+
 class IdentityLoss(nn.Module):
     """1 - cos(embed(crop(x)), embed(crop(x_source))), the source side detached.
 
@@ -149,6 +169,10 @@ class IdentityLoss(nn.Module):
     def __init__(self, embedder: nn.Module,
                  crop: Callable[[torch.Tensor], torch.Tensor] | None = stylegan_face_crop):
         super().__init__()
+        if not isinstance(embedder, nn.Module):
+            raise BenchError(f"the identity loss needs a differentiable PyTorch network (an nn.Module: the "
+                             f"arcface_irse50 backbone), got a {type(embedder).__name__}; ONNX recognizers "
+                             "(insightface_onnx, sface) have no gradients and serve as identity judges only")
         self.embedder = embedder.eval().requires_grad_(False)
         self.crop = crop
 
@@ -173,4 +197,5 @@ class IdentityLoss(nn.Module):
         return self.per_sample(images, source).mean()
 
 
-__all__ = ["IRSE50", "IdentityLoss", "load_irse50", "stylegan_face_crop", "IRSE50_SOURCE", "IRSE50_FORMAT"]
+__all__ = ["ARCFACE_LAYOUT", "IDENTITY_CROPS", "IRSE50", "IdentityLoss", "identity_crop", "identity_crop_name",
+           "load_irse50", "stylegan_face_crop", "IRSE50_SOURCE", "IRSE50_FORMAT"]
