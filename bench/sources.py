@@ -19,7 +19,7 @@
   `methods.inversion.project`), both through `methods.inversion.invert`; each batch says which
   (`methods.inversion.InvertedBatch`), so a method that would invert its images the same way reuses the latents.
   The inversion runs one suite batch (`batch_size`) at a time, reports its progress, and stores each batch's
-  latents in `cache_dir` (keyed by the images' content, the inversion, the backbones and the device), so a resumed
+  latents in `cache_dir` (keyed by the pixels read, the inversion, the backbones and the device), so a resumed
   run edits the same latents and an interrupted inversion keeps the batches it finished.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from bench.backbone_set import BackboneSet
-from bench.cachefile import atomic_save, content_hash, load_or_none
+from bench.cachefile import atomic_save, load_or_none
 from bench.errors import BenchError
 from bench.images import read_images
 from bench.suite import GeneratorSources, ImageSources, LatentSources
@@ -111,9 +111,10 @@ def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, l
         images = load_images(chunk, generator.size).to(device)
         cached = None
         if cache_dir is not None:
-            key = json.dumps({"inversion": spec.inversion, "images": [content_hash(f) for f in chunk],
-                              "size": generator.size, "backbones": backbones.hashes, "device": device},
-                             sort_keys=True)
+            # keyed by the pixels inverted, not the files' bytes, so a change in how files are read is a miss
+            pixels = hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest()
+            key = json.dumps({"inversion": spec.inversion, "pixels": pixels, "size": generator.size,
+                              "backbones": backbones.hashes, "device": device}, sort_keys=True)
             cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
         latents = load_or_none(cached, map_location=device, weights_only=True) if cached is not None else None
         if latents is None:
