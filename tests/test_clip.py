@@ -289,6 +289,47 @@ def test_bicubic_preprocess_matches_nada_torchvision_pipeline(tiny):
     assert torch.allclose(out, nada(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_preprocess_follows_the_configs_interpolation(interpolation):
+    """open_clip's preprocess config may ask for bilinear resizing; the tensor path follows it."""
+    import numpy as np
+    from open_clip import image_transform
+    from PIL import Image
+
+    name = register_model_config(f"clipedit-test-tiny-{interpolation}", TINY_CFG,
+                                 preprocess={"interpolation": interpolation})
+    net = load_clip(name)
+    assert net.interpolation == interpolation
+    assert net.hash_settings() == ({} if interpolation == "bicubic" else {"interpolation": "bilinear"})
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    mode = getattr(T.InterpolationMode, interpolation.upper())
+    literal = T.Compose([T.Resize(32, interpolation=mode, antialias=True), T.CenterCrop(32),
+                         T.Normalize(net.mean, net.std)])((x + 1) / 2)
+    torch.testing.assert_close(net.preprocess(x), literal, atol=1e-5, rtol=0)
+    reference = image_transform(32, is_train=False, mean=net.mean, std=net.std, interpolation=interpolation)
+    assert (net.preprocess(x)[0] - reference(Image.fromarray(pixels))).abs().mean() < 0.02
+
+
+def test_preprocess_resize_modes_and_refusals():
+    squash = load_clip(register_model_config("clipedit-test-tiny-squash", TINY_CFG,
+                                             preprocess={"resize_mode": "squash"}))
+    x = torch.rand(1, 3, 48, 64) * 2 - 1
+    literal = T.Resize((32, 32), interpolation=T.InterpolationMode.BICUBIC, antialias=True)((x + 1) / 2)
+    torch.testing.assert_close(squash.preprocess(x), T.Normalize(squash.mean, squash.std)(literal), atol=1e-5,
+                               rtol=0)
+    longest = load_clip(register_model_config("clipedit-test-tiny-longest", TINY_CFG,
+                                              preprocess={"resize_mode": "longest"}))
+    square = torch.rand(1, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(longest.preprocess(square), squash.preprocess(square), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="'longest'.*square images to a square input only; got 48x64"):
+        longest.preprocess(x)
+    with pytest.raises(CheckpointError, match="preprocess interpolation 'nearest' is not implemented here; "
+                                              "valid: bicubic, bilinear, random"):
+        load_clip(register_model_config("clipedit-test-tiny-nearest", TINY_CFG,
+                                        preprocess={"interpolation": "nearest"}))
+
+
 def test_default_preprocess_is_open_clips_own_transform_of_the_image(tiny):
     """Judges see what CLIP's PIL preprocessing makes of the image: an antialiased shrink (here 256 -> 32 px)."""
     import numpy as np
@@ -366,7 +407,8 @@ def vit_b32_file(tmp_path_factory):
 
 def test_vit_b32_state_dict_loads_strictly(vit_b32_file):
     net, path = vit_b32_file
-    clip = load_clip("ViT-B/32", pretrained=path)
+    with pytest.warns(UserWarning, match="ViT-B-32-quickgelu"):  # a file does not say GELU or QuickGELU
+        clip = load_clip("ViT-B/32", pretrained=path)
     _same_state(clip.model, net)
     assert clip.image_size == 224 and clip.embed_dim == 512
     x = torch.rand(1, 3, 256, 256) * 2 - 1
@@ -374,6 +416,41 @@ def test_vit_b32_state_dict_loads_strictly(vit_b32_file):
         emb = clip.encode_images(x)
         ref = F.normalize(net.eval().encode_image(clip.preprocess(x)), dim=-1)
     assert torch.allclose(emb, ref, atol=1e-5)
+
+
+def test_file_into_a_gelu_architecture_with_quickgelu_tags_warns(vit_b32_file, recwarn):
+    """OpenAI's weights need QuickGELU: loaded from a file into "ViT-B-32" (GELU) they embed wrongly and silently."""
+    from zoo.checkpoints import module_hash
+
+    _, path = vit_b32_file
+    with pytest.warns(UserWarning) as caught:
+        gelu = load_clip("ViT-B-32", pretrained=path)
+    message = str(caught[0].message)
+    assert f"CLIP weights {path} are loaded into 'ViT-B-32', which uses GELU" in message
+    assert "openai" in message and "use the architecture 'ViT-B-32-quickgelu' or quick_gelu: true" in message
+    assert gelu.activation == "gelu" and gelu.hash_settings() == {}
+    recwarn.clear()
+    quick = load_clip("ViT-B-32", pretrained=path, quick_gelu=True)
+    named = load_clip("ViT-B-32-quickgelu", pretrained=path)
+    stated = load_clip("ViT-B-32", pretrained=path, quick_gelu=False)
+    assert not [w for w in recwarn if "QuickGELU" in str(w.message)]
+    assert quick.activation == named.activation == "quick_gelu" and stated.activation == "gelu"
+    assert type(quick.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+    assert "activation=quick_gelu" in repr(quick)
+    # the same weights with another activation are another network for the methods' caches and the FID fingerprint
+    assert module_hash(quick) == module_hash(named) != module_hash(gelu)
+    x = torch.rand(1, 3, 224, 224) * 2 - 1
+    with torch.no_grad():
+        assert not torch.allclose(quick.encode_images(x), gelu.encode_images(x), atol=1e-4)
+    with pytest.raises(BenchError, match="quick_gelu: false contradicts.*QuickGELU one"):
+        load_clip("ViT-B-32-quickgelu", pretrained=path, quick_gelu=False)
+
+
+def test_quick_gelu_is_refused_for_folders_that_name_their_own(tiny, tmp_path):
+    folder = _local_dir(tmp_path / "own")
+    torch.save(tiny.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    with pytest.raises(BenchError, match="quick_gelu applies to open_clip architecture names"):
+        load_clip(f"local-dir:{folder}", quick_gelu=True)
 
 
 @pytest.mark.slow

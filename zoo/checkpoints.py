@@ -200,11 +200,17 @@ def state_hash(state: Mapping[str, torch.Tensor] | nn.Module, extra: Any = None)
     each tensor in name order, its name, dtype and shape, then its bytes in its own dtype (bfloat16 included).
     A module's non-persistent buffers count too (under `buffer:<name>`): they are not in its state dict but change
     what it computes (a generator's `latent_avg`, which truncation pulls towards; a CLIP's preprocessing mean/std).
+    A module with a `hash_settings()` method adds the settings it returns (a CLIP's activation and preprocessing,
+    `zoo.clip.ClipBackbone`), which its weights do not show.
     The key of the methods' caches of what they compute from loaded networks (`bench.cachefile` re-exports it) and
     the fingerprint tests compare checkpoints by."""
     digest = hashlib.sha256()
     if extra is not None:
         digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    hook = getattr(state, "hash_settings", None) if isinstance(state, nn.Module) else None
+    settings = hook() if callable(hook) else None
+    if settings:  # what changes the output besides the weights (a CLIP's QuickGELU)
+        digest.update(("settings|" + json.dumps(settings, sort_keys=True, default=str)).encode())
     items = list(state.state_dict().items() if isinstance(state, nn.Module) else state.items())
     if isinstance(state, nn.Module):
         persistent = {name for name, _ in items}

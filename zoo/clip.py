@@ -22,14 +22,18 @@ Loading (`load_clip(model, pretrained, device)`)
     * Tags whose weights were trained with QuickGELU (all "openai" tags) are created with `force_quick_gelu=True`
       when the architecture's config lacks it: open_clip 3.x only warns about that mismatch, which would otherwise
       silently give wrong embeddings for e.g. ("ViT-B-32", "openai"). Weights loaded from a *file* carry no such
-      information: use the "-quickgelu" architecture ("ViT-B-32-quickgelu") for OpenAI weights from a file.
+      information: use the "-quickgelu" architecture ("ViT-B-32-quickgelu") or `quick_gelu=True` for OpenAI
+      weights from a file; a file loaded into a GELU architecture that has QuickGELU-trained tags warns unless
+      `quick_gelu` is given. The activation is part of the backbone's hash (`ClipBackbone.hash_settings`).
 
 Custom architectures (`register_model_config(name, config)`) are written as JSON files and registered with
 `open_clip.add_model_config`, so they are created by exactly the same `open_clip.create_model` path as real CLIP.
 
 Image preprocessing (`ClipBackbone.preprocess`) takes generator output in [-1, 1], differentiably:
-    * resize="bicubic": bicubic resize of the short side to the model's input size, then centre crop (torchvision
-      `Resize(size)` + `CenterCrop(size)`). `antialias=True` by default: CLIP's own preprocessing resizes a PIL
+    * resize="bicubic": the model's own preprocessing: resize of the short side to the model's input size, then
+      centre crop (torchvision `Resize(size)` + `CenterCrop(size)`), with the interpolation and resize mode of its
+      open_clip preprocess config (bicubic unless it says bilinear; "squash" resizes without a crop, "longest" is
+      taken for square images to a square input only; other values are refused at load time). `antialias=True` by default: CLIP's own preprocessing resizes a PIL
       image, which is antialiased (on a 1024 px face, 224 px input, it matches open_clip's PIL transform to
       ~0.004 per pixel; without antialiasing 0.57), so judges and the global directions' relevance use it.
       StyleGAN-NADA's losses pass `antialias=False`: its code applies the transform to generator tensors, which
@@ -54,6 +58,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,8 +155,16 @@ def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.einsum("ih,nchw,jw->ncij", mat, images, mat)
 
 
-def _bicubic_resize_crop(images: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
-    """torchvision `Resize(size)` (short side, bicubic) + `CenterCrop(size)` on tensors, as StyleGAN-NADA does."""
+# open_clip's inference interpolations (its image_transform reads 'random' as bicubic outside training) and modes
+_INTERPOLATIONS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "random": "BICUBIC"}
+_RESIZE_MODES = ("shortest", "squash", "longest")
+
+
+def _resize_crop(images: torch.Tensor, size: tuple[int, int], antialias: bool, interpolation: str = "bicubic",
+                 resize_mode: str = "shortest") -> torch.Tensor:
+    """open_clip's inference transform on tensors, as StyleGAN-NADA applies torchvision's: resize_mode "shortest":
+    `Resize(size)` (short side) + `CenterCrop(size)`; "squash": `Resize((h, w))`; "longest" (long side, then pad)
+    only where it equals the others (square images to a square input). `interpolation`: bicubic or bilinear."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
@@ -159,13 +172,35 @@ def _bicubic_resize_crop(images: torch.Tensor, size: tuple[int, int], antialias:
     h, w = images.shape[-2:]
     if (h, w) == (th, tw):
         return images
+    mode = getattr(InterpolationMode, _INTERPOLATIONS[interpolation])
+    if resize_mode == "squash" or (h == w and th == tw):
+        return TF.resize(images, [th, tw], interpolation=mode, antialias=antialias)
+    if resize_mode == "longest":
+        raise ValueError(f"resize_mode 'longest' (resize the long side, then pad) is implemented for square images "
+                         f"to a square input only; got {h}x{w} images for a {th}x{tw} input")
     if th == tw:
         resize_to: list[int] = [th]  # torchvision: the short side becomes th, the long side int(th * long / short)
     else:
         scale = max(th / h, tw / w)
         resize_to = [max(th, round(h * scale)), max(tw, round(w * scale))]
-    out = TF.resize(images, resize_to, interpolation=InterpolationMode.BICUBIC, antialias=antialias)
+    out = TF.resize(images, resize_to, interpolation=mode, antialias=antialias)
     return TF.center_crop(out, [th, tw])
+
+
+def _preprocess_choice(cfg: dict, key: str, default: str, valid, model: str) -> str:
+    """An open_clip preprocess-config entry this module implements, or a CheckpointError naming the valid ones."""
+    value = cfg.get(key) or default
+    if value not in valid:
+        raise CheckpointError(f"CLIP {model or 'model'}: preprocess {key} {value!r} is not implemented here; "
+                              f"valid: {', '.join(valid)}")
+    return str(value)
+
+
+def activation_of(model: nn.Module) -> str:
+    """"quick_gelu" when an open_clip model's transformers use QuickGELU (OpenAI's weights need it), else "gelu"."""
+    from open_clip.transformer import QuickGELU
+
+    return "quick_gelu" if any(isinstance(m, QuickGELU) for m in model.modules()) else "gelu"
 
 
 # ---------------------------------------------------------------------------------------------------- custom configs
@@ -302,10 +337,47 @@ def _create(open_clip, name: str, device, **kwargs) -> nn.Module:
                               f"(public weights: {_public_weights(name, kwargs.get('pretrained'))})") from exc
 
 
+def _quick_gelu_tags(open_clip, name: str) -> list[str]:
+    """The open_clip tags of the architecture `name` whose weights were trained with QuickGELU."""
+    return [t for t in open_clip.list_pretrained_tags_by_model(name)
+            if (open_clip.get_pretrained_cfg(name, t) or {}).get("quick_gelu", False)]
+
+
+def _warn_gelu_file(open_clip, name: str, path: Path) -> None:
+    """Warn when a weights file goes into a GELU architecture whose published weights include QuickGELU ones
+    (OpenAI's): a file does not say which activation it was trained with, and the wrong one gives wrong
+    embeddings without any error."""
+    tags = _quick_gelu_tags(open_clip, name)
+    if not tags:
+        return
+    alternative = f"{name}-quickgelu"
+    use = (f"the architecture {alternative!r} or quick_gelu: true" if alternative in open_clip.list_models()
+           else "quick_gelu: true")
+    warnings.warn(f"CLIP weights {path} are loaded into {name!r}, which uses GELU, while open_clip's weights "
+                  f"{', '.join(tags[:4])}{' ...' if len(tags) > 4 else ''} for it were trained with QuickGELU; if the "
+                  f"file holds such weights (OpenAI's), its embeddings are wrong: use {use}. Pass quick_gelu: false "
+                  "for weights trained with GELU (this warning then goes)", stacklevel=3)
+
+
+def _quick_gelu_force(open_clip, name: str, quick_gelu: bool | None, trained_quick: bool) -> bool:
+    """`force_quick_gelu` for `open_clip.create_model`: the explicit choice, else what the weights were trained
+    with. quick_gelu=False with an architecture or tag that is QuickGELU is a contradiction, refused."""
+    arch_quick = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    if quick_gelu is False and (arch_quick or trained_quick):
+        why = "the architecture is a QuickGELU one" if arch_quick else "these weights were trained with QuickGELU"
+        raise BenchError(f"CLIP {name}: quick_gelu: false contradicts the weights asked for ({why})")
+    return bool(quick_gelu or trained_quick) and not arch_quick
+
+
 def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
-              trainable: bool = False, cache_dir: str | None = None) -> "ClipBackbone":
+              trainable: bool = False, cache_dir: str | None = None,
+              quick_gelu: bool | None = None) -> "ClipBackbone":
     """Build an open_clip CLIP (see the module docstring for the accepted `model` / `pretrained` values) and wrap
-    it as a frozen, eval-mode `ClipBackbone` on `device` (`trainable=True` keeps gradients on its parameters)."""
+    it as a frozen, eval-mode `ClipBackbone` on `device` (`trainable=True` keeps gradients on its parameters).
+
+    `quick_gelu` (architecture names only): True builds the architecture with QuickGELU (OpenAI's weights from a
+    file), False states GELU weights (no warning for a file); None (default) follows the tag, and for a file warns
+    when the architecture has QuickGELU-trained tags (e.g. "ViT-B-32" and OpenAI's weights)."""
     import open_clip
 
     pretrained = os.fspath(pretrained) if pretrained is not None else None
@@ -319,6 +391,9 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
                              f"(got pretrained={pretrained!r})")
         local_dir = model
 
+    if quick_gelu is not None and (local_dir is not None or model.startswith("hf-hub:")):
+        raise BenchError(f"quick_gelu applies to open_clip architecture names; a {model.split(':')[0]}: model "
+                         f"({local_dir or model}) takes its activation from its own open_clip_config.json")
     if local_dir is not None:
         folder = Path(local_dir[len("local-dir:"):]).expanduser()
         config = folder / "open_clip_config.json"
@@ -358,6 +433,7 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
 
     if pretrained is None:
         net = _create(open_clip, name, device, pretrained=None, pretrained_image=False, pretrained_text=False,
+                      force_quick_gelu=_quick_gelu_force(open_clip, name, quick_gelu, False),
                       force_preprocess_cfg=force)
         return ClipBackbone(net, tokenizer, name=name, pretrained=None, trainable=trainable)
 
@@ -369,9 +445,9 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
             why = "HF_HUB_OFFLINE=1 is set and they are not cached" if _is_offline() else error_detail(exc)
             raise CheckpointError(f"could not download the open_clip weights {name}/{pretrained} ({why}). "
                                   + _public_weights(name, pretrained)) from exc
-        arch_quick_gelu = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+        trained_quick = bool(tag_cfg.get("quick_gelu", False))
         net = _create(open_clip, name, device, pretrained=pretrained, cache_dir=cache_dir,
-                      force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)) and not arch_quick_gelu,
+                      force_quick_gelu=_quick_gelu_force(open_clip, name, quick_gelu, trained_quick),
                       force_preprocess_cfg=force)
         return ClipBackbone(net, tokenizer, name=name, pretrained=pretrained, trainable=trainable)
 
@@ -381,8 +457,11 @@ def load_clip(model: str, pretrained: str | os.PathLike | None = None, device: s
         raise CheckpointError(f"CLIP weights path {path} is a folder, expected a weights file{hint}")
     if path.is_file():
         net = _create(open_clip, name, device, pretrained=None, pretrained_image=False, pretrained_text=False,
+                      force_quick_gelu=_quick_gelu_force(open_clip, name, quick_gelu, False),
                       force_preprocess_cfg=force)
         _load_file_into(net, path, name)
+        if quick_gelu is None and activation_of(net) == "gelu":
+            _warn_gelu_file(open_clip, name, path)
         return ClipBackbone(net, tokenizer, name=name, pretrained=str(path), trainable=trainable)
     if _looks_like_path(pretrained):
         require_file(path, "CLIP weights", _public_weights(name))  # raises: names the file and the public weights
@@ -418,6 +497,9 @@ class ClipBackbone(nn.Module):
         self.image_size = self.image_hw[0] if self.image_hw[0] == self.image_hw[1] else self.image_hw
         self.mean = tuple(float(v) for v in cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
         self.std = tuple(float(v) for v in cfg.get("std", open_clip.OPENAI_DATASET_STD))
+        self.interpolation = _preprocess_choice(cfg, "interpolation", "bicubic", _INTERPOLATIONS, name)
+        self.resize_mode = _preprocess_choice(cfg, "resize_mode", "shortest", _RESIZE_MODES, name)
+        self.activation = activation_of(model)
         # on the network's device: `device` reads it, and the loaders build the network on the asked-for device
         where = next(model.parameters(), torch.empty(0)).device
         self.register_buffer("_mean", torch.tensor(self.mean, device=where).view(1, -1, 1, 1), persistent=False)
@@ -427,6 +509,19 @@ class ClipBackbone(nn.Module):
         self.train(False)
 
     # -- module state
+    def hash_settings(self) -> dict:
+        """What changes the embeddings besides the weights and buffers, for `zoo.checkpoints.state_hash` (the
+        methods' cache keys, the FID fingerprint): the activation and the preprocessing's interpolation and resize
+        mode where they differ from GELU / bicubic / shortest (so that those hashes stay as they were)."""
+        settings = {"activation": self.activation, "interpolation": self.interpolation,
+                    "resize_mode": self.resize_mode}
+        defaults = {"activation": "gelu", "interpolation": "bicubic", "resize_mode": "shortest"}
+        return {k: v for k, v in settings.items() if v != defaults[k]}
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, pretrained={self.pretrained!r}, activation={self.activation}, "
+                f"input={self.image_hw}, interpolation={self.interpolation}, resize_mode={self.resize_mode}")
+
     def train(self, mode: bool = True):
         """Frozen backbones stay in eval mode whatever the caller's module tree does."""
         return super().train(bool(mode) and self.trainable)
@@ -454,14 +549,15 @@ class ClipBackbone(nn.Module):
                    antialias: bool = True) -> torch.Tensor:
         """Generator output [N, 3, H, W] in [-1, 1] -> the model's input [N, 3, S, S] (differentiable).
 
-        resize: "bicubic" (CLIP's preprocessing: short side + centre crop) or "area" (StyleCLIP's exact area average, square
-        inputs). normalize=False skips both the [-1, 1] -> [0, 1] map and the mean/std (StyleCLIP's optimisation
-        feeds raw generator output). `antialias` only applies to "bicubic"."""
+        resize: "bicubic" (CLIP's own preprocessing: its config's interpolation, bicubic unless it says bilinear,
+        and resize mode, short side + centre crop unless it says squash) or "area" (StyleCLIP's exact area average,
+        square inputs). normalize=False skips both the [-1, 1] -> [0, 1] map and the mean/std (StyleCLIP's
+        optimisation feeds raw generator output). `antialias` only applies to "bicubic"."""
         if images.ndim != 4 or images.shape[1] != self._mean.shape[1]:
             raise ValueError(f"expected [N, {self._mean.shape[1]}, H, W] images, got shape {tuple(images.shape)}")
         x = (images + 1) / 2 if normalize else images
         if resize == "bicubic":
-            x = _bicubic_resize_crop(x, self.image_hw, antialias)
+            x = _resize_crop(x, self.image_hw, antialias, self.interpolation, self.resize_mode)
         elif resize == "area":
             if self.image_hw[0] != self.image_hw[1]:
                 raise ValueError(f"area resize needs a square model input, this model takes {self.image_hw}")
