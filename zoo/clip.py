@@ -33,9 +33,10 @@ Image preprocessing (`ClipBackbone.preprocess`) takes generator output in [-1, 1
     * resize="bicubic": the model's own preprocessing: resize of the short side to the model's input size, then
       centre crop (torchvision `Resize(size)` + `CenterCrop(size)`), with the interpolation and resize mode of its
       open_clip preprocess config (bicubic unless it says bilinear; "squash" resizes without a crop, "longest" is
-      taken for square images to a square input only; other values are refused at load time). `antialias=True` by default: CLIP's own preprocessing resizes a PIL
-      image, which is antialiased (on a 1024 px face, 224 px input, it matches open_clip's PIL transform to
-      ~0.004 per pixel; without antialiasing 0.57), so judges and the global directions' relevance use it.
+      taken for square images to a square input only; other values are refused at load time). `antialias=True`
+      by default: CLIP's own preprocessing resizes a PIL image, which is antialiased (on a 1024 px face, 224 px
+      input, it matches open_clip's PIL transform to ~0.004 per pixel; without antialiasing 0.57), so judges and
+      the global directions' relevance use it.
       StyleGAN-NADA's losses pass `antialias=False`: its code applies the transform to generator tensors, which
       the torchvision versions it ran on resized without antialiasing (`methods.nada.NADA_ANTIALIAS`).
     * resize="area" (StyleCLIP): the exact area average, i.e. the linear map that StyleCLIP's
