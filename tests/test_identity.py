@@ -72,6 +72,17 @@ def test_irse50_layout_matches_model_ir_se50():
         assert tuple(state[key].shape) == shape, key
     assert not any(k.startswith("body.0.shortcut_layer") for k in state)
     assert sum(p.numel() for p in IRSE50().parameters()) == 43_797_696
+    # by hand from TreB1eN's bottleneck_IR_SE: BN(in), conv3x3 in->d, PReLU(d), conv3x3 d->d, BN(d), SE d->d/16->d,
+    # plus conv1x1 + BN when the depth changes; input conv 3->64 + BN + PReLU; output BN2d, Linear 25088->512, BN1d
+
+    def unit(i, d):
+        return 2 * i + 9 * i * d + d + 9 * d * d + 2 * d + 2 * d * (d // 16) + (0 if i == d else i * d + 2 * d)
+
+    total, channels = 27 * 64 + 128 + 64, 64
+    for depth, count in ((64, 3), (128, 4), (256, 14), (512, 3)):
+        for _ in range(count):
+            total, channels = total + unit(channels, depth), depth
+    assert total + 1024 + 512 * 7 * 7 * 512 + 512 + 1024 == 43_797_696
 
 
 def test_load_irse50_is_strict_frozen_and_normalised(irse50_file, irse50):
@@ -249,6 +260,27 @@ def test_onnx_recognizer_matches_direct_onnxruntime(onnx_file):
     assert torch.allclose(rec.embed(big), got, atol=1e-5)
 
 
+@pytest.mark.parametrize("graph", ["plain", "in_graph_normalised"])
+def test_onnx_recognizer_equals_insightface_get_feat_on_bgr_uint8(onnx_file, tmp_path, graph):
+    """insightface's own entry point, `ArcFaceONNX.get_feat` on a BGR uint8 crop (cv2.dnn.blobFromImages with its
+    input_mean / input_std and swapRB), is the reference; not a restatement of the normalisation we believe in."""
+    arcface_onnx = pytest.importorskip("insightface.model_zoo.arcface_onnx")
+    path = onnx_file
+    if graph == "in_graph_normalised":
+        torch.manual_seed(6)
+        path = _export(_InGraphNormalised(), tmp_path / "mxnet_like.onnx")
+        _rename_normalisation_nodes(path)
+    rec = load_onnx_recognizer(path)
+    assert isinstance(rec.recognizer, arcface_onnx.ArcFaceONNX)
+    assert (rec.input_mean, rec.input_std) == ((127.5, 127.5) if graph == "plain" else (0.0, 1.0))
+    bgr = np.random.default_rng(7).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    reference = rec.recognizer.get_feat(list(bgr))
+    reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(0, 3, 1, 2).float()
+    got = rec.embed(rgb / 127.5 - 1)
+    np.testing.assert_allclose(got.numpy(), reference, atol=2e-6, rtol=0)
+
+
 def test_onnx_recognizer_with_fixed_batch_and_crop(tmp_path):
     torch.manual_seed(5)
     path = _export(TinyRecognizer(), tmp_path / "fixed.onnx", dynamic=False)
@@ -271,14 +303,19 @@ class _InGraphNormalised(nn.Module):
         return self.body((x - 127.5) * 0.0078125)
 
 
-def test_onnx_recognizer_with_in_graph_normalisation(tmp_path):
-    torch.manual_seed(6)
-    path = _export(_InGraphNormalised(), tmp_path / "mxnet_like.onnx")
+def _rename_normalisation_nodes(path) -> None:
+    """Name the graph's first Sub / Mul nodes as MXNet exports do, which insightface reads as in-graph normalisation."""
     model = onnx.load(str(path))
     for node in model.graph.node[:8]:
         if node.op_type in ("Sub", "Mul"):
             node.name = f"_{'minus' if node.op_type == 'Sub' else 'mul'}{node.name.replace('/', '_')}"
     onnx.save(model, str(path))
+
+
+def test_onnx_recognizer_with_in_graph_normalisation(tmp_path):
+    torch.manual_seed(6)
+    path = _export(_InGraphNormalised(), tmp_path / "mxnet_like.onnx")
+    _rename_normalisation_nodes(path)
     rec = load_onnx_recognizer(path)
     assert (rec.input_mean, rec.input_std) == (0.0, 1.0)
     x = torch.rand(2, 3, 112, 112) * 2 - 1

@@ -73,10 +73,48 @@ def test_rosinality_key_set_at_1024_reduced_width_loads_strictly(tmp_path):
         load_generator(path, channels=8)
 
 
+def test_config_f_parameter_count_and_key_shapes_are_rosinalitys():
+    """Literal facts of rosinality's Generator(1024, 512, 8, channel_multiplier=2) (stylegan2-ffhq-config-f.pt),
+    not derived from this project's own tables."""
+    with torch.device("meta"):
+        generator = Generator(1024, 512, 8, channel_multiplier=2)
+    assert sum(p.numel() for p in generator.parameters()) == 30_370_060
+    # by hand: mapping 8 x (512 x 512 + 512); constant 512 x 4 x 4; StyledConv(i, o) = 9io + 512i + i + 1 + o;
+    # ToRGB(i) = 3i + 512i + i + 3; channels 512 (4..32), 512, 256, 128, 64, 32 (64..1024)
+    ch = [512, 512, 512, 512, 512, 256, 128, 64, 32]
+
+    def conv(i, o):
+        return 9 * i * o + 513 * i + 1 + o
+
+    def rgb(i):
+        return 516 * i + 3
+
+    total = 8 * (512 * 512 + 512) + 512 * 16 + conv(512, 512) + rgb(512)
+    total += sum(conv(ch[k], ch[k + 1]) + conv(ch[k + 1], ch[k + 1]) + rgb(ch[k + 1]) for k in range(8))
+    assert total == 30_370_060
+    # buffers: noise maps 4^2 + 2 x (8^2 + ... + 1024^2), 16 FIR kernels of 4 x 4
+    assert sum(b.numel() for b in generator.buffers()) == 2_796_176 + 16 * 16 == 2_796_432
+    shapes = {k: tuple(v.shape) for k, v in generator.state_dict().items()}
+    assert len(shapes) == 171
+    literal = {
+        "style.1.weight": (512, 512), "style.8.bias": (512,), "input.input": (1, 512, 4, 4),
+        "conv1.conv.weight": (1, 512, 512, 3, 3), "conv1.conv.modulation.weight": (512, 512),
+        "conv1.noise.weight": (1,), "conv1.activate.bias": (512,), "to_rgb1.conv.weight": (1, 3, 512, 1, 1),
+        "to_rgb1.bias": (1, 3, 1, 1), "convs.0.conv.blur.kernel": (4, 4), "convs.6.conv.weight": (1, 512, 512, 3, 3),
+        "convs.8.conv.weight": (1, 256, 512, 3, 3), "convs.12.conv.weight": (1, 64, 128, 3, 3),
+        "convs.15.conv.weight": (1, 32, 32, 3, 3), "convs.15.conv.modulation.weight": (32, 512),
+        "to_rgbs.7.conv.weight": (1, 3, 32, 1, 1), "to_rgbs.7.upsample.kernel": (4, 4),
+        "noises.noise_0": (1, 1, 4, 4), "noises.noise_1": (1, 1, 8, 8), "noises.noise_16": (1, 1, 1024, 1024),
+    }
+    assert {k: shapes[k] for k in literal} == literal
+    assert "style.0.weight" not in shapes and "to_rgb1.upsample.kernel" not in shapes and "convs.16.conv.weight" \
+        not in shapes and "noises.noise_17" not in shapes
+
+
 def test_true_size_ffhq_config_f_key_set_loads_strictly():
     state = random_rosinality_state_dict(1024, style_dim=512, n_mlp=8, channel_multiplier=2, seed=0)
     assert len(state) == 171
-    assert sum(v.numel() for v in state.values()) > 30_000_000
+    assert sum(v.numel() for k, v in state.items() if not k.endswith("kernel") and "noises." not in k) == 30_370_060
     config = infer_config(state)
     assert config["size"] == 1024 and config["style_dim"] == 512 and config["n_mlp"] == 8
     assert config["channel_multiplier"] == 2 and config["channels"] == rosinality_channels(2)
