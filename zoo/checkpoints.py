@@ -88,8 +88,9 @@ def is_torchscript_archive(path: str | Path) -> bool:
     return any(n == "constants.pkl" or n.startswith("code/") for n in inside)
 
 
-# the start of a legacy (pre-zip) torch.save file: pickle protocol 2, then torch's magic number as a 10-byte LONG1
-_TORCH_LEGACY_START = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+# what a legacy (pre-zip) torch.save file pickles first: torch's magic number, as a 10-byte LONG1 (after the PROTO
+# opcode, and a FRAME header from protocol 4 on)
+_TORCH_LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 _PICKLE_SCAN = 1 << 20  # bytes of a pickle searched for the module names that tell NVIDIA's kinds apart
 NVIDIA_TF_PICKLE = ("an NVIDIA TensorFlow StyleGAN pickle (NVlabs stylegan2 / stylegan2-ada, e.g. "
                     "stylegan2-ffhq-config-f.pkl)")
@@ -115,7 +116,7 @@ def plain_pickle_kind(path: str | Path) -> str | None:
         return None
     with open(path, "rb") as handle:
         head = handle.read(_PICKLE_SCAN)
-    if head.startswith(_TORCH_LEGACY_START):
+    if _TORCH_LEGACY_MAGIC in head[:24]:
         return None
     if not (head.startswith(b"\x80") or path.suffix.lower() == ".pkl"):  # protocol >= 2 starts with PROTO
         return None
