@@ -6,10 +6,11 @@ finished, runs sharing the folder never write through one temp file, and a damag
 
 `prepare_in_workers` runs the preparations of methods whose `prepare` is independent per edit (a mapper trained
 per edit, a generator adapted per domain) in N worker processes before the runner's serial loop, which then
-restores them from the cache. On a CPU this is the faster way to use the cores: one training of these small
-networks gains little from a second thread, two trainings side by side nearly twice (the faces suite's mapper on a
-2-core Xeon, `tools/prepare_workers_speed.py`: 16.8 steps/s on one thread, 20.8 on two, 36.6 in two processes of one
-thread). Each worker loads the loss networks once and runs torch on its share of the driver's threads (the run
+restores them from the cache, or records a worker's error for the groups it prepared (without preparing again).
+On a CPU this is the faster way to use the cores: one training of these small networks gains little from a second
+thread, two trainings side by side nearly twice (the faces suite's mapper on a 2-core Xeon,
+`tools/prepare_workers_speed.py`: 16.8 steps/s on one thread, 20.8 on two, 36.6 in two processes of one thread).
+Each worker loads the loss networks once and runs torch on its share of the driver's threads (the run
 manifest's `prepare_worker_threads`). The pool is the standard library's; what it does not know (load once per
 worker, split the threads, seed each group as the serial run does) is the few lines below.
 """
@@ -23,6 +24,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Any
 
 import torch
 
-from bench.cachefile import atomic_save, load_or_none
+from bench.cachefile import atomic_save, load_or_none, remove_damaged
 from metrics.cost import Stopwatch
 
 
@@ -64,10 +66,9 @@ def prepare_cached(method: Any, family: str, edit: Any, seed: int, backbones: An
     parameters: every variant of a family draws the same random numbers for an edit (a paired ablation: two variants
     differ by their parameters, not by their luck), so a variant that differs from another only in parameters that
     `prepare` does not read (`APPLY_ONLY_PARAMS`) makes the same state and shares it through the cache."""
-    blob = load_cached(cached, device)
-    if blob is not None:
-        method.load_prepared_state(blob["state"])
-        return blob["seconds"], blob["peak_mem_mb"]
+    restored = _restore(method, cached, device)
+    if restored is not None:
+        return restored
     torch.manual_seed(group_seed(seed, family, edit.name, "prepare"))
     with Stopwatch(device) as cost:
         method.prepare(backbones, edit)
@@ -75,6 +76,30 @@ def prepare_cached(method: Any, family: str, edit: Any, seed: int, backbones: An
     if state is not None:
         atomic_save({"state": state, "seconds": cost.seconds, "peak_mem_mb": cost.peak_mem_mb}, cached)
     return cost.seconds, cost.peak_mem_mb
+
+
+def _restore(method: Any, cached: Path, device: str) -> tuple[float, float] | None:
+    """The cached state put into `method`, with its (seconds, peak MiB); None when there is none to use. A state the
+    method refuses (`load_prepared_state` raises: a state of an older layout, keys of another network) is a cache
+    miss like a damaged file: deleted, then prepared again, rather than an error for every run sharing the cache.
+    `prepare` then sets what the refused load may have set half-way."""
+    try:
+        before = cached.stat()
+    except FileNotFoundError:
+        return None
+    blob = load_cached(cached, device)
+    if blob is None:
+        return None
+    try:
+        method.load_prepared_state(blob["state"])
+    except Exception as exc:
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "CUDA" in str(exc):
+            raise  # the state is fine; this device cannot hold it
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        remove_damaged(cached, f"{type(method).__name__}.load_prepared_state refused it: {type(exc).__name__}: "
+                               f"{first}", before)
+        return None
+    return blob["seconds"], blob["peak_mem_mb"]
 
 
 @dataclass(frozen=True)
@@ -152,10 +177,13 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers: int, threads: int,
-                       on_done: Callable[[PrepareJob, str | None, int], Any] | None = None) -> None:
+                       on_done: Callable[[PrepareJob, str | None, int], Any] | None = None
+                       ) -> list[tuple[PrepareJob, BaseException]]:
     """Run `jobs` in `workers` spawned processes of `threads` torch threads each, calling `on_done(job, error or
-    None, len(jobs))` as each ends. A failed job leaves no cached state, so the caller's serial pass prepares it
-    again and records the error in the store.
+    None, len(jobs))` as each ends. Returns the jobs whose preparation raised, each with its exception: the caller
+    records it as the error of every group that job prepares, without preparing it a second time (a deterministic
+    failure would only repeat, at the cost of a second preparation). A job the pool could not run (the pool broke:
+    a worker died, its start failed) is not among them and has no cached state: the serial pass prepares it.
 
     Interrupted (Ctrl-C, KeyboardInterrupt in this process; the workers ignore SIGINT), it cancels the queued
     preparations, terminates the running ones and re-raises: the preparations that finished are in the cache,
@@ -163,6 +191,7 @@ def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers:
     context = multiprocessing.get_context("spawn")  # fork would copy the driver's torch thread pools
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                initargs=(suite, device, threads))
+    failed: list[tuple[PrepareJob, BaseException]] = []
     try:
         with _sigint_ignored():  # the workers are spawned by the submits
             futures = {pool.submit(_run_job, job): job for job in jobs}
@@ -170,7 +199,10 @@ def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers:
             job, error = futures[future], None
             try:
                 future.result()
-            except Exception as exc:  # a broken network or a bad parameter: the serial pass records it
+            except BrokenProcessPool as exc:  # not the job's failure: left to the serial pass
+                error = f"{type(exc).__name__}: {exc} (prepared again in this process)"
+            except Exception as exc:  # a broken network or a bad parameter: the job's own error
+                failed.append((job, exc))
                 error = f"{type(exc).__name__}: {exc}"
             if on_done:
                 on_done(job, error, len(jobs))
@@ -178,3 +210,4 @@ def prepare_in_workers(jobs: list[PrepareJob], suite: Any, device: str, workers:
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+    return failed

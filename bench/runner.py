@@ -45,7 +45,8 @@ from metrics.cost import Stopwatch, device_name
 
 SET_BATCH = -1  # the batch index of a (variant, edit, seed) group's set cell
 # what a resumed run must share with the run in its directory: the same work, and latencies measured in one setting
-MATCH_KEYS = ("suite", "suite_hash", "sources_content", "backbone_hashes", "limit", "device", "torch_threads")
+MATCH_KEYS = ("suite", "suite_hash", "sources_content", "inputs_content", "backbone_hashes", "limit", "device",
+              "torch_threads")
 # what each session of a run records in the manifest's `sessions` history (the top level holds the latest): what
 # may differ between sessions, so nothing of MATCH_KEYS
 SESSION_KEYS = ("git_commit", "packages", "python", "calibration_ms", "prepare_cache", "prepare_workers",
@@ -93,10 +94,40 @@ def sources_content(suite: Suite) -> str | None:
     return None if path is None else content_hash(path)
 
 
+def inputs_content(suite: Suite, memo: dict[str, str] | None = None) -> dict[str, str] | None:
+    """{path as written: content hash} of the files and folders named in the suite's method parameters (defaults
+    included: the mapper's `latents`) and edits (`target_images`), None when none is named: what the preparations
+    read besides the sources and backbones, so a resume sees such a file changed between sessions (its finished
+    cells were made with the old one). Every variant of the suite counts, whatever `--methods` selects; a method's
+    own cache folder (`CACHE_LOCATION_PARAMS`, an output that grows) does not. `memo`: the run's hashes of its
+    input files, shared with its prepare keys, so both record the same content and each file is read once."""
+    named: dict[str, str] = {}
+    for spec in suite.methods:
+        method = METHODS.get(spec.name)
+        _collect_named(with_content_hashes({**method.defaults(), **spec.params},
+                                           getattr(method, "CACHE_LOCATION_PARAMS", frozenset()), memo), named)
+    for edit in suite.edits:
+        _collect_named(with_content_hashes(edit.target_images, memo=memo), named)
+    return named or None
+
+
+def _collect_named(value: Any, into: dict[str, str]) -> None:
+    """The {"path", "content"} entries `with_content_hashes` made in `value`, into {path: content}."""
+    if isinstance(value, dict) and value.keys() == {"path", "content"}:
+        into[value["path"]] = value["content"]
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_named(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_named(item, into)
+
+
 def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: BackboneSet,
-                   options: RunOptions) -> dict[str, Any]:
+                   options: RunOptions, input_hashes: dict[str, str] | None = None) -> dict[str, Any]:
     return {"suite": suite.name, "suite_version": suite.version, "suite_path": str(suite_path),
             "suite_hash": suite.content_hash(), "sources_content": sources_content(suite),
+            "inputs_content": inputs_content(suite, input_hashes),
             "backbone_hashes": {**losses.hashes, **judges.hashes},
             "limit": options.limit, "git_commit": _git_commit(), "packages": _versions(),
             "python": platform.python_version(), "device": device_name(options.device),
@@ -157,7 +188,9 @@ class Runner:
         context = ScoringContext(judges=self.judges.roles, losses=self.losses.roles, device=options.device)
         self.metrics = build_metrics(suite, context, checked=True)  # check_registered_names ran, here or before
         self.store = RunStore(options.out_dir)
-        self.manifest = build_manifest(suite, suite_path, self.losses, self.judges, options)
+        # content hashes of files named in parameters and edits, read once: the manifest's and the prepare keys'
+        self._input_hashes: dict[str, str] = {}
+        self.manifest = build_manifest(suite, suite_path, self.losses, self.judges, options, self._input_hashes)
         self.manifest["variants"] = [[m.name, m.label] for m in suite.methods]
         self.manifest["edits"] = [e.name for e in suite.edits]  # the suite's order, for per-edit tables
         self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
@@ -165,7 +198,6 @@ class Runner:
         self.store.open_run(self.manifest, options.resume, MATCH_KEYS, SESSION_KEYS)
         self.images_dir = Path(options.out_dir) / "images"
         self.cache_dir = Path(options.prepare_cache or Path(options.out_dir) / "cache" / "prepare")
-        self._input_hashes: dict[str, str] = {}  # content hashes of files named in parameters and edits, read once
         self.sources = source_batches(suite.sources, self.losses, options.device, options.limit,
                                       cache_dir=Path(options.out_dir) / "cache" / "sources", on_progress=on_sources)
         save_pngs(torch.cat([b.images for b in self.sources]), self.images_dir / "_source")
@@ -188,23 +220,26 @@ class Runner:
         specs = {spec.label: spec for spec in self.variants}
         edits = {edit.name: edit for edit in self.suite.edits}
         groups = [(specs[variant], edits[edit_name], seed) for variant, edit_name, seed in by_group]
-        if self.options.workers > 1:
-            self._prepare_in_workers(groups, on_prepared)
+        # the preparations that failed in a worker, by state file: their groups record the error, not prepare again
+        worker_errors = self._prepare_in_workers(groups, on_prepared) if self.options.workers > 1 else {}
         for (spec, edit, seed), cells in zip(groups, by_group.values()):
-            self._run_group(spec, edit, seed, cells, on_cell)
+            self._run_group(spec, edit, seed, cells, on_cell, worker_errors)
         return self.store
 
     def _group_dir(self, variant: str, edit: str, seed: int) -> Path:
         return self.images_dir / slug(variant) / slug(edit) / f"seed{seed}"
 
-    def _run_group(self, spec: MethodSpec, edit: Edit, seed: int, cells: list[CellKey], on_cell) -> None:
+    def _run_group(self, spec: MethodSpec, edit: Edit, seed: int, cells: list[CellKey], on_cell,
+                   worker_errors: dict[Path, str] | None = None) -> None:
         method: EditMethod = METHODS.get(spec.name)(**spec.params)
-        try:
-            with labelled(f"preparing {spec.label} · {edit.name}"):
-                prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
-            prepare_error = None
-        except Exception as exc:  # recorded, the run goes on
-            prepare_s, prepare_mem, prepare_error = float("nan"), float("nan"), f"prepare: {_describe(exc)}"
+        prepare_s, prepare_mem = float("nan"), float("nan")
+        prepare_error = worker_errors.get(self._cached_state(method, spec, edit, seed)) if worker_errors else None
+        if prepare_error is None:
+            try:
+                with labelled(f"preparing {spec.label} · {edit.name}"):
+                    prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
+            except Exception as exc:  # recorded, the run goes on
+                prepare_error = f"prepare: {_describe(exc)}"
         for cell in cells:
             if cell.batch == SET_BATCH:
                 continue
@@ -228,12 +263,17 @@ class Runner:
         variant's label and the method's `APPLY_ONLY_PARAMS` (read by `apply` only), which the preparation's
         random stream does not depend on either (`prepare_cached`): variants that differ only there share a state,
         and a state is restored only where a fresh run would have made the same one. Which parameters the suite
-        set (not only their values) enters too."""
+        set (not only their values) enters too, and the method's `PREPARE_VERSION` (the code that made the state)."""
         apply_only = getattr(method, "APPLY_ONLY_PARAMS", frozenset())
         params = {k: v for k, v in method.params.items() if k not in apply_only}
         edit_fields = edit.model_dump(mode="json")
         edit_fields["target_images"] = with_content_hashes(edit_fields.get("target_images"), memo=self._input_hashes)
+        # the method's PREPARE_VERSION (bumped when its prepare() changes the state it makes) enters from 2 on only,
+        # so the states made before the key had it (version 1) keep their keys
+        version = getattr(method, "PREPARE_VERSION", 1)
+        versioned = {} if version == 1 else {"prepare_version": version}
         return hashlib.sha256(json.dumps({
+            **versioned,
             "method": method_family(spec.name),
             # a method's own cache folder (`CACHE_LOCATION_PARAMS`) enters by name, not by its growing content
             "params": with_content_hashes(params, getattr(method, "CACHE_LOCATION_PARAMS", frozenset()),
@@ -251,9 +291,10 @@ class Runner:
         return prepare_cached(method, method_family(spec.name), edit, seed, self.losses, self.options.device,
                               self._cached_state(method, spec, edit, seed))
 
-    def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> None:
+    def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> dict[Path, str]:
         """The pending preparations of per-edit-independent methods, in `options.workers` processes (see
-        `bench.prepare`); the serial loop then restores them from the cache."""
+        `bench.prepare`); the serial loop then restores them from the cache. Returns the preparations that failed
+        there, as {state file: the error to record}: every group of that state records it, as in a serial run."""
         jobs, seen = [], set()
         for spec, edit, seed in groups:
             method = METHODS.get(spec.name)(**spec.params)
@@ -267,9 +308,10 @@ class Runner:
             seen.add(cached)
             jobs.append(PrepareJob(spec, edit, seed, cached))
         if len(jobs) < 2:
-            return
-        prepare_in_workers(jobs, self.suite, self.options.device, min(self.options.workers, len(jobs)),
-                           self.manifest["prepare_worker_threads"], on_prepared)
+            return {}
+        failed = prepare_in_workers(jobs, self.suite, self.options.device, min(self.options.workers, len(jobs)),
+                                    self.manifest["prepare_worker_threads"], on_prepared)
+        return {job.cached: f"prepare: {_describe(exc)}" for job, exc in failed or ()}
 
     def _apply_cell(self, method: EditMethod, edit: Edit, cell: CellKey) -> None:
         sources: SourceBatch = self.sources[cell.batch]

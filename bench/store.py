@@ -6,8 +6,8 @@
   does not count as completed, so `--resume` runs it again (its row is replaced in one transaction).
 * The manifest (suite hash, git commit, package versions, device, backbone content hashes) is written atomically
   (`bench.cachefile`); resuming is allowed only into a directory whose manifest matches (for `bench run`: suite,
-  backbones, limit, device and torch threads, so latencies of one run come from one setting), and each session
-  (git commit, start time, calibration) is kept in `manifest["sessions"]`.
+  the content of its input files, backbones, limit, device and torch threads, so latencies of one run come from one
+  setting), and each session (git commit, start time, calibration) is kept in `manifest["sessions"]`.
 """
 
 from __future__ import annotations
@@ -83,20 +83,24 @@ class RunStore:
         """Start or resume a run. Resuming (or reusing a non-empty directory) needs a manifest that matches in
         `match_keys`. The manifest's top level describes the latest session; `manifest["sessions"]` keeps every
         session's `session_keys` values (git commit, calibration, ...) with its start time and the number of cells
-        done before it, so a resumed run's earlier sessions are not lost (a cell's `finished_at` tells its session)."""
+        done before it, so a resumed run's earlier sessions are not lost (a cell's `finished_at` tells its session).
+        A directory whose run recorded no cell yet (stopped while loading or preparing) takes any new run."""
         previous = self.read_manifest()
         sessions: list[dict] = []
         session_keys = tuple(session_keys)
         done = self.completed_cells()
         recorded = self.recorded_cells()
+        differing = [k for k in match_keys if previous.get(k) != manifest.get(k)] if previous is not None else []
+        if differing and not recorded:
+            previous = None  # a run stopped before its first cell: nothing to mix, this one starts afresh here
         if previous is not None:
-            differing = [k for k in match_keys if previous.get(k) != manifest.get(k)]
             if differing:
                 details = "; ".join(_difference(k, previous.get(k), manifest.get(k)) for k in differing)
                 raise BenchError(
                     f"{self.run_dir} holds a run whose manifest differs in {', '.join(differing)} ({details}); "
                     "its results cannot be mixed with this session's: resume it with the same suite, backbones, "
-                    "--limit, --device and --threads, or use another --out directory (or delete this one)")
+                    "--limit, --device and --threads" + _input_hint(differing) + ", or use another --out directory "
+                    "(or delete this one)")
             if not resume and recorded:
                 raise BenchError(f"{self.run_dir} already holds results of this suite; pass --resume to continue "
                                  "it, or choose another --out directory")
@@ -185,6 +189,17 @@ class RunStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+# match keys that hold the content of input files: the message says which files, and what to do
+_INPUT_KEYS = {"sources_content": "the sources' latents file or image folder",
+               "inputs_content": "the files and folders named in method parameters and edits (latents:, "
+                                 "target_images:)"}
+
+
+def _input_hint(differing: list[str]) -> str:
+    changed = [_INPUT_KEYS[k] for k in differing if k in _INPUT_KEYS]
+    return f", and {' and '.join(changed)} as they were (their content changed since)" if changed else ""
 
 
 def _difference(key: str, stored: Any, now: Any) -> str:

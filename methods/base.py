@@ -54,6 +54,11 @@ class EditMethod(ABC):
     # (no cache of its own), so the runner may prepare several edits in parallel worker processes (`--workers`)
     independent_prepare: bool = False
 
+    # The version of the state `prepare` makes: bump it when a change to `prepare` (a fix to a training loop, another
+    # state layout) changes the state it makes, so that prepare caches (a run's own, a shared --prepare-cache) stop
+    # serving states made by the old code (it enters the cache key, `bench.runner.Runner.prepare_key`)
+    PREPARE_VERSION: int = 1
+
     # Parameters used only by apply; the prepare cache key and the preparation's random stream leave them out
     # (a sweep over them reuses one preparation)
     APPLY_ONLY_PARAMS: frozenset[str] = frozenset()
