@@ -84,9 +84,9 @@ def lr_schedule(t: float, lr0: float, rampdown: float = 0.25, rampup: float = 0.
     return lr0 * ramp * min(1.0, t / rampup)
 
 
-def identity_loss(backbones: Any, size: int | None = None):
+def identity_loss(backbones: Any):
     """`IdentityLoss` over the set's identity embedder, or None when the set has no `identity` role. The crop is
-    `zoo.identity.identity_crop` of the set's generator; `size` is not used (the crop pools any size to 256)."""
+    `zoo.identity.identity_crop` of the set's generator (which pools any size to 256)."""
     embedder = backbones.get("identity") if hasattr(backbones, "get") else None
     if embedder is None:
         return None
@@ -96,12 +96,12 @@ def identity_loss(backbones: Any, size: int | None = None):
     return IdentityLoss(embedder, crop=identity_crop(generator_of(backbones)))
 
 
-def require_identity(backbones: Any, size: int | None, weight: float, method: str, explicit: bool = True):
+def require_identity(backbones: Any, weight: float, method: str, explicit: bool = True):
     """The identity loss when `weight` > 0, else None. A set without an `identity` network is an error when the
     suite set the weight (`explicit`); a default weight then turns the ID term off (None)."""
     if weight <= 0:
         return None
-    loss = identity_loss(backbones, size)
+    loss = identity_loss(backbones)
     if loss is None and explicit:
         roles = sorted(getattr(backbones, "roles", {}) or {})
         raise BenchError(f"{method}: id_lambda={weight} needs an 'identity' backbone (the suite provides {roles}); "

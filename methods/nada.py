@@ -278,7 +278,7 @@ class StyleGANNada(EditMethod):
     def _mine(self, backbones, adapted, clips, edit) -> LevelsMapper:
         p = self.params
         texts = [prompt_features(clip, edit.target)[0] for clip, _ in clips]
-        id_loss = require_identity(backbones, adapted.size, float(p["mapper_id_weight"]), "nada (mine)",
+        id_loss = require_identity(backbones, float(p["mapper_id_weight"]), "nada (mine)",
                                    explicit="mapper_id_weight" in self.set_params)
         sampler = LatentSampler(adapted, float(p["mapper_truncation"]), None, int(p["mapper_val_count"]))
         mapper = LevelsMapper(adapted.n_latent, adapted.style_dim, layers=int(p["mapper_layers"])).to(adapted.device)

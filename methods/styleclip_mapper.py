@@ -275,7 +275,7 @@ class StyleClipMapper(EditMethod):
         texts = [prompt_features(clip, edit.target)[0] for clip, _ in networks]
         id_lambda = float(p["id_lambda"])
         # a suite-set id_lambda > 0 needs an identity network; the default one is dropped (and recorded) without
-        id_loss = require_identity(backbones, generator.size, id_lambda, "styleclip_mapper",
+        id_loss = require_identity(backbones, id_lambda, "styleclip_mapper",
                                    explicit="id_lambda" in self.set_params)
         id_term = (f"on: id_lambda {p['id_lambda']}" if id_loss is not None else
                    f"off: id_lambda {p['id_lambda']}" if id_lambda <= 0 else

@@ -108,7 +108,7 @@ class StyleClipOptimization(EditMethod):
         generator = generator_of(backbones)
         networks = clip_networks(backbones)
         texts = [prompt_features(clip, edit.target)[0] for clip, _ in networks]
-        id_loss = require_identity(backbones, generator.size, p["id_lambda"], "styleclip_optimization")
+        id_loss = require_identity(backbones, p["id_lambda"], "styleclip_optimization")
         w0 = source_latents_or_invert(backbones, sources).to(generator.device)
         w, styles = optimize(generator, networks, w0, texts, steps=int(p["steps"]), lr=float(p["lr"]),
                              l2_lambda=float(p["l2_lambda"]), id_lambda=float(p["id_lambda"]), id_loss=id_loss,

@@ -37,6 +37,7 @@ def build_lpips(net: str = "alex", pnet_rand: bool = False, device: str | torch.
     import lpips
 
     from bench.errors import BenchError
+    from zoo.checkpoints import error_detail
 
     if net not in NETS:
         raise BenchError(f"{who}: unknown net {net!r}; valid: {', '.join(NETS)}")
@@ -44,9 +45,8 @@ def build_lpips(net: str = "alex", pnet_rand: bool = False, device: str | torch.
         network = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=pnet_rand, verbose=False)
     except Exception as exc:  # no cached torchvision backbone weights and no network
         label, file = TORCHVISION_WEIGHTS[net]
-        first = (str(exc).splitlines() or [""])[0]
         raise BenchError(
-            f"{who}: cannot build LPIPS-{net} ({type(exc).__name__}: {first}); it needs torchvision's ImageNet "
+            f"{who}: cannot build LPIPS-{net} ({error_detail(exc)}); it needs torchvision's ImageNet "
             f"{label} weights ({file}), downloaded once from {TORCHVISION_URL}{file} into the torch hub cache "
             f"({torch.hub.get_dir()}/checkpoints) on a machine that is online, plus the lpips package's own "
             "linear-layer weights (shipped with the package)" + (f"; or use {instead}" if instead else "")) from exc

@@ -216,7 +216,7 @@ def test_identity_loss_of_a_128px_ffhq_generator_crops_like_the_metric(irse50):
     from zoo.stylegan2.checkpoint import random_generator
 
     generator = random_generator(128, style_dim=16, n_mlp=1, channel_multiplier=1)
-    loss = identity_loss(BackboneSet({"generator": generator, "identity": irse50}), generator.size)
+    loss = identity_loss(BackboneSet({"generator": generator, "identity": irse50}))
     assert loss.crop is stylegan_face_crop
     src = torch.rand(2, 3, 128, 128) * 2 - 1
     x = (src + 0.3 * torch.randn_like(src)).requires_grad_(True)
@@ -236,7 +236,7 @@ def test_identity_loss_refuses_an_onnx_recognizer(onnx_file):
                                          r".*insightface_onnx, sface.*judges only"):
         IdentityLoss(recognizer)
     with pytest.raises(BenchError, match="judges only"):
-        identity_loss(BackboneSet({"generator": object(), "identity": recognizer}), 64)
+        identity_loss(BackboneSet({"generator": object(), "identity": recognizer}))
 
 
 @pytest.fixture(scope="module")

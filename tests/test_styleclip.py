@@ -121,7 +121,7 @@ def test_batched_optimisation_equals_separate_runs():
     world = BackboneSet({"generator": g, "clip": clip, "identity": TinyIdentity().double().requires_grad_(False)})
     w_s = sources(g, 3).latents.double()
     texts = prompt_features(clip, ["a smiling face", "a face with blue hair", "a smiling face"]).double()
-    kw = dict(steps=3, lr=0.1, l2_lambda=0.008, id_lambda=0.005, id_loss=identity_loss(world, g.size))
+    kw = dict(steps=3, lr=0.1, l2_lambda=0.008, id_lambda=0.005, id_loss=identity_loss(world))
     batched, _ = optimize(g, [(clip, 1.0)], w_s, [texts], **kw)
     for i in range(3):
         single, _ = optimize(g, [(clip, 1.0)], w_s[i:i + 1], [texts[i:i + 1]], **kw)
@@ -249,7 +249,7 @@ def test_mapper_loss_is_the_weighted_sum_the_suite_sets(world):
     mapper = LevelsMapper(g.n_latent, g.style_dim)
     w = sources(g, 2).latents
     text = [prompt_features(clip, "a face with glasses")[0]]
-    ident = identity_loss(world, g.size)
+    ident = identity_loss(world)
     paper, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident)
     light, q = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident, latent_l2_lambda=0.2)
     latent = float((edit_latents(mapper, w) - w).pow(2).mean())

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from zoo.identity.irse50 import ARCFACE_LAYOUT
 from zoo.stylegan2 import Generator, load_generator, save_generator
 from zoo.stylegan2.w_scale import scale_w, standardise_w, w_coordinate_std
 from zoo.stylegan2.widen import widen_generator
@@ -727,7 +728,7 @@ def export(trainable: training.Trainable, weights_dir: Path = training.WEIGHTS_D
     return export_generator(trainable.extra_state["g_ema"].model, trainable.config, weights_dir)
 
 
-FACE_LAYOUT = "arcface"  # the renderer draws faces where the ArcFace 5-point template puts them
+FACE_LAYOUT = ARCFACE_LAYOUT  # the renderer draws faces where the ArcFace 5-point template puts them
 
 
 def load(device: str = "cpu", weights_dir: Path = training.WEIGHTS_DIR) -> Generator:
