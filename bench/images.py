@@ -1,5 +1,5 @@
 """Images on disk and in memory: the one home of the conversions between `[N, 3, H, W]` tensors in [-1, 1] and
-8-bit pixels (`to_uint8`, `from_uint8`), of reading an image file (`read_image`, `read_images`: upright, alpha onto
+8-bit pixels (`to_uint8`, `from_uint8`), of listing an image folder (`image_files_in`) and reading an image file (`read_image`, `read_images`: upright, alpha onto
 white, centre-cropped square), PNGs named by source index, and safe folder names for variant/edit labels."""
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from bench.errors import BenchError
 # Transparent pixels are composited onto white, the background a photo with a cut-out subject is usually shown on
 # (PIL's plain convert("RGB") keeps whatever colour lies under them, black in most files).
 BACKGROUND = (255, 255, 255)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what an image folder (sources, style images, FID) is read for
+
+
+def image_files_in(folder: Path) -> list[Path]:
+    """The image files (`IMAGE_SUFFIXES`) directly in `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def slug(label: str) -> str:

@@ -17,7 +17,7 @@
   all see the photo. The batch's latents are the photos' W+ inversion, for the methods that edit latents: by the
   backbone set's encoder (`inversion: encoder`) or by optimisation-based projection (`inversion: optimization`,
   `methods.inversion.project`), both through `methods.inversion.invert`; each batch says which
-  (`methods.inversion.InvertedBatch`), so a method that would invert its images the same way reuses the latents.
+  (`SourceBatch.inversion`), so a method that would invert its images the same way reuses the latents.
   The inversion runs one suite batch (`batch_size`) at a time, reports its progress, and stores each batch's
   latents in `cache_dir` (keyed by the pixels read, the inversion, the backbones and the device), so a resumed
   run edits the same latents and an interrupted inversion keeps the batches it finished.
@@ -36,13 +36,12 @@ import torch
 from bench.backbone_set import BackboneSet
 from bench.cachefile import atomic_save, load_or_none
 from bench.errors import BenchError
-from bench.images import read_images
+from bench.images import IMAGE_SUFFIXES, image_files_in, read_images
 from bench.suite import GeneratorSources, ImageSources, LatentSources
 from methods.base import SourceBatch
-from methods.inversion import InvertedBatch, invert
+from methods.inversion import invert
 from methods.losses import generator_of
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def source_latents(spec: GeneratorSources | LatentSources | ImageSources, backbones: BackboneSet,
@@ -121,7 +120,7 @@ def _inverted_batches(spec: ImageSources, backbones: BackboneSet, device: str, l
             latents = invert_images(spec, backbones, images)
             if cached is not None:
                 atomic_save(latents.cpu(), cached)
-        batches.append(InvertedBatch(images=images, latents=latents.to(device), inversion=spec.inversion))
+        batches.append(SourceBatch(images=images, latents=latents.to(device), inversion=spec.inversion))
         if on_progress:
             on_progress(start + len(chunk), len(files))
     return batches
@@ -135,7 +134,7 @@ def image_folder_problem(path: str | Path) -> str | None:
         return f"folder {folder} does not exist"
     if not folder.is_dir():
         return f"{folder} is a file, not a folder of images"
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+    if not image_files_in(folder):
         return f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
     return None
 
@@ -146,7 +145,7 @@ def image_files(path: str | Path, limit: int | None = None) -> list[Path]:
     if problem:
         raise BenchError(f"source images: {problem}")
     folder = Path(path).expanduser()
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    return image_files_in(folder)[:limit]
 
 
 def load_images(files: list[Path], size: int) -> torch.Tensor:

@@ -22,6 +22,9 @@ class SourceBatch:
 
     images: torch.Tensor  # [N, 3, H, W]
     latents: torch.Tensor | None = None  # [N, n_latent, style_dim]
+    # how the latents came from the images: "encoder" or "optimization" (`methods.inversion.invert` with `project`'s
+    # defaults), so a method that would invert the images the same way reuses them; None: latents drawn or read
+    inversion: str | None = None
 
 
 @dataclass

@@ -27,7 +27,6 @@ lpips package's VGG, built by `metrics.lpips.build_lpips`; needs torchvision's V
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,19 +42,10 @@ PROJECTION_STEPS = 300  # `project`'s default: what `inversion: optimization` so
 PERCEPTUAL_SIZE = 256  # rosinality's projector pools generated images above this size for LPIPS
 
 
-@dataclass
-class InvertedBatch(SourceBatch):
-    """A source batch whose latents are the inversion of its images: `inversion` is "encoder" or "optimization"
-    (`project` with its defaults). Methods read it with `latents_inversion`, so that a method that would invert
-    the images the same way reuses the latents instead."""
-
-    inversion: str | None = None
-
-
 def latents_inversion(sources: SourceBatch) -> str | None:
     """How a batch's latents were obtained from its images ("encoder", "optimization"), or None when they were not
-    (latents drawn or read, then rendered)."""
-    return getattr(sources, "inversion", None)
+    (latents drawn or read, then rendered): `SourceBatch.inversion`."""
+    return sources.inversion
 
 
 def pyramid_distance(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch.Tensor:

@@ -48,7 +48,6 @@ from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext
 from metrics.judges import in_chunks, is_loss_network, judge_network
 
 FEATURES = ("clip", "inception")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 # -------------------------------------------------------------------------------------------- statistics
@@ -176,39 +175,38 @@ class InceptionFeatures:
 
     def _load_local(self):
         from bench.errors import CheckpointError
+        from zoo.checkpoints import error_detail
 
         try:
             return _load_inception_file(self.path, self.device)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise CheckpointError(f"fid/kid: cannot read the Inception weights inception_path {self.path} "
-                                  f"({type(exc).__name__}: {first}); it must be clean-fid's TorchScript "
+                                  f"({error_detail(exc)}); it must be clean-fid's TorchScript "
                                   f"{INCEPTION_FILE} ({INCEPTION_URL})") from exc
 
     def _load_cleanfid(self):
         from bench.errors import CheckpointError
+        from zoo.checkpoints import error_detail
         from cleanfid.features import build_feature_extractor
 
         expected = cleanfid_inception_file()
         try:
             return build_feature_extractor("clean", device=torch.device(self.device), use_dataparallel=False)
         except Exception as exc:
-            first = (str(exc).splitlines() or [""])[0]
             if expected.exists():  # clean-fid leaves a cut-off download in place, and fails on it every time
-                why = (f"{expected} exists but cannot be read ({type(exc).__name__}: {first}); delete it to download "
-                       "it again")
+                why = f"{expected} exists but cannot be read ({error_detail(exc)}); delete it to download it again"
             else:
                 offline = "; HF_HUB_OFFLINE=1 is set" if _offline() else ""
-                why = (f"{expected} is missing and clean-fid could not download it ({type(exc).__name__}: "
-                       f"{first}{offline})")
+                why = f"{expected} is missing and clean-fid could not download it ({error_detail(exc)}{offline})"
             raise CheckpointError(f"fid/kid: cannot build clean-fid's Inception: {why}. Download {INCEPTION_URL} "
                                   f"to {expected}, or set the metric parameter inception_path: FILE, or use "
                                   "features: clip") from exc
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[-1, 1] RGB → clean-fid's [N, 3, 299, 299] float input in 0..255."""
-        pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        resized = [self.resize(img) for img in pixels.permute(0, 2, 3, 1).numpy()]
+        from bench.images import to_uint8
+
+        resized = [self.resize(img) for img in to_uint8(images)]
         return torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2).astype(np.float32))
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
@@ -237,20 +235,18 @@ def default_cache_dir() -> Path:
 
 
 def read_image_folder(folder: Path) -> list[torch.Tensor]:
-    """Every image of a folder as [3, H, W] RGB in [-1, 1], sorted by file name."""
-    from PIL import Image
+    """Every image of a folder as [3, H, W] RGB in [-1, 1] at its own size, sorted by file name
+    (`bench.images.read_image`: turned upright by its EXIF orientation, transparency onto white)."""
+    from bench.images import image_files_in, read_image
 
-    images = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.float32)
-        images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1)
-    return images
+    return [read_image(path, what="FID reference image") for path in image_files_in(folder)]
 
 
 def _folder_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    from bench.images import image_files_in
+
+    digest = hashlib.sha256(b"upright-rgb-white")  # how `read_image_folder` reads them (EXIF, alpha onto white)
+    for path in image_files_in(folder):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

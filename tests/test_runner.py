@@ -770,7 +770,7 @@ def test_workers_prepare_the_same_states_as_the_serial_run_and_failures_reach_th
         for key, tensor in state["mapper"].items():
             assert torch.equal(tensor, states[1][name]["mapper"][key]), (name, key)
     assert _quality_rows(tmp_path / "parallel") == _quality_rows(tmp_path / "serial")
-    # the failed preparations were tried again by the serial pass and stored as errors
+    # the preparations that failed in the workers are stored as errors for their groups (not prepared again)
     cells = parallel.cells()
     broken = cells[cells["variant"] == "broken"]
     assert len(broken) == 2 * 3 and (broken["status"] == "error").all()  # 2 edits × (2 batches + set cell)
