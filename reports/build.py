@@ -175,9 +175,11 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
                              f"there reports the time and memory measured when it was made")
     workers = manifest.get("prepare_workers", 1)
     if workers > 1:
+        threads = manifest.get("prepare_worker_threads")  # absent from manifests written before it was recorded
+        processes = f"in processes of {threads} thread(s)" if threads else "in separate processes"
         prepare_notes.append(f"with --workers {workers} the per-edit preparations (mapper training, NADA) ran up to "
-                             f"{workers} at a time in processes of {manifest['prepare_worker_threads']} thread(s): "
-                             f"each such time is one preparation's, measured beside the others")
+                             f"{workers} at a time {processes}: each such time is one preparation's, measured beside "
+                             "the others")
     if prepare_notes and "latency_prepare_s" in cost:
         notes["latency_prepare_s"] = "; ".join(prepare_notes)
     if report.get("latency_cells_rescaled"):

@@ -375,3 +375,14 @@ def test_a_resumed_runs_earlier_latencies_are_brought_to_the_latest_sessions_spe
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     report = report_json(tmp_path)
     assert {r["metric"]: r["mean"] for r in report["rows"]}["latency_apply_ms"] == pytest.approx(6.0)
+
+
+def test_a_manifest_without_worker_threads_still_reports(tmp_path):
+    """Runs written before `prepare_worker_threads` was recorded: the note leaves the thread count out."""
+    rows = [_row("m", "v", "latency_prepare_s", 1.0, (0.5, 1.5)), _row("m", "w", "latency_prepare_s", 2.0, (1.0, 3.0))]
+    manifest = {"variants": [["m", "v"], ["m", "w"]], "prepare_workers": 2}
+    for fmt in ("md", "latex"):
+        text = tables(_report(rows), manifest, fmt)
+        assert "ran up to 2 at a time in separate processes" in text and "thread(s)" not in text
+    with_threads = tables(_report(rows), {**manifest, "prepare_worker_threads": 1}, "md")
+    assert "ran up to 2 at a time in processes of 1 thread(s)" in with_threads
