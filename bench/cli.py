@@ -2,7 +2,8 @@
 
 Each subcommand lives in `bench/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`; it is
 imported only when used, so `bench --help` and `bench ls` stay fast. A `BenchError` (bad input the user can fix)
-prints one line and exits with code 2; anything else is a bug and keeps its traceback.
+prints one line and exits with code 2; anything else is a bug: its traceback is printed and the exit code is 3, so
+a CI job does not read a harness bug as `bench compare`'s "regression" (1).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from bench.errors import BenchError
 
@@ -25,9 +27,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+INTERNAL_ERROR = 3  # an unexpected exception: a bug in the harness, not bad input (2) nor a regression (1)
+EXIT_CODES = ("exit codes: 0 success; 1 the command's negative result (bench run: failed cells, bench compare: "
+              "regressions, bench zoo eval: a failing gate); 2 bad input (one-line error); 3 internal error (a bug: "
+              "the traceback is printed); 130 interrupted")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bench", description="Benchmark harness for text-guided image editing with CLIP and StyleGAN.")
+        prog="bench", description="Benchmark harness for text-guided image editing with CLIP and StyleGAN.",
+        epilog=EXIT_CODES)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -48,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep its traceback, but not the exit code 1 that means "regression" or "failed"
+        traceback.print_exc()
+        print(f"bench {args.command}: internal error (a bug in the harness, not in the input; traceback above); "
+              f"exit code {INTERNAL_ERROR}", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -190,6 +190,15 @@ def test_compare_counts_failed_cells_as_regressions(tmp_path, capsys):
     ('{"suite": "s", "rows": [{"method": "m", "variant": "v"}]}', r"rows\[0\] lacks metric, mean"),
     ('{"suite": "s", "rows": [{"method": "m", "variant": "v", "metric": "x", "mean": "high"}]}',
      r"rows\[0\] has mean 'high', not a number or null"),
+    ('{"suite": "s", "rows": [{"method": "m", "variant": "v", "metric": "clip_score", "mean": 0.3, "ci95": [0.1]}]}',
+     r"rows\[0\] \(v · clip_score\) has ci95 \[0.1\]; expected \[low, high\], two numbers or nulls"),
+    ('{"suite": "s", "rows": [{"method": "m", "variant": "v", "metric": "clip_score", "mean": 0.3, "ci95": "wide"}]}',
+     r'has ci95 "wide"; expected \[low, high\]'),
+    ('{"suite": "s", "rows": [{"method": "m", "variant": "v", "metric": "clip_score", "mean": 0.3, "n_cells": "2"}]}',
+     r'has n_cells "2"; expected a count of cells'),
+    ('{"suite": "s", "calibration_ms": "fast", "rows": []}',
+     r"calibration_ms is 'fast'; expected a positive number of milliseconds"),
+    ('{"suite": "s", "calibration_ms": 0, "rows": []}', r"calibration_ms is 0; expected a positive number"),
 ])
 def test_a_malformed_baseline_is_a_one_line_error_exit_2(tmp_path, capsys, text, expected):
     baseline = tmp_path / "baseline.json"
@@ -225,3 +234,30 @@ def test_write_baseline_refuses_a_run_with_failed_cells_and_writes_atomically(tm
     with pytest.raises(OSError, match="disk full"):
         _bench(capsys, "compare", _run_dir(tmp_path, "other"), "--write-baseline", baseline)
     assert baseline.read_text() == good and os.listdir(baseline.parent) == ["baseline.json"]
+
+
+def test_an_internal_error_is_exit_3_with_its_traceback_not_1(tmp_path, capsys, monkeypatch):
+    """A bug in the harness must not read as a regression (exit 1) in CI: exit 3, traceback kept."""
+    import bench.commands.compare as compare
+
+    baseline = tmp_path / "baseline.json"
+    _bench(capsys, "compare", _run_dir(tmp_path), "--write-baseline", baseline)
+
+    def broken(run, base):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(compare, "regressions", broken)
+    code, _, err = _bench(capsys, "compare", _run_dir(tmp_path, "other"), "--baseline", baseline)
+    assert code == 3 and "Traceback" in err and "ZeroDivisionError: a bug" in err
+    assert "bench compare: internal error (a bug in the harness" in err
+
+
+def test_compare_help_names_the_exit_codes_and_where_tolerances_live():
+    from bench.cli import build_parser
+
+    parser = build_parser(only="compare")
+    text = parser._subparsers._group_actions[0].choices["compare"].format_help()
+    text = " ".join(text.split())
+    assert "Tolerances live in the baseline file" in text
+    assert "2 bad input" in text and "3 internal error" in text
+    assert "3 internal error" in " ".join(parser.format_help().split())

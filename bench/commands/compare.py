@@ -1,5 +1,6 @@
 """`bench compare DIR --baseline FILE`: the CI gate. Exit 1 with a readable list of regressions, 0 otherwise, 2 for
-bad input (a malformed baseline, a run of another suite, suite content or --limit than the baseline's).
+bad input (a malformed baseline, a run of another suite, suite content or --limit than the baseline's), 3 for an
+internal error (a bug in the harness, with its traceback; `bench.cli`), so CI never reads a bug as a regression.
 
 A baseline is a report JSON plus tolerances (`--write-baseline FILE` makes one from a run; edit it by hand):
 
@@ -65,11 +66,21 @@ DEFAULT_TOLERANCES = {
 }
 
 
+HELP_EPILOG = ("Tolerances live in the baseline file, under \"tolerances\" (quality, cost and per-metric rules; "
+               "--write-baseline writes the defaults there, edit them by hand). Exit codes: 0 no regression; 1 "
+               "regressions (listed on stderr), failed cells included; 2 bad input (a malformed baseline or "
+               "tolerance, a run of another suite, suite content or --limit); 3 internal error (a bug in the "
+               "harness; its traceback is printed).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = HELP_EPILOG
     parser.add_argument("run_dir", type=Path, help="run directory (e.g. runs/smoke)")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--baseline", type=Path, help="baseline JSON to compare against")
-    group.add_argument("--write-baseline", type=Path, metavar="FILE", help="write this run as a baseline")
+    group.add_argument("--baseline", type=Path, metavar="FILE",
+                       help="baseline JSON to compare against (a report plus its tolerances)")
+    group.add_argument("--write-baseline", type=Path, metavar="FILE",
+                       help="write this run as a baseline, with the default tolerances")
 
 
 MODES = ("abs", "ratio", "ci")
@@ -230,11 +241,35 @@ def read_baseline(path: Path) -> dict:
     for i, row in enumerate(baseline["rows"]):
         missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
         mean = row.get("mean") if isinstance(row, dict) else None
-        if missing or not (mean is None or (isinstance(mean, (int, float)) and not isinstance(mean, bool))):
+        if missing or not (mean is None or _is_number(mean)):
             problem = f"lacks {', '.join(missing)}" if missing else f"has mean {mean!r}, not a number or null"
             raise BenchError(f"baseline {path}: rows[{i}] {problem}; each row has {', '.join(ROW_KEYS)} (a number "
                              "or null) and ci95")
+        problem = _row_problem(row)
+        if problem:
+            raise BenchError(f"baseline {path}: rows[{i}] ({row['variant']} · {row['metric']}) {problem}")
+    calibration = baseline.get("calibration_ms")
+    if not (calibration is None or (_is_number(calibration) and calibration > 0)):
+        raise BenchError(f"baseline {path}: calibration_ms is {calibration!r}; expected a positive number of "
+                         "milliseconds (the reference workload's time) or null")
     return baseline
+
+
+def _is_number(value) -> bool:
+    """A JSON number (bool is an int in Python, not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _row_problem(row: dict) -> str:
+    """What is wrong with a baseline row's ci95 or n_cells (what `_has_ci` and `_check` read); "" when nothing."""
+    ci = row.get("ci95")
+    if ci is not None and not (isinstance(ci, list) and len(ci) == 2
+                               and all(b is None or _is_number(b) for b in ci)):
+        return f"has ci95 {json.dumps(ci)}; expected [low, high], two numbers or nulls (null: no interval)"
+    cells = row.get("n_cells")
+    if cells is not None and not (_is_number(cells) and cells >= 0):
+        return f"has n_cells {json.dumps(cells)}; expected a count of cells (a number >= 0) or no n_cells"
+    return ""
 
 
 def same_work(report: dict, baseline: dict, path: Path) -> list[str]:
@@ -280,7 +315,8 @@ def write_baseline(report: dict, run_dir: Path, path: Path, dumps) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0: no regression; 1: regressions (listed on stderr); 2: bad input (a one-line error)."""
+    """Exit 0: no regression; 1: regressions (listed on stderr); 2: bad input (a one-line error); an unexpected
+    exception is exit 3 (`bench.cli`)."""
     from reports.build import dumps, report_json
 
     report = report_json(args.run_dir)
