@@ -13,7 +13,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.store import RunStore
 from reports.aggregate import TIME_UNITS, WEIGHT, at_latest_speed, metric_info, one_per_cell, summarize, weighted_mean
-from reports.tables import render
+from reports.tables import FailedEdits, latex_header, render
 
 REPORT_DIR = "report"
 
@@ -71,7 +71,8 @@ def report_json(run_dir: Path) -> dict:
     return {"suite": manifest["suite"], "suite_hash": manifest["suite_hash"], "limit": manifest.get("limit"),
             "device": manifest["device"],
             "git_commit": manifest["git_commit"], "rows": summarize(records), "by_edit": by_edit(records),
-            "failed_cells": [{"cell": r.cell_id, "error": r.error} for r in cells.itertuples() if r.status == "error"],
+            "failed_cells": [{"cell": r.cell_id, "error": r.error, "method": r.method, "variant": r.variant,
+                              "edit": r.edit} for r in cells.itertuples() if r.status == "error"],
             "notes": manifest.get("metric_notes", {}), "calibration_ms": manifest.get("calibration_ms"),
             "latency_cells_rescaled": rescaled, "set_sizes": set_sizes(records)}
 
@@ -159,10 +160,51 @@ def ci_legend(metrics: list[str], seeds: bool | None = None) -> str:
             "spread between seeds is not in it)")
 
 
+def failed_groups(report: dict, manifest: dict) -> dict[tuple[str, str], FailedEdits]:
+    """{(method, variant): its edits with a failed cell, of how many} from the report's failed cells (entries of a
+    report written before they carried method, variant and edit are skipped)."""
+    suite_edits = list(manifest.get("edits") or [])
+    seen: dict[tuple[str, str], set[str]] = {}
+    for row in report.get("by_edit") or []:
+        seen.setdefault((row["method"], row["variant"]), set()).add(row["edit"])
+    lost: dict[tuple[str, str], set[str]] = {}
+    for cell in report.get("failed_cells") or []:
+        if all(cell.get(k) is not None for k in ("method", "variant", "edit")):
+            lost.setdefault((cell["method"], cell["variant"]), set()).add(cell["edit"])
+    out = {}
+    for key, edits in lost.items():
+        every = suite_edits or sorted(seen.get(key, set()) | edits)
+        ordered = [e for e in every if e in edits] + sorted(edits - set(every))
+        out[key] = FailedEdits(tuple(ordered), max(len(every), len(ordered)))
+    return out
+
+
+NO_FINISHED_CELLS = "No finished cells yet"
+
+
+def no_cells_note(report: dict) -> str:
+    """Why a report has no table: no cell finished (all failed, or none recorded yet); "" when some did."""
+    if report["rows"]:
+        return ""
+    failed = len(report.get("failed_cells") or [])
+    if failed:
+        return (f"{NO_FINISHED_CELLS}: all {failed} recorded cell(s) failed (listed under Failed cells); fix the "
+                "cause and run them again with bench run --resume.")
+    return (f"{NO_FINISHED_CELLS}: the run has recorded no cell; start or continue it with bench run SUITE --out "
+            "DIR --resume.")
+
+
+TABLE_KEY = ("± is the half-width of the 95% CI of the mean (what it is over: the line under each table); ↑/↓: "
+             "higher/lower is better; bold: the best ranked value (reference methods and rows marked † for failed "
+             "cells are not ranked).")
+
+
 def tables(report: dict, manifest: dict, fmt: str) -> str:
     """The main table (quality metrics), the cost table, one ablation table per method family and one table per
-    edit-scored metric, in `fmt` ("md" or "latex"); every table carries the notes of the metrics it shows."""
+    edit-scored metric, in `fmt` ("md" or "latex"); every table carries the notes of the metrics it shows, and the
+    variants with failed cells are marked (`failed_groups`). A run with no finished cell gets a line that says so."""
     variants, quality, cost = _ordered(report, manifest)
+    failed = failed_groups(report, manifest)
     rows = report["rows"]
     notes = dict(report.get("notes", {}))
     for metric in ("fid", "kid"):
@@ -192,8 +234,9 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
     parts = []
 
     def table(heading: str, caption: str, table_rows, members, columns, **options) -> None:
-        parts.append(render(fmt, table_rows, members, columns, heading=heading, caption=f"{caption}. {title}",
-                            notes=notes, **options))
+        key = f" {TABLE_KEY}" if not parts else ""  # the first caption says how to read every table
+        parts.append(render(fmt, table_rows, members, columns, heading=heading, caption=f"{caption}. {title}.{key}",
+                            notes=notes, failed=failed, **options))
 
     for name, metrics in (("Quality", quality), ("Cost", cost)):
         if metrics:
@@ -206,14 +249,18 @@ def tables(report: dict, manifest: dict, fmt: str) -> str:
             table(f"Ablation: {family}", f"Ablation of {family}", rows, members, quality + cost,
                   legend=ci_legend(quality + cost))
     _per_edit_tables(report, variants, quality, manifest.get("edits", []), table)
+    empty = no_cells_note(report)
     if fmt == "md":
         header = (f"# {title}\n\nmean ± half-width of the 95% Student-t CI of the mean, over what the line under "
                   "each table says: for a per-image metric a variant's (edit, seed) cells, not its images, as the "
                   "images of a cell share one preparation (no ± where n < 2 or all values are equal; \"n=1\" marks "
-                  "a single value); ↑/↓ higher/lower is better; best in bold (the unedited source and reference "
-                  "methods are not ranked).\n")
-        return header + "\n" + "\n".join(parts)
-    return "\n".join(parts)
+                  "a single value); ↑/↓ higher/lower is better; best in bold (the unedited source, reference "
+                  "methods and rows marked † for failed cells are not ranked).\n")
+        return header + "\n" + (f"**{empty}**\n" if empty else "") + "\n".join(parts)
+    from reports.tables import _latex_escape
+
+    body = rf"\paragraph{{{_latex_escape(empty)}}}" + "\n" if empty else ""
+    return latex_header(report["suite"]) + body + "\n".join(parts)
 
 
 FAILED_SHOWN = 20  # failed cells listed in report.md / report.tex (report.json and the HTML page list them all)
