@@ -108,3 +108,47 @@ def test_run_takes_methods_before_or_after_the_suite(argv, methods):
 
     args = build_parser(only="run").parse_args(["run", *argv])
     assert methods_and_suite(args.methods, args.suite) == (methods, SMOKE)
+
+
+def test_user_text_is_not_rich_markup(tmp_path, monkeypatch, capsys):
+    """Paths and suite descriptions with "[...]" are printed as they are: no text lost, no MarkupError."""
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "x.yaml").write_text("name: x\ndescription: \"a [/i] closing tag and [bold]wip[/bold]\"\n"
+                                   "edits: [{name: e, target: t}]\nmethods: [{name: source}]\n")
+    wip = tmp_path / "[wip].yaml"
+    wip.write_text((suites / "x.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["ls", "suites"]) == 0
+    out = capsys.readouterr().out
+    assert "a [/i] closing tag and [bold]wip[/bold]" in out
+    assert main(["validate", str(wip)]) == 0
+    assert f"ok {wip}: suite 'x'" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_ls_suites_shows_paths_that_work_from_the_current_directory(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bench.commands.ls import shown_path
+
+    shipped = Path(SMOKE)
+    monkeypatch.chdir(tmp_path)  # outside the repository: the shipped suites by their absolute path
+    assert shown_path(shipped) == str(shipped.resolve()) and Path(shown_path(shipped)).is_file()
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "x.yaml").write_text("")
+    assert shown_path(tmp_path / "suites" / "x.yaml") == "suites/x.yaml"  # below the cwd: relative to it
+    monkeypatch.chdir(shipped.parents[1])
+    assert shown_path(shipped) == "suites/smoke.yaml"
+
+
+def test_help_says_what_report_prints_and_what_zoo_device_is():
+    from bench.cli import build_parser
+
+    def help_of(name):
+        parser = build_parser(only=name)
+        return " ".join(parser._subparsers._group_actions[0].choices[name].format_help().split())
+
+    report = help_of("report")
+    assert "usage: bench report [-h] [--format {md,latex,html,json}] RUN_DIR" in report
+    assert "RUN_DIR/report/" in report and "for html the path of the self-contained page" in report
+    assert "--device DEVICE where the networks run for the gates" in help_of("zoo")

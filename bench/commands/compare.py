@@ -75,7 +75,7 @@ HELP_EPILOG = ("Tolerances live in the baseline file, under \"tolerances\" (qual
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = HELP_EPILOG
-    parser.add_argument("run_dir", type=Path, help="run directory (e.g. runs/smoke)")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory (e.g. runs/smoke)")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--baseline", type=Path, metavar="FILE",
                        help="baseline JSON to compare against (a report plus its tolerances)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="run directory (e.g. runs/faces)")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory (e.g. runs/faces)")
     parser.add_argument("--format", choices=["md", "latex", "html", "json"], default="md",
                         help="what to print: the Markdown, LaTeX or JSON report's text, or for html the path of "
                         "the self-contained page (every format is written to RUN_DIR/report/; default md)")

@@ -18,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.suite import load_suite
 
+    from rich.text import Text
+
     console = Console(soft_wrap=True)
     bad = 0
     for path in args.suite:
@@ -27,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
             bad += 1
             print(f"bench validate: error: {exc}", file=sys.stderr)
             continue
-        console.print(f"[green]ok[/green] {path}: suite {suite.name!r} v{suite.version}: "
-                      f"{len(suite.methods)} method variant(s) × {len(suite.edits)} edit(s) × "
-                      f"{len(suite.seeds)} seed(s), {len(suite.metrics)} metric(s), hash {suite.content_hash()}")
+        # Text, not markup: a path or name with "[...]" or ":name:" is printed as it is
+        console.print(Text.assemble(("ok", "green"), f" {path}: suite {suite.name!r} v{suite.version}: "
+                                    f"{len(suite.methods)} method variant(s) × {len(suite.edits)} edit(s) × "
+                                    f"{len(suite.seeds)} seed(s), {len(suite.metrics)} metric(s), hash "
+                                    f"{suite.content_hash()}"))
     if bad and len(args.suite) > 1:
         print(f"bench validate: {bad} of {len(args.suite)} suite file(s) invalid", file=sys.stderr)
     return 2 if bad else 0

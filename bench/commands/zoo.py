@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("world", help=f"one of: {', '.join(WORLDS)}")
     parser.add_argument("--json", action="store_true", help="print the gates as JSON")
     parser.add_argument("--only", nargs="+", metavar="NETWORK", help="evaluate only these networks")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="where the networks run for the gates: cpu, cuda or cuda:N (default cpu)")
 
 
 def synthface_gates(only: list[str] | None = None, device: str = "cpu") -> list[dict]:
