@@ -312,7 +312,7 @@ def write_reports(run_dir: Path) -> dict:
     """Write run_dir/report/{report.json, report.md, report.tex, …, index.html}; returns their paths."""
     run_dir = Path(run_dir)
     out = run_dir / REPORT_DIR
-    _, manifest = load_run(run_dir)  # first: a directory that holds no run gets no report folder either
+    store, manifest = load_run(run_dir)  # first: a directory that holds no run gets no report folder either
     out.mkdir(parents=True, exist_ok=True)
     report = report_json(run_dir)
     markdown = tables(report, manifest, "md")
@@ -320,11 +320,11 @@ def write_reports(run_dir: Path) -> dict:
     paths["json"].write_text(dumps(report))
     paths["md"].write_text(markdown + failed_cells_note(report, "md"))
     paths["latex"].write_text(tables(report, manifest, "latex") + failed_cells_note(report, "latex"))
-    from reports.grids import write_grids
+    from reports.grids import failed_sources, write_grids
     from reports.html import write_html
     from reports.plots import write_plots
 
-    grids = write_grids(run_dir, out, manifest)
+    grids = write_grids(run_dir, out, manifest, failed_sources(store.cells(), store.records()))
     plots = write_plots(run_dir, out, report)
     paths["html"] = write_html(out / "index.html", report, markdown, grids, plots)
     paths["markdown_text"] = markdown + failed_cells_note(report, "md")

@@ -74,8 +74,9 @@ def write_html(path: Path, report: dict, markdown: str, grids: list[Path], plots
     if plots:
         parts.append("<h2>Plots</h2>" + "".join(_img(p, p.stem) for p in plots))
     if grids:
-        parts.append("<h2>Images</h2><p>sources in rows; the source and each method variant in columns "
-                     "(first seed)</p>" + "".join(_img(p, p.stem.removeprefix("grid_")) for p in grids))
+        parts.append("<h2>Images</h2><p>sources in rows (#: the source's index); the source and each method "
+                     "variant in columns, at the suite's first seed; a red crossed tile: that cell failed; a grey "
+                     "one: no image</p>" + "".join(_img(p, p.stem.removeprefix("grid_")) for p in grids))
     parts.append("</body></html>")
     path.write_text("\n".join(parts))
     return path
