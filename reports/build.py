@@ -325,7 +325,7 @@ def write_reports(run_dir: Path) -> dict:
     from reports.plots import write_plots
 
     grids = write_grids(run_dir, out, manifest, failed_sources(store.cells(), store.records()))
-    plots = write_plots(run_dir, out, report)
+    plots = write_plots(run_dir, out, report, _ordered(report, manifest)[0])
     paths["html"] = write_html(out / "index.html", report, markdown, grids, plots)
     paths["markdown_text"] = markdown + failed_cells_note(report, "md")
     return paths

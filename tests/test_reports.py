@@ -386,3 +386,56 @@ def test_a_manifest_without_worker_threads_still_reports(tmp_path):
         assert "ran up to 2 at a time in separate processes" in text and "thread(s)" not in text
     with_threads = tables(_report(rows), {**manifest, "prepare_worker_threads": 1}, "md")
     assert "ran up to 2 at a time in processes of 1 thread(s)" in with_threads
+
+
+def _plot_frame():
+    from reports.plots import _frame
+
+    order = [("zeta", "z1"), ("alpha", "a1"), ("zeta", "z2")]
+    rows = [_row(m, v, metric, value, (value - 0.5, value + 0.5), n=4)
+            for i, (m, v) in enumerate(order)
+            for metric, value in (("identity", 0.9 - i / 10), ("clip_gain", 0.01 * i),
+                                  ("latency_prepare_s", 1.0 + i), ("latency_apply_ms", 10.0 + i))]
+    return _frame({"rows": rows}), order
+
+
+def test_plots_keep_one_colour_per_method_and_the_suites_order(tmp_path):
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    from reports.plots import cost_figure, method_palette, tradeoff_figure
+
+    frame, order = _plot_frame()
+    palette = method_palette(order)
+    assert list(palette) == ["zeta", "alpha"]
+    cost = cost_figure(frame, order)
+    prepare, apply = cost.axes[:2]
+    assert [t.get_text() for t in prepare.get_yticklabels()] == ["z1", "a1", "z2"]  # suite order, not sorted
+    for ax in (prepare, apply):  # the same method, the same colour, in both panels
+        colours = [mcolors.to_rgb(p.get_facecolor()) for p in ax.patches]
+        assert colours == [tuple(palette[m]) for m, _ in order]
+    assert cost._suptitle.get_text() == "cost per variant (mean, 95% CI)"
+    assert "↓" in prepare.get_xlabel() and "↓" in apply.get_xlabel()
+    assert all(bars.errorbar is not None for bars in prepare.containers)  # each bar with its CI
+    legend = apply.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["zeta", "alpha"]
+    trade = tradeoff_figure(frame, order)
+    ax = trade.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zeta", "alpha"]  # one handle per method
+    points = [c for c in ax.containers]
+    assert [mcolors.to_rgb(c.lines[0].get_color()) for c in points] == [tuple(palette[m]) for m, _ in order]
+    assert ax.get_xlabel() == "identity ↑ (preservation)" and ax.get_ylabel() == "clip_gain ↑ (edit strength)"
+    low, high = ax.get_xlim()  # the points (0.7-0.9) with a margin, not the intervals (0.2-1.4)
+    assert 0.6 < low < 0.7 and 0.9 < high < 1.0
+    plt.close("all")
+
+
+def test_error_bars_stay_in_the_metrics_natural_range():
+    from reports.plots import _errors, _limits
+
+    assert _errors("identity", 0.95, 0.5, 1.4) == [[pytest.approx(0.45)], [pytest.approx(0.05)]]
+    assert _errors("attr_target", 0.1, -0.8, 1.0) == [[pytest.approx(0.1)], [pytest.approx(0.9)]]
+    assert _errors("clip_gain", 0.0, -0.3, 0.3) == [[pytest.approx(0.3)], [pytest.approx(0.3)]]
+    assert math.isnan(_errors("identity", 0.5, NAN, NAN)[0][0])
+    low, high = _limits("attr_target", [0.0, 1.0])
+    assert low == pytest.approx(-0.08) and high == pytest.approx(1.08)
