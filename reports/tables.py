@@ -188,7 +188,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\
 # when it has none, "[U+XXXX]" (visible, never dropped).
 LATEX_UNICODE = {
     "±": r"$\pm$", "×": r"$\times$", "·": r"$\cdot$", "÷": r"$\div$", "−": r"$-$", "°": r"$^\circ$",
-    "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$",
+    "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarrow$", "←": r"$\leftarrow$",
+    "↔": r"$\leftrightarrow$",
     "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "≠": r"$\neq$", "∞": r"$\infty$", "√": r"$\surd$",
     "–": "--", "—": "---", "…": r"\ldots{}", "‘": "`", "’": "'", "“": "``", "”": "''", "†": r"\dag{}",
     "\u00a0": "~", "µ": r"$\mu$",
