@@ -137,7 +137,9 @@ def build_manifest(suite: Suite, suite_path: Path, losses: BackboneSet, judges: 
             "prepare_cache": str(options.prepare_cache) if options.prepare_cache else None,
             "prepare_workers": options.workers,
             # each worker's torch threads: an equal share of this process's (bench/prepare.py)
-            "prepare_worker_threads": max(1, torch.get_num_threads() // options.workers)}
+            "prepare_worker_threads": max(1, torch.get_num_threads() // options.workers),
+            # what the report's grids read: the first seed's images, a failed batch cell's sources
+            "seeds": list(suite.seeds), "batch_size": suite.sources.batch_size}
 
 
 def _selected(methods: list[MethodSpec], wanted: list[str] | None) -> list[MethodSpec]:

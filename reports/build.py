@@ -324,7 +324,8 @@ def write_reports(run_dir: Path) -> dict:
     from reports.html import write_html
     from reports.plots import write_plots
 
-    grids = write_grids(run_dir, out, manifest, failed_sources(store.cells(), store.records()))
+    grids = write_grids(run_dir, out, manifest, failed_sources(store.cells(), store.records(),
+                                                                 manifest.get("batch_size")))
     plots = write_plots(run_dir, out, report, _ordered(report, manifest)[0])
     paths["html"] = write_html(out / "index.html", report, markdown, grids, plots)
     paths["markdown_text"] = markdown + failed_cells_note(report, "md")

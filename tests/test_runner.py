@@ -153,7 +153,7 @@ def test_failed_cells_fail_the_run_show_in_every_report_and_are_retried_on_resum
     assert "## Failed cells (3)" in markdown
     assert "- test_flaky|old|b0|s0: RuntimeError: out of memory (test)" in markdown
     latex = (out / "report" / "report.tex").read_text()
-    assert r"\paragraph{Failed cells (3).}" in latex and r"\item test\_flaky|old|b0|s0: RuntimeError" in latex
+    assert r"\paragraph{Failed cells (3).}" in latex and r"\item test\_flaky\textbar{}old\textbar{}b0\textbar{}s0: RuntimeError" in latex
     html = (out / "report" / "index.html").read_text()
     assert html.count("Failed cells (3)") == 1  # the page's own list, not the Markdown's again
     # bench compare: each failed cell is a regression, even against a baseline written from this very run
@@ -296,15 +296,16 @@ def test_reports(tmp_path, tiny_world, brighten):
     assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
     html = paths["html"].read_text()
     assert html.count("<table>") >= 2 and "data:image/png;base64," in html
-    # the grid: a column per variant after the sources' own, a row per source under the labels
-    from reports.grids import LABEL_HEIGHT, SCALE
+    # the grid: a column per variant after the sources' own, a row per source, labels above and row labels left
+    from reports.grids import SCALE
     grid = np.asarray(Image.open(tmp_path / "run" / "report" / "grid_smile.png").convert("RGB"))
     tile = 32 * SCALE
-    assert grid.shape == (LABEL_HEIGHT + 6 * tile, (1 + 3) * tile, 3)  # 6 sources; source column + 3 variants
+    top, left = grid.shape[0] - 6 * tile, grid.shape[1] - (1 + 3) * tile  # 6 sources; source column + 3 variants
+    assert 0 < top < 3 * tile and 0 < left < tile and grid.shape[2] == 3
     bright = np.asarray(Image.open(tmp_path / "run" / "images" / "bright" / "smile" / "seed0" / "000002.png"))
-    cell = grid[LABEL_HEIGHT + 2 * tile:LABEL_HEIGHT + 3 * tile, 2 * tile:3 * tile]  # row 2, the bright column
+    cell = grid[top + 2 * tile:top + 3 * tile, left + 2 * tile:left + 3 * tile]  # row 2, the bright column
     assert np.array_equal(cell, bright.repeat(SCALE, axis=0).repeat(SCALE, axis=1))
-    assert cell.std() > 1 and not np.array_equal(cell, grid[LABEL_HEIGHT:LABEL_HEIGHT + tile, 2 * tile:3 * tile])
+    assert cell.std() > 1 and not np.array_equal(cell, grid[top:top + tile, left + 2 * tile:left + 3 * tile])
 
 
 def _compare(*args):

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--workers must be >= 1, got {args.workers}")
     out = args.out or Path("runs") / suite.name
     console = Console(stderr=True)
-    console.print(f"[bold]bench run[/bold] {args.suite} → {out}")
+    console.print(f"[bold]bench run[/bold] {escape(str(args.suite))} → {escape(str(out))}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress, reporting(_step_reporter(progress)):
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             progress.update(inverting["task"], completed=done)
 
         def advance(cell):
-            progress.update(task, advance=1, description=f"{cell.variant} · {cell.edit}")
+            progress.update(task, advance=1, description=escape(f"{cell.variant} · {cell.edit}"))
 
         preparing = {}
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 preparing["task"] = progress.add_task(f"preparing in {args.workers} workers", total=total)
             failed = " (failed)" if error else ""
             progress.update(preparing["task"], advance=1,
-                            description=f"prepared {job.spec.label} · {job.edit.name}{failed}")
+                            description=escape(f"prepared {job.spec.label} · {job.edit.name}{failed}"))
 
         try:
             runner = Runner(suite, Path(args.suite), RunOptions(out, args.methods, args.limit, args.device,
@@ -110,19 +111,20 @@ def run(args: argparse.Namespace) -> int:
             store = runner.run(on_cell=advance, on_prepared=prepared)
         except KeyboardInterrupt:
             progress.stop()
-            console.print(f"finished cells and preparations are kept in {out}; continue with the same command "
-                          "and --resume", soft_wrap=True)
+            console.print(f"finished cells and preparations are kept in {escape(str(out))}; continue with the "
+                          "same command and --resume", soft_wrap=True)
             raise
     selected = runner.cells()  # this session's cells (--methods): failures of other variants are not its result
     failed = store.failed_cells(cell.cell_id for cell in selected)
     paths = write_reports(out)
     print(paths["markdown_text"])
-    console.print(f"report: {paths['html']}")
+    console.print(f"report: {escape(str(paths['html']))}")
     if len(failed):  # exit 1: a run with failed cells is not a complete result
+        first = failed.iloc[0]
         console.print(f"[red]{len(failed)} of {len(selected)} cell(s) failed[/red]; first: "
-                      f"{failed.iloc[0]['cell_id']}: {failed.iloc[0]['error']}; all are listed under \"Failed "
-                      f"cells\" in {Path(paths['md'])} and in {Path(paths['json'])} (failed_cells); rerun with "
-                      "--resume to run them again", soft_wrap=True)
+                      + escape(f"{first['cell_id']}: {first['error']}; all are listed under \"Failed cells\" in "
+                               f"{Path(paths['md'])} and in {Path(paths['json'])} (failed_cells); rerun with "
+                               "--resume to run them again"), soft_wrap=True)
         return 1
     return 0
 
@@ -135,7 +137,7 @@ def _step_reporter(progress):
         if current.get("description") != description:
             if "task" in current:
                 progress.remove_task(current["task"])
-            current.update(description=description, task=progress.add_task(description, total=total))
+            current.update(description=description, task=progress.add_task(escape(description), total=total))
         progress.update(current["task"], completed=done, visible=done < total)
 
     return stepped
