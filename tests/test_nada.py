@@ -410,3 +410,99 @@ def test_missing_generator_and_bad_style_images_name_what_is_wrong(world, tmp_pa
     edit = Edit(name="zombie", target="a zombie face", target_images="synthface:zomby")
     with pytest.raises(BenchError, match=r"target_images 'synthface:zomby': unknown domain 'zomby'; known: photo"):
         method._style_images(edit, 32, "cpu")
+
+
+# ------------------------------------------------------------------------------- faithfulness pins (review, s23)
+def test_defaults_are_the_official_ones():
+    """reference-defaults.md: Adam lr 0.002·4/5, betas (0, 0.99^(4/5)), batch 2, 301 iterations, mixing 0; adaptive
+    layers k 18 from 1 SGD step (lr 0.01) on 8 latents; mining as StyleCLIP's mapper (Ranger lr 0.5, 50,000 steps)."""
+    d = StyleGANNada.defaults()
+    assert (d["iterations"], d["batch"], d["mixing"], d["truncation"]) == (301, 2, 0.0, 1.0)
+    assert d["lr"] == pytest.approx(0.0016) and d["betas"] == pytest.approx([0.0, 0.99 ** 0.8])
+    assert (d["auto_layer_k"], d["auto_layer_iters"], d["auto_layer_batch"], d["auto_layer_lr"]) == (18, 1, 8, 0.01)
+    assert (d["mapper_lr"], d["mapper_iterations"], d["mapper_batch"], d["mapper_scale"]) == (0.5, 50000, 2, 0.1)
+    assert (d["mapper_clip_weight"], d["mapper_id_weight"], d["mapper_l2_weight"]) == (1.0, 0.1, 0.8)
+
+
+def test_the_generator_optimiser_gets_the_method_lr_and_betas(world, monkeypatch):
+    seen = []
+    real = torch.optim.Adam.__init__
+
+    def spy(self, params, lr=1e-3, betas=(0.9, 0.999), **kw):
+        seen.append((lr, tuple(betas)))
+        real(self, params, lr=lr, betas=betas, **kw)
+    monkeypatch.setattr(torch.optim.Adam, "__init__", spy)
+    small(iterations=1, auto_layer_k=0, lr=0.003, betas=[0.1, 0.95]).prepare(world, EDIT)
+    assert (0.003, (0.1, 0.95)) in seen
+
+
+def test_training_latents_are_truncated_around_the_average(world):
+    g = world["generator"]
+    method = small(truncation=0.5)
+    torch.manual_seed(7)
+    w = method._sample_w(g, 3)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        raw = g.mapping(torch.randn(3, g.style_dim))
+    avg = g.get_latent_avg()
+    assert torch.allclose(w, avg + 0.5 * (raw - avg), atol=1e-6) and not torch.allclose(w, raw)
+
+
+def test_adaptive_choice_is_the_top_k_of_the_probe(world, monkeypatch):
+    """The k W+ indices that move most in the probe step choose the layers (not the least-moving ones), and the
+    probe runs with the method's iters, lr and batch."""
+    import methods.nada as nada
+    scale = torch.tensor([0.1, 5.0, 0.2, 3.0, 0.05, 4.0, 0.3, 0.0])
+    seen = {}
+
+    def fake_change(render, loss_fn, w, n_latent, iters, lr):
+        seen.update(iters=iters, lr=lr, batch=len(w))
+        return scale
+    monkeypatch.setattr(nada, "w_plus_change", fake_change)
+    method = small(iterations=1, auto_layer_k=3)
+    method.prepare(world, EDIT)
+    assert method.history[0]["trained"] == ["convs.0", "convs.2", "convs.4"]  # W+ 1, 3, 5 drive convs.0, .2, .4
+    assert seen == {"iters": 1, "lr": 0.01, "batch": 2}
+
+
+def test_mined_offset_is_mapper_scale_times_the_mapper(world):
+    method = small(auto_layer_k=0, mine=True)
+    method.prepare(world, EDIT)
+    g = world["generator"]
+    latents = g.to_w_plus(g.mapping(torch.randn(3, g.style_dim))).detach()
+    src = SourceBatch(images=g(latents), latents=latents)
+    a = method.apply(world, src, EDIT).edited_latents - latents
+    assert torch.allclose(a, 0.1 * method._mapper(latents), atol=1e-6)
+    method.params["mapper_scale"] = 0.3
+    b = method.apply(world, src, EDIT).edited_latents - latents
+    assert a.abs().max() > 0 and torch.allclose(b, 3 * a, atol=1e-6)
+
+
+def test_frozen_twin_renders_the_source_generator_at_every_step(world, monkeypatch):
+    """The frozen twin is the suite's generator at every step (not the trained one, not an alias of it)."""
+    import copy
+    g = copy.deepcopy(world["generator"])
+    for m in g.modules():
+        if type(m).__name__ == "NoiseInjection":
+            m.weight.data.zero_()  # renders independent of the noise draw
+    bb = BackboneSet({"generator": g, "clip": world["clip"]})
+    seen, real_sample, real_loss = [], StyleGANNada._sample_w_plus, StyleGANNada._loss
+
+    def sample(self, frozen, n, mixing=None):
+        w = real_sample(self, frozen, n, mixing)
+        seen.append(["w", w.clone()])
+        return w
+
+    def loss(self, clips, directions, targets, images, frozen_images):
+        seen.append(["f", frozen_images.clone(), images.detach().clone()])
+        return real_loss(self, clips, directions, targets, images, frozen_images)
+    monkeypatch.setattr(StyleGANNada, "_sample_w_plus", sample)
+    monkeypatch.setattr(StyleGANNada, "_loss", loss)
+    small(iterations=3, auto_layer_k=0).prepare(bb, EDIT)
+    pairs = [(seen[i][1], seen[i + 1][1], seen[i + 1][2]) for i in range(len(seen) - 1)
+             if seen[i][0] == "w" and seen[i + 1][0] == "f"]
+    assert len(pairs) == 3
+    with torch.no_grad():
+        for w, frozen_images, _ in pairs:
+            assert torch.allclose(frozen_images, g(w), atol=1e-6)
+    assert not torch.allclose(pairs[-1][2], pairs[-1][1], atol=1e-4)  # the trained twin moved away

@@ -680,3 +680,56 @@ def test_optimisation_steps_with_the_official_schedule_and_a_summed_l2_in_both_s
     moved = w + 0.3
     loss = so.objective([(clip, 0.0)], text, g(moved), [moved.clone().requires_grad_(True)], [w], 0.5, 0.0, None, None)
     assert torch.allclose(loss, 0.5 * (moved - w).pow(2).flatten(1).sum(1), rtol=1e-5)
+
+
+def test_global_apply_is_s_plus_alpha_thresholded_relevance_times_std(monkeypatch):
+    """A hand-made relevance matrix and text direction: r = fs3·Δt, channels with |r| < β zeroed, r / max|r|, times
+    the channel's std, s + α·Δs (the direction from neutral to target, not the reverse)."""
+    from methods.styleclip_global import flat_styles, split_styles
+    g, clip = tiny_generator(), tiny_clip()
+    bb = BackboneSet({"generator": g, "clip": clip})
+    src = sources(g, 2)
+    T = flat_styles(g, src.latents).shape[1]
+    D = clip.encode_text("x").shape[-1]
+    fs3 = torch.zeros(T, D)
+    fs3[0, 0], fs3[5, 1], fs3[9, 0] = 1.0, 1.0, -0.1
+    std = torch.arange(1.0, T + 1)
+    method = METHODS.get("styleclip_global")(alpha=2.0, beta=0.15)
+    monkeypatch.setattr(method, "preprocess", lambda *_: {"fs3": fs3, "std": std})
+    dt = torch.zeros(D)
+    dt[0], dt[1] = 0.6, -0.8
+    monkeypatch.setattr(clip, "text_direction", lambda a, b, **k: dt if (a, b) == (EDIT.neutral, EDIT.target)
+                        else -dt)
+    method.prepare(bb, EDIT)
+    delta = torch.zeros(T)
+    delta[0], delta[5] = 0.75 * 1.0, -1.0 * 6.0  # r = 0.6, -0.8 at 5, -0.06 at 9 (< β); / max|r| 0.8; × std
+    with torch.no_grad():
+        expected = g.synthesis(split_styles(g, flat_styles(g, src.latents) + 2.0 * delta)).clamp(-1, 1)
+    assert torch.allclose(method.apply(bb, src, EDIT).edited_images, expected, atol=1e-6)
+
+
+def test_style_statistics_are_the_population_mean_and_std_of_truncated_samples():
+    from methods.styleclip_global import flat_styles, style_statistics
+    g = tiny_generator()
+    mean, std = style_statistics(g, samples=300, truncation=0.7, seed=4, batch=128)
+    rng = torch.Generator().manual_seed(4)
+    z = torch.cat([torch.randn(n, g.style_dim, generator=rng) for n in (128, 128, 44)])
+    with torch.no_grad():
+        s = flat_styles(g, g.to_w_plus(z, "z", 0.7)).double()
+    assert torch.allclose(mean.double(), s.mean(0), atol=1e-5)
+    assert torch.allclose(std.double(), s.std(0, unbiased=False), atol=1e-5)
+    with torch.no_grad():
+        untruncated = flat_styles(g, g.to_w_plus(z, "z", 1.0)).double()
+    assert not torch.allclose(std.double(), untruncated.std(0, unbiased=False), atol=1e-3)
+
+
+def test_mapper_loss_weights_the_clip_term(world):
+    from methods.styleclip_mapper import LevelsMapper, mapper_loss
+    g, clip = world["generator"], world["clip"]
+    torch.manual_seed(0)
+    mapper = LevelsMapper(g.n_latent, g.style_dim)
+    w = sources(g, 2).latents
+    text = [prompt_features(clip, "a face with glasses")[0]]
+    base, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w)
+    double, _ = mapper_loss(g, mapper, [(clip, 1.0)], text, w, clip_lambda=2.0)
+    assert p["clip"] > 0 and float(double.detach() - base.detach()) == pytest.approx(p["clip"], rel=1e-4)
