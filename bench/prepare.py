@@ -95,9 +95,9 @@ def _restore(method: Any, cached: Path, device: str) -> tuple[float, float] | No
     except Exception as exc:
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "CUDA" in str(exc):
             raise  # the state is fine; this device cannot hold it
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        remove_damaged(cached, f"{type(method).__name__}.load_prepared_state refused it: {type(exc).__name__}: "
-                               f"{first}", before)
+        from zoo.checkpoints import error_detail
+
+        remove_damaged(cached, f"{type(method).__name__}.load_prepared_state refused it: {error_detail(exc)}", before)
         return None
     return blob["seconds"], blob["peak_mem_mb"]
 
