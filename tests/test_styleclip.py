@@ -239,16 +239,21 @@ def test_mapper_training_lowers_loss_keeps_disabled_group_and_round_trips(world,
     assert torch.equal(a.edited_images, b.edited_images)
 
 
+def _untrained_mapper_case(world):
+    """(generator, CLIP, an untrained LevelsMapper seeded 0, two source latents, the glasses prompt's features)."""
+    from methods.styleclip_mapper import LevelsMapper
+    g, clip = world["generator"], world["clip"]
+    torch.manual_seed(0)
+    mapper = LevelsMapper(g.n_latent, g.style_dim)
+    return g, clip, mapper, sources(g, 2).latents, [prompt_features(clip, "a face with glasses")[0]]
+
+
 def test_mapper_loss_is_the_weighted_sum_the_suite_sets(world):
     """CLIP 1.0 / ID 0.1 / latent 0.8 by default; suites/faces.yaml lowers the latent weight to 0.2, which must change
     only that term's share: total = λ_CLIP·clip + λ_ID·id + λ_L2·mean((ŵ − w)²)."""
     from methods.losses import identity_loss
-    from methods.styleclip_mapper import LevelsMapper, edit_latents, mapper_loss
-    g, clip = world["generator"], world["clip"]
-    torch.manual_seed(0)
-    mapper = LevelsMapper(g.n_latent, g.style_dim)
-    w = sources(g, 2).latents
-    text = [prompt_features(clip, "a face with glasses")[0]]
+    from methods.styleclip_mapper import edit_latents, mapper_loss
+    g, clip, mapper, w, text = _untrained_mapper_case(world)
     ident = identity_loss(world)
     paper, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident)
     light, q = mapper_loss(g, mapper, [(clip, 1.0)], text, w, id_loss=ident, latent_l2_lambda=0.2)
@@ -288,12 +293,8 @@ def test_the_untrained_mapper_is_never_the_one_kept(world, monkeypatch):
 def test_the_norm_term_is_nadas_mining_term(world):
     """norm_lambda adds MSE(‖E_I(G(ŵ))‖, ‖E_I(G(w))‖) of the first CLIP's un-normalised embeddings (NADA's copy of
     the mapper trainer); the other terms are unchanged."""
-    from methods.styleclip_mapper import LevelsMapper, edit_latents, embedding_norm, mapper_loss
-    g, clip = world["generator"], world["clip"]
-    torch.manual_seed(0)
-    mapper = LevelsMapper(g.n_latent, g.style_dim)
-    w = sources(g, 2).latents
-    text = [prompt_features(clip, "a face with glasses")[0]]
+    from methods.styleclip_mapper import edit_latents, embedding_norm, mapper_loss
+    g, clip, mapper, w, text = _untrained_mapper_case(world)
     plain, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w)
     mined, q = mapper_loss(g, mapper, [(clip, 1.0)], text, w, norm_lambda=1000.0)  # large: a visible share
     with torch.no_grad():
@@ -724,12 +725,8 @@ def test_style_statistics_are_the_population_mean_and_std_of_truncated_samples()
 
 
 def test_mapper_loss_weights_the_clip_term(world):
-    from methods.styleclip_mapper import LevelsMapper, mapper_loss
-    g, clip = world["generator"], world["clip"]
-    torch.manual_seed(0)
-    mapper = LevelsMapper(g.n_latent, g.style_dim)
-    w = sources(g, 2).latents
-    text = [prompt_features(clip, "a face with glasses")[0]]
+    from methods.styleclip_mapper import mapper_loss
+    g, clip, mapper, w, text = _untrained_mapper_case(world)
     base, p = mapper_loss(g, mapper, [(clip, 1.0)], text, w)
     double, _ = mapper_loss(g, mapper, [(clip, 1.0)], text, w, clip_lambda=2.0)
     assert p["clip"] > 0 and float(double.detach() - base.detach()) == pytest.approx(p["clip"], rel=1e-4)
