@@ -34,7 +34,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from zoo.checkpoints import file_sha256, state_hash  # noqa: F401  (state_hash: the methods' cache keys)
+from zoo.checkpoints import error_detail, file_sha256, state_hash  # noqa: F401  (state_hash: the methods' cache keys)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _load_or_none(path: str | Path, load: Callable[[Path], Any]) -> Any:
             raise  # the file is fine; this machine cannot hold or place it
         if isinstance(exc, OSError) and exc.errno != errno.EINVAL:
             raise  # a permission or disk problem, not a damaged file
-        remove_damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", before)
+        remove_damaged(path, error_detail(exc), before)
         return None
 
 
@@ -137,10 +137,6 @@ def remove_damaged(path: str | Path, reason: str, before: os.stat_result | None 
             path.unlink()
     except FileNotFoundError:
         pass
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 # -------------------------------------------------------------------------------------------------- content hashes

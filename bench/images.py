@@ -1,6 +1,7 @@
 """Images on disk and in memory: the one home of the conversions between `[N, 3, H, W]` tensors in [-1, 1] and
-8-bit pixels (`to_uint8`, `from_uint8`), of listing an image folder (`image_files_in`) and reading an image file (`read_image`, `read_images`: upright, alpha onto
-white, centre-cropped square), PNGs named by source index, and safe folder names for variant/edit labels."""
+8-bit pixels (`to_uint8`, `from_uint8`), of listing an image folder (`image_files_in`) and reading an image file
+(`read_image`, `read_images`: upright, alpha onto white, centre-cropped square), PNGs named by source index, and
+safe folder names for variant/edit labels."""
 
 from __future__ import annotations
 
@@ -69,13 +70,14 @@ def read_image(path: str | Path, size: int | None = None, what: str = "image") -
     otherwise). BenchError naming the file (`what` says what it is) when PIL cannot read it."""
     from PIL import UnidentifiedImageError
 
+    from zoo.checkpoints import error_detail
+
     try:
         with Image.open(path) as image:
             image = upright_rgb(image)
             pixels = np.asarray(square(image, size) if size is not None else image)
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        reason = ("not a format PIL reads" if isinstance(exc, UnidentifiedImageError)
-                  else str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        reason = "not a format PIL reads" if isinstance(exc, UnidentifiedImageError) else error_detail(exc)
         raise BenchError(f"{what} {path}: not a readable image ({reason}); remove it or replace it") from None
     return from_uint8(pixels)
 

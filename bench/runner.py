@@ -235,11 +235,13 @@ class Runner:
                    worker_errors: dict[Path, str] | None = None) -> None:
         method: EditMethod = METHODS.get(spec.name)(**spec.params)
         prepare_s, prepare_mem = float("nan"), float("nan")
-        prepare_error = worker_errors.get(self._cached_state(method, spec, edit, seed)) if worker_errors else None
+        cached = self._cached_state(method, spec, edit, seed)
+        prepare_error = (worker_errors or {}).get(cached)
         if prepare_error is None:
             try:
                 with labelled(f"preparing {spec.label} · {edit.name}"):
-                    prepare_s, prepare_mem = self._prepare(method, spec, edit, seed)
+                    prepare_s, prepare_mem = prepare_cached(method, method_family(spec.name), edit, seed,
+                                                            self.losses, self.options.device, cached)
             except Exception as exc:  # recorded, the run goes on
                 prepare_error = f"prepare: {_describe(exc)}"
         for cell in cells:
@@ -288,10 +290,6 @@ class Runner:
 
     def _cached_state(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> Path:
         return self.cache_dir / f"{self.prepare_key(method, spec, edit, seed)}.pt"
-
-    def _prepare(self, method: EditMethod, spec: MethodSpec, edit: Edit, seed: int) -> tuple[float, float]:
-        return prepare_cached(method, method_family(spec.name), edit, seed, self.losses, self.options.device,
-                              self._cached_state(method, spec, edit, seed))
 
     def _prepare_in_workers(self, groups: list[tuple[MethodSpec, Edit, int]], on_prepared) -> dict[Path, str]:
         """The pending preparations of per-edit-independent methods, in `options.workers` processes (see
