@@ -18,8 +18,7 @@ import torch
 
 from metrics.base import EditBatch, Metric, MetricOutput, ScoringContext, concat
 from metrics.judges import in_chunks, is_loss_network, judge_network
-
-COLOURLESS_DOMAINS = ("pencil", "marble")  # as zoo.synthface.train_attributes: hair colour not rendered
+from zoo.synthface.domains import COLOURLESS_DOMAINS
 
 
 def expected_classes(expect: dict[str, Any], heads: list[str], metric: str) -> dict[str, int]:

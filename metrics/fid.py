@@ -306,6 +306,9 @@ class _SetDistance(Metric):
         if self.reference.startswith("renders:"):
             self._check_domain(self.reference.split(":", 1)[1], allow_template=True)
         self.n_reference, self.reference_seed = int(n_reference), int(reference_seed)
+        if self.n_reference < 2:
+            raise BenchError(f"{self.name}: n_reference must be >= 2 (a covariance needs two images), got "
+                             f"{n_reference!r}")
         self.cache_dir = None if cache_dir in ("", False) else Path(cache_dir) if cache_dir else default_cache_dir()
         self._fixed_references: dict[str, np.ndarray] = {}
         super().__init__(context, features=features, role=role, reference=reference, n_reference=n_reference,
@@ -364,6 +367,15 @@ class _SetDistance(Metric):
         return feats
 
     def reference_features(self) -> np.ndarray:
+        from bench.errors import BenchError
+
+        feats = self._reference_features()
+        if len(feats) < 2:
+            raise BenchError(f"{self.name}: the reference {self._resolved or self.reference!r} holds {len(feats)} "
+                             "image(s); FID and KID need at least 2")
+        return feats
+
+    def _reference_features(self) -> np.ndarray:
         if self.reference == "sources":
             sources = torch.cat(self._sources)
             return self._cached(f"sources|{_tensor_digest(sources)}", lambda: self.extract(sources))
@@ -376,9 +388,12 @@ class _SetDistance(Metric):
                 self._fixed_references[reference] = self._cached(key, lambda: self.extract(images))
             else:
                 folder = Path(reference)
-                self._fixed_references[reference] = self._cached(
-                    f"folder|{_folder_digest(folder)}", lambda: _features_by_size(self.extract,
-                                                                                  read_image_folder(folder)))
+
+                def folder_features() -> np.ndarray:
+                    images = read_image_folder(folder)
+                    return _features_by_size(self.extract, images) if images else np.zeros((0, 0))
+
+                self._fixed_references[reference] = self._cached(f"folder|{_folder_digest(folder)}", folder_features)
         return self._fixed_references[reference]
 
     def edited_features(self) -> np.ndarray:
@@ -412,7 +427,12 @@ class Kid(_SetDistance):
 
     def __init__(self, context: ScoringContext, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0,
                  **params: Any):
+        from bench.errors import BenchError
+
         self.num_subsets, self.max_subset_size, self.seed = int(num_subsets), int(max_subset_size), int(seed)
+        if self.num_subsets < 1 or self.max_subset_size < 2:
+            raise BenchError(f"kid: num_subsets must be >= 1 and max_subset_size >= 2 (an unbiased MMD needs two "
+                             f"images a subset), got num_subsets={num_subsets!r}, max_subset_size={max_subset_size!r}")
         super().__init__(context, **params)
         self.params.update(num_subsets=num_subsets, max_subset_size=max_subset_size, seed=seed)
 

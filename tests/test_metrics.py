@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from bench.errors import BenchError
 from metrics import METRICS
@@ -58,6 +59,29 @@ def judge():
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 2.0)
     return net.eval().requires_grad_(False)
+
+
+class PixelStatJudge(nn.Module):
+    """An attribute judge whose classes follow pixel statistics (head i: the mean of every len(heads)-th value,
+    binned). A random `AttributeJudge` reads one constant class per head on the test images, so every attr value
+    would be 0 or 1 whatever the metric did; this one reads differently per image and between source and edit."""
+
+    def __init__(self):
+        super().__init__()
+        from zoo.synthface.train_attributes import head_sizes
+
+        self.sizes = head_sizes()
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # the metric finds the device here
+
+    def predict(self, x):
+        flat = x.flatten(1)
+        return {name: (flat[:, i::len(self.sizes)].mean(1) * 400).floor().long() % n
+                for i, (name, n) in enumerate(self.sizes.items())}
+
+
+@pytest.fixture(scope="module")
+def attr_context():
+    return ScoringContext(judges={"attributes": PixelStatJudge()})
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +145,22 @@ def test_identity_equals_direct_onnxruntime(context, onnx_file, images):
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-5)
     same = _per_sample(metric, source, source, N)
     np.testing.assert_allclose(same.numpy(), 1.0, atol=1e-5)
+
+
+def test_identity_of_a_plain_module_is_the_cosine_of_its_raw_embeddings(images):
+    """A recognizer that is a plain module returning unnormalised embeddings (no `.embed`): the metric normalises
+    them itself, so the value is the cosine, not the raw dot product."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 8)).eval()
+    net[1].weight.data.mul_(5)  # embeddings of norm ~5
+    source, edited = images
+    metric = METRICS.get("identity")(ScoringContext(judges={"identity": net}), crop="none")
+    got = _per_sample(metric, source, edited, 7)
+    with torch.no_grad():
+        raw_s, raw_e = net(source), net(edited)
+    assert raw_s.norm(dim=1).min() > 1.2 and raw_e.norm(dim=1).min() > 1.2  # not unit vectors
+    torch.testing.assert_close(got, F.cosine_similarity(raw_s, raw_e, dim=1).double(), atol=1e-5, rtol=0,
+                               check_dtype=False)
 
 
 def test_identity_stylegan_crop_and_bad_crop(context, images):
@@ -419,6 +459,29 @@ def test_fid_folder_and_render_references(images, tmp_path):
         METRICS.get("fid")(ctx, feature_extractor=extractor, reference=str(tmp_path / "missing"))
 
 
+def test_fid_kid_refuse_references_and_subsets_too_small_to_measure(images, tmp_path):
+    """A reference of fewer than 2 images (an empty folder, one image) and KID subsets that cannot hold an unbiased
+    MMD are errors naming the value, not scipy's "infs or NaNs" or a silent NaN."""
+    from PIL import Image
+
+    source, edited = images
+    ctx, extractor = ScoringContext(judges={}), _FakeExtractor()
+    empty, single = tmp_path / "empty", tmp_path / "single"
+    empty.mkdir(), single.mkdir()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(single / "only.png")
+    for name in ("fid", "kid"):
+        for folder, count in ((empty, 0), (single, 1)):
+            metric = METRICS.get(name)(ctx, feature_extractor=extractor, reference=str(folder),
+                                       cache_dir=str(tmp_path / "c"))
+            with pytest.raises(BenchError, match=f"{name}: the reference .*{folder.name}.* holds {count} image"):
+                _set_value(metric, source, edited, [N])
+        with pytest.raises(BenchError, match="n_reference must be >= 2.*got 0"):
+            METRICS.get(name)(ctx, feature_extractor=extractor, reference="renders:zombie", n_reference=0)
+    for bad in ({"num_subsets": 0}, {"max_subset_size": 1}):
+        with pytest.raises(BenchError, match=f"{next(iter(bad))}={next(iter(bad.values()))}"):
+            METRICS.get("kid")(ctx, feature_extractor=extractor, **bad)
+
+
 def test_fid_with_judge_clip_features(context, clip, images, tmp_path):
     from metrics.fid import feature_stats, frechet_distance
 
@@ -498,28 +561,35 @@ def test_diversity_lpips_synthface(context, images):
 
 
 # ----------------------------------------------------------------------------------------------- attributes
-def test_attr_target_and_preserved(context, judge, images):
+def test_attr_target_and_preserved(attr_context, images):
     from zoo.synthface import DOMAIN_NAMES, value_index
 
+    judge = attr_context.judges["attributes"]
     source, edited = images
-    metric = METRICS.get("attr_target")(context)
-    out = _per_sample(metric, source, edited, N, expect={"hair_color": "purple", "domain": "zombie"})
-    with torch.no_grad():
-        pe, ps = judge.predict(edited), judge.predict(source)
-    hits = ((pe["hair_color"] == value_index("hair_color", "purple")).double()
+    metric = METRICS.get("attr_target")(attr_context)
+    out = _per_sample(metric, source, edited, N, expect={"eyes_closed": "closed", "domain": "zombie"})
+    pe, ps = judge.predict(edited), judge.predict(source)
+    hits = ((pe["eyes_closed"] == value_index("eyes_closed", "closed")).double()
             + (pe["domain"] == DOMAIN_NAMES.index("zombie")).double()) / 2
+    # the readings discriminate: half hits (one head of two) and whole ones, kept shares that vary, and the
+    # target read on the edit differs from the same read on the source
+    assert {0.5, 1.0} <= set(hits.tolist()) and 0.0 in hits.tolist()
+    assert (pe["eyes_closed"] != ps["eyes_closed"]).any() and (pe["hair_color"] != ps["hair_color"]).any()
     torch.testing.assert_close(out["attr_target"], hits)
-    others = [h for h in pe if h not in ("hair_color", "domain")]
+    others = [h for h in pe if h not in ("eyes_closed", "domain")]
     kept = torch.stack([(pe[h] == ps[h]).double() for h in others]).mean(0)
+    assert len(set(kept.tolist())) > 3
     torch.testing.assert_close(out["attr_preserved"], kept)
     # an unchanged image keeps everything; no expect → NaN target
     same = _per_sample(metric, source, source, N)
     assert torch.isnan(same["attr_target"]).all() and (same["attr_preserved"] == 1).all()
-    # a colourless target domain leaves the hair-colour head out of the preserved share
-    pencil = _per_sample(metric, source, edited, N, expect={"domain": "pencil"})
-    others = [h for h in pe if h not in ("hair_color", "domain")]
-    torch.testing.assert_close(pencil["attr_preserved"],
-                               torch.stack([(pe[h] == ps[h]).double() for h in others]).mean(0))
+    # a colourless target domain leaves the hair-colour head out of the preserved share; a domain with colour
+    # keeps it
+    for domain, skipped in (("pencil", ("hair_color", "domain")), ("comic", ("domain",))):
+        scored = _per_sample(metric, source, edited, N, expect={"domain": domain})
+        others = [h for h in pe if h not in skipped]
+        torch.testing.assert_close(scored["attr_preserved"],
+                                   torch.stack([(pe[h] == ps[h]).double() for h in others]).mean(0))
 
 
 def test_attr_target_without_expect(context, images):
@@ -546,9 +616,9 @@ PER_SAMPLE = [("identity", {"crop": "none"}), ("lpips_synthface", {}), ("attr_ta
 
 
 @pytest.mark.parametrize("name,params", PER_SAMPLE)
-def test_per_sample_batch_size_independence_and_determinism(context, images, name, params):
+def test_per_sample_batch_size_independence_and_determinism(context, attr_context, images, name, params):
     source, edited = images
-    metric = METRICS.get(name)(context, **params)
+    metric = METRICS.get(name)(attr_context if name == "attr_target" else context, **params)
     expect = {"hair_color": "purple"}
     runs = [_as_dict(metric, _per_sample(metric, source, edited, size, expect)) for size in (1, 7, 32)]
     runs.append(_as_dict(metric, _per_sample(metric, source, edited, 32, expect)))

@@ -72,10 +72,11 @@ def test_clip_score_x100_against_torchmetrics_clip_score(context, clip, images):
 
     flat = torch.linspace(-1, 1, 4).view(4, 1, 1, 1).expand(4, 3, 64, 64)
     cells = [(images[1], TARGET), (flat, "x")]
+    sources = [images[0], flat.flip(0)]  # sources unlike their edits: the score must be the edit's
     ours, theirs = METRICS.get("clip_score")(context), CLIPScore(lambda: (Model(), Processor()))
     means = []
     for cell, (edited, text) in enumerate(cells):
-        ours.update(EditBatch(edited, edited, text, NEUTRAL))
+        ours.update(EditBatch(sources[cell], edited, text, NEUTRAL))
         with torch.no_grad():
             theirs.update(list(edited), [text] * len(edited))
             per_image, _ = _clip_score_update(list(edited), [text] * len(edited), Model(), Processor())
@@ -105,7 +106,7 @@ def test_clip_embedding_is_open_clips_own_preprocessing_of_a_larger_image(contex
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
     metric = METRICS.get("clip_score")(context)
     torch.testing.assert_close(metric.embed(x), expected, atol=3e-3, rtol=0)
-    metric.update(EditBatch(x, x, TARGET, NEUTRAL))
+    metric.update(EditBatch(x.flip(0), x, TARGET, NEUTRAL))  # a source unlike the edit: the edit is scored
     torch.testing.assert_close(metric.compute()["clip_score"], expected @ _text(clip, [TARGET])[0], atol=1e-3, rtol=0)
 
 

@@ -56,6 +56,8 @@ DOMAINS: dict[str, DomainSpec] = {
 }
 DOMAIN_NAMES: tuple[str, ...] = tuple(DOMAINS)
 PHOTO = 0  # index of the photo domain
+COLOURLESS_DOMAINS = ("pencil", "marble")  # domains whose drawing leaves hair colour out (the judge's hair-colour
+# head is neither trained nor scored there)
 
 
 def domain_index(domain: str | int) -> int:

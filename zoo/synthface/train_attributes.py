@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.synthface import training
-from zoo.synthface.domains import DOMAIN_NAMES
+from zoo.synthface.domains import COLOURLESS_DOMAINS, DOMAIN_NAMES
 from zoo.synthface.nets import (ConvTrunk, adamw_with_decay_groups, count_parameters, training_domains,
                                  warmup_cosine)
 from zoo.synthface.params import ATTRIBUTE_SPECS, ATTRIBUTES, sample_params
@@ -37,7 +37,6 @@ from zoo.synthface.render import render
 
 NAME = "attributes"
 INPUT_SIZE = 64
-COLOURLESS_DOMAINS = ("pencil", "marble")  # hair colour is not visible: masked out of the hair_color loss
 
 DEFAULTS = {
     "seed": 0,
