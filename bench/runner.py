@@ -198,6 +198,13 @@ class Runner:
         self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
                                          for m in self.metrics if m.judge_is_loss_network()}
         self.store.open_run(self.manifest, options.resume, MATCH_KEYS, SESSION_KEYS)
+        # on a GPU, each variant's first apply runs once untimed before its timed cells: the first call of a kernel
+        # pays one-off costs (lazy module loading, cuBLAS/cuDNN handles and algorithm choice) that are no part of
+        # an edit's latency. On the CPU the first cell of a group times like the others (runs/faces-s22: batch 0
+        # over batch 1 of the same group, median 0.97-1.06 per variant), so nothing is repeated there
+        self.warm_up_apply = torch.device(options.device).type == "cuda"
+        self._warmed: set[str] = set()
+        self.manifest["apply_warmup"] = self.warm_up_apply
         self.images_dir = Path(options.out_dir) / "images"
         self.cache_dir = Path(options.prepare_cache or Path(options.out_dir) / "cache" / "prepare")
         self.sources = source_batches(suite.sources, self.losses, options.device, options.limit,
@@ -244,6 +251,8 @@ class Runner:
                                                             self.losses, self.options.device, cached)
             except Exception as exc:  # recorded, the run goes on
                 prepare_error = f"prepare: {_describe(exc)}"
+        if not prepare_error:
+            self._warm_up(method, spec, edit, cells)
         for cell in cells:
             if cell.batch == SET_BATCH:
                 continue
@@ -312,6 +321,19 @@ class Runner:
         failed = prepare_in_workers(jobs, self.suite, self.options.device, min(self.options.workers, len(jobs)),
                                     self.manifest["prepare_worker_threads"], on_prepared)
         return {job.cached: f"prepare: {_describe(exc)}" for job, exc in failed or ()}
+
+    def _warm_up(self, method: EditMethod, spec: MethodSpec, edit: Edit, cells: list[CellKey]) -> None:
+        """One untimed apply on the group's first batch, once per variant, when `warm_up_apply` (see __init__).
+        Its result is discarded; an error here is left to the timed cell, which records it."""
+        batches = [cell.batch for cell in cells if cell.batch != SET_BATCH]
+        if not self.warm_up_apply or spec.label in self._warmed or not batches:
+            return
+        self._warmed.add(spec.label)
+        try:
+            with labelled(f"{spec.label} · warm-up"):
+                method.apply(self.losses, self.sources[batches[0]], edit)
+        except Exception:  # the timed cell meets and records the same error
+            pass
 
     def _apply_cell(self, method: EditMethod, edit: Edit, cell: CellKey) -> None:
         sources: SourceBatch = self.sources[cell.batch]

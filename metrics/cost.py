@@ -15,6 +15,9 @@
 Registered names (all lower is better, one measurement per cell): `latency_prepare_s` (seconds per (method variant,
 edit, seed)), `latency_apply_ms` (milliseconds per edited image: a cell's apply time over its image count),
 `peak_mem_mb` (MiB over the apply phase of a cell), `prepare_peak_mem_mb` (MiB over the preparation phase).
+On a GPU the runner applies each variant once, untimed, before its first timed cell, so that one-off kernel
+costs (lazy loading, library handles, algorithm choice) stay out of `latency_apply_ms` and `peak_mem_mb`; on
+the CPU it does not (a group's first cell timed like the others: `bench.runner.Runner.warm_up_apply`).
 
 Reports pool `latency_apply_ms` per image, not per cell: each cell's value is weighted by its image count (batches
 differ in size, e.g. a smaller last batch), so the mean is total apply time over total edited images; its 95% CI

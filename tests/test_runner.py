@@ -67,6 +67,48 @@ def run(path, out, **options):
     return Runner(load_suite(path), path, RunOptions(out, **options)).run()
 
 
+class CountingBrighten(Brighten):
+    """Brighten that counts its applies and adds noise from the global RNG (so a warm-up that shifted the cells'
+    random streams would change their images)."""
+
+    calls: list[str] = []
+
+    def apply(self, backbones, sources, edit):
+        CountingBrighten.calls.append(edit.name)
+        noise = 0.01 * torch.randn(sources.images.shape)
+        return EditResult(edited_images=(sources.images + self.params["amount"] + noise).clamp(-1, 1))
+
+
+def test_a_gpu_run_warms_each_variant_up_once_untimed_and_keeps_its_results(tmp_path, tiny_world):
+    """On CUDA (`warm_up_apply`, forced here on the CPU) each variant's first group applies once more before its
+    timed cells, and only once per variant: the images and scores equal a run without it (every cell seeds its
+    own draws), and a CPU run neither warms up nor says so."""
+    METHODS.register("test_counting", CountingBrighten, replace=True)
+    try:
+        path = write_suite(tmp_path, tiny_world, """  - {name: test_counting, variant: a}
+  - {name: test_counting, variant: b, params: {amount: 0.2}}""")
+        runs = {}
+        for warm in (False, True):
+            CountingBrighten.calls = []
+            runner = Runner(load_suite(path), path, RunOptions(tmp_path / f"run-{warm}"))
+            assert runner.warm_up_apply is False and runner.manifest["apply_warmup"] is False
+            runner.warm_up_apply = warm
+            runner.run()
+            runs[warm] = CountingBrighten.calls
+        timed = 2 * 2 * 2  # variants × edits × source batches
+        assert len(runs[False]) == timed and len(runs[True]) == timed + 2  # one warm-up per variant, first edit
+        assert runs[True] == (["smile"] * 3 + ["old"] * 2) * 2  # per variant: warm-up + 2 batches, then 2 batches
+        for name in ("a", "b"):
+            for edit in ("smile", "old"):
+                first, second = (sorted((tmp_path / f"run-{w}" / "images" / name / edit / "seed0").iterdir())
+                                 for w in (False, True))
+                assert [f.name for f in first] == [f.name for f in second] and first
+                for a, b in zip(first, second):
+                    assert a.read_bytes() == b.read_bytes()
+    finally:
+        METHODS._entries.pop("test_counting", None)
+
+
 def test_runs_every_cell_and_scores_every_sample(tmp_path, tiny_world, brighten):
     path = write_suite(tmp_path, tiny_world, "  - {name: source}\n  - {name: test_brighten, variant: bright}")
     runner = Runner(load_suite(path), path, RunOptions(tmp_path / "run"))
