@@ -143,6 +143,34 @@ def test_init_from_exported_weights_continues_the_exported_network(tiny_arch, tm
     resumed.step(1)
 
 
+def test_export_checkpoint_writes_a_candidate_folder_beside_copies_of_the_committed(tiny_arch, tmp_path):
+    """`python -m zoo.synthface.train clip --run-dir R --export-checkpoint DIR`: the checkpoint's network (built from
+    the config it holds) exported into DIR, the other networks' files copied from the committed folder, none of the
+    committed network's own (its zero-shot readings would be stale there)."""
+    from bench.errors import CheckpointError
+    from zoo.synthface.train import export_checkpoint, main
+
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    for name in ("generator.safetensors", "judge_clip.json", "clip.json", "clip.zero_shot.json"):
+        (committed / name).write_text(name)
+    training.seed_everything(0)
+    trainable = train_clip.build(tiny_config(train_clip))
+    training.run_training(trainable, 2, tmp_path / "run", checkpoint_every=1, log_every=1, threads=1)
+    train_clip.export(trainable, weights_dir=tmp_path / "direct")
+    assert export_checkpoint("clip", tmp_path / "run", tmp_path / "out", committed=committed) == 2
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == [
+        "clip.json", "clip.safetensors", "generator.safetensors", "judge_clip.json"]
+    assert (tmp_path / "out" / "generator.safetensors").read_text() == "generator.safetensors"
+    direct, exported = (train_clip.load("clip", weights_dir=tmp_path / d).model.state_dict() for d in ("direct", "out"))
+    for key, value in direct.items():
+        assert torch.equal(value, exported[key]), key
+    with pytest.raises(CheckpointError, match="no checkpoint .*judge_clip/last.pt"):
+        export_checkpoint("judge_clip", tmp_path / "run", tmp_path / "out2", committed=committed)
+    assert main(["clip", "--run-dir", str(tmp_path / "run"), "--export-checkpoint", str(tmp_path / "out3")]) == 0
+    assert (tmp_path / "out3" / "clip.safetensors").read_bytes() == (tmp_path / "out" / "clip.safetensors").read_bytes()
+
+
 def test_image_aux_heads_learn_train_only_and_resume(tiny_arch, tmp_path):
     config = tiny_config(train_clip, image_aux_heads=["smile"], image_aux_weight=1.0, steps=3)
     training.seed_everything(0)

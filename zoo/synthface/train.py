@@ -54,6 +54,36 @@ def card_facts(args: argparse.Namespace, argv: list[str] | None, config: dict, r
             "hardware": training.hardware(args.device)}
 
 
+def export_checkpoint(network: str, run_dir: Path, out: Path,
+                      committed: Path = training.WEIGHTS_DIR) -> int:
+    """Export the checkpoint `run_dir/<network>/last.pt` (any step, finished or not) into the weights folder `out`,
+    beside copies of the other committed networks' files, so that a candidate can be judged in place of the
+    committed one (`tools/guidance_check.py --weights out`, `tools/gate_draws.py --weights out`, a suite's
+    `backbones: {set: {synthface: out}}`) without touching `committed`. The network is built from the config the
+    checkpoint holds, not from the command line. Returns the checkpoint's step."""
+    import shutil
+
+    from bench.errors import CheckpointError
+
+    trainer = importlib.import_module(TRAINERS[network])
+    ckpt = Path(run_dir) / network / "last.pt"
+    if not ckpt.is_file():
+        raise CheckpointError(f"no checkpoint {ckpt}: train with `python -m zoo.synthface.train {network} "
+                              f"--run-dir {run_dir} ...` first")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own file (RNG state, config)
+    config = dict(saved["config"], init_from=None)  # the checkpoint replaces every weight init_from would load
+    training.seed_everything(config["seed"])
+    trainable = trainer.build(config)
+    step, _ = training.load_checkpoint(ckpt, trainable)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in Path(committed).iterdir():
+        if path.is_file() and not path.name.startswith(f"{network}."):
+            shutil.copy2(path, out / path.name)
+    trainer.export(trainable, out)
+    return step
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo.synthface.train", description=__doc__.split("\n")[0])
     parser.add_argument("network", choices=sorted(TRAINERS))
@@ -65,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                         "(the data are rendered on the CPU unless --set render_device='\"model\"')")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--no-export", action="store_true", help="train only (e.g. a CI smoke run)")
+    parser.add_argument("--export-checkpoint", type=Path, metavar="DIR",
+                        help="train nothing: export the --run-dir checkpoint (its own config, any step) into DIR "
+                             "beside copies of the other committed networks, for checks with --weights DIR")
     args = parser.parse_args(argv)
+    if args.export_checkpoint is not None:
+        step = export_checkpoint(args.network, args.run_dir, args.export_checkpoint)
+        print(f"exported {args.network} at step {step} to {args.export_checkpoint}")
+        return 0
 
     trainer = importlib.import_module(TRAINERS[args.network])
     config = dict(trainer.DEFAULTS)
