@@ -55,8 +55,9 @@ CLIP_MINUTES=${CLIP_MINUTES:-0}
 CLIP_BATCH=${CLIP_BATCH:-256}
 CLIP_THREADS=${CLIP_THREADS:-1}
 CLIP_LR=${CLIP_LR:-0.0004}
-# 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/judge_clip.md, "Finer patches"); the CPU
-# trial recovered too slowly for a CPU session, so give it minutes and CLIP_LR=0.0008
+# 8: carry both CLIPs to 8-pixel patches first (train_clip.finer_patches; cards/judge_clip.md, "Finer patches"); give it
+# minutes and CLIP_LR=0.0008. A better zero-shot reader, not a better guide: an 8,000-step CPU run of the guide CLIP's
+# leg read smiles at 0.935 and left StyleCLIP optimisation at 0.495 (docs/results/styleclip-guidance.md)
 CLIP_PATCH=${CLIP_PATCH:-16}
 # > 0: the guide CLIP's leg (never the judge's) adds the edit-ranking term at this weight, with CLIP_RANK_DOMAINS of
 # its pairs domain pairs (zoo/synthface/edit_ranking.py; candidate l of cards/clip.md: 10 and 0.5 lifted the mapper
