@@ -197,7 +197,6 @@ class Runner:
         self.manifest["edits"] = [e.name for e in suite.edits]  # the suite's order, for per-edit tables
         self.manifest["metric_notes"] = {m.name: "the judge scoring this metric is also a loss network in this run"
                                          for m in self.metrics if m.judge_is_loss_network()}
-        self.store.open_run(self.manifest, options.resume, MATCH_KEYS, SESSION_KEYS)
         # on a GPU, each variant's first apply runs once untimed before its timed cells: the first call of a kernel
         # pays one-off costs (lazy module loading, cuBLAS/cuDNN handles and algorithm choice) that are no part of
         # an edit's latency. On the CPU the first cell of a group times like the others (runs/faces-s22: batch 0
@@ -205,6 +204,7 @@ class Runner:
         self.warm_up_apply = torch.device(options.device).type == "cuda"
         self._warmed: set[str] = set()
         self.manifest["apply_warmup"] = self.warm_up_apply
+        self.store.open_run(self.manifest, options.resume, MATCH_KEYS, SESSION_KEYS)
         self.images_dir = Path(options.out_dir) / "images"
         self.cache_dir = Path(options.prepare_cache or Path(options.out_dir) / "cache" / "prepare")
         self.sources = source_batches(suite.sources, self.losses, options.device, options.limit,

@@ -91,7 +91,7 @@ def test_a_gpu_run_warms_each_variant_up_once_untimed_and_keeps_its_results(tmp_
         for warm in (False, True):
             CountingBrighten.calls = []
             runner = Runner(load_suite(path), path, RunOptions(tmp_path / f"run-{warm}"))
-            assert runner.warm_up_apply is False and runner.manifest["apply_warmup"] is False
+            assert runner.warm_up_apply is False and runner.store.read_manifest()["apply_warmup"] is False
             runner.warm_up_apply = warm
             runner.run()
             runs[warm] = CountingBrighten.calls
