@@ -71,9 +71,8 @@ def export_checkpoint(network: str, run_dir: Path, out: Path,
         raise CheckpointError(f"no checkpoint {ckpt}: train with `python -m zoo.synthface.train {network} "
                               f"--run-dir {run_dir} ...` first")
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own file (RNG state, config)
-    config = dict(saved["config"], init_from=None)  # the checkpoint replaces every weight init_from would load
-    training.seed_everything(config["seed"])
-    trainable = trainer.build(config)
+    # the checkpoint replaces every weight (and the RNG state) that init_from or a seed would set
+    trainable = trainer.build(dict(saved["config"], init_from=None))
     step, _ = training.load_checkpoint(ckpt, trainable)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
